@@ -1,0 +1,30 @@
+//! The domain of establishment user management, modeled on Saudi Arabia's Muqeem and Qiwa
+//! platforms: organizations subscribe users from a prepaid balance, users activate by email
+//! link and SMS code, administrators grant per-establishment, per-service permissions,
+//! modify and suspend users, and seats expire yearly — every change audited.
+//!
+//! This crate holds the types (parsed at the edge, trusted inside), the rules as plain
+//! functions, the ports (store, mailer, SMS sender, clock) and the use cases over them. It
+//! knows nothing of AWS or HTTP: the `aws-adapters` and `gateway` crates do.
+
+pub mod app;
+pub mod audit;
+pub mod catalog;
+pub mod clock;
+pub mod contact;
+pub mod embedded;
+pub mod error;
+pub mod grants;
+pub mod identity;
+pub mod idempotency;
+pub mod ledger;
+pub mod messaging;
+pub mod money;
+pub mod organization;
+pub mod person;
+pub mod policy;
+pub mod pricing;
+pub mod secrets;
+pub mod store;
+pub mod usecases;
+pub mod user;

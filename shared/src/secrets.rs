@@ -1,0 +1,266 @@
+//! Activation link tokens and verification codes.
+//!
+//! The raw token or code exists only in memory between generation and sending; storage
+//! keeps a digest. Link tokens carry 256 random bits, so a plain SHA-256 is enough to make
+//! the stored digest useless to a thief. Codes have only a million values, so their digest
+//! is an HMAC under a server-side key: a leaked table cannot be brute-forced offline.
+
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use crate::identity::PersonId;
+use crate::organization::OrganizationId;
+
+/// How long an activation link works.
+pub const LINK_TOKEN_TTL: Duration = Duration::hours(72);
+/// How long an SMS or email code works.
+pub const CODE_TTL: Duration = Duration::minutes(10);
+/// Wrong tries after which a code is dead.
+pub const MAX_CODE_ATTEMPTS: u8 = 5;
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+/// The server-side key under which codes are digested. At least 32 bytes.
+#[derive(Clone)]
+pub struct CodeKey(Vec<u8>);
+
+impl CodeKey {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, &'static str> {
+        if bytes.len() < 32 {
+            return Err("the code key must be at least 32 bytes");
+        }
+        Ok(CodeKey(bytes))
+    }
+}
+
+impl std::fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeKey(..)")
+    }
+}
+
+/// What a code proves: activation of a user's mobile, or ownership of a new contact value.
+/// Bound into the digest so a code for one purpose cannot be replayed for another.
+#[derive(Debug, Clone, Copy)]
+pub enum CodePurpose<'a> {
+    ActivateMobile,
+    VerifyEmail(&'a str),
+    VerifyMobile(&'a str),
+}
+
+/// The stored form of a link token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenDigest {
+    pub sha256: String,
+    #[serde(with = "crate::clock::utc")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The stored form of a code, with its count of wrong tries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeDigest {
+    pub hmac: String,
+    #[serde(with = "crate::clock::utc")]
+    pub expires_at: OffsetDateTime,
+    pub failed_attempts: u8,
+}
+
+/// A freshly generated secret: the raw value to send and the digest to store.
+pub struct Issued<D> {
+    pub raw: String,
+    pub digest: D,
+}
+
+/// The outcome of checking a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    Accepted,
+    Wrong { remaining: u8 },
+    Locked,
+    Expired,
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    bytes
+}
+
+pub fn new_link_token(now: OffsetDateTime) -> Issued<TokenDigest> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let digest = TokenDigest { sha256: token_sha256(&raw), expires_at: now + LINK_TOKEN_TTL };
+    Issued { raw, digest }
+}
+
+/// The lookup key of a link token.
+pub fn token_sha256(raw: &str) -> String {
+    hex::encode(Sha256::digest(raw.as_bytes()))
+}
+
+/// Six uniformly random digits (rejection sampling, so no digit is more likely).
+fn six_digits() -> String {
+    loop {
+        let value = u32::from_le_bytes(random_bytes::<4>());
+        // 4_294_000_000 is the largest multiple of 1_000_000 below 2^32.
+        if value < 4_294_000_000 {
+            return format!("{:06}", value % 1_000_000);
+        }
+    }
+}
+
+fn code_hmac(key: &CodeKey, organization: &OrganizationId, user: &PersonId, purpose: CodePurpose<'_>, code: &str) -> HmacSha256 {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&key.0).expect("HMAC accepts keys of any length");
+    let purpose = match purpose {
+        CodePurpose::ActivateMobile => "activate-mobile".to_owned(),
+        CodePurpose::VerifyEmail(value) => format!("verify-email:{value}"),
+        CodePurpose::VerifyMobile(value) => format!("verify-mobile:{value}"),
+    };
+    for part in [organization.as_str(), user.as_str(), purpose.as_str(), code] {
+        mac.update(&(part.len() as u32).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    mac
+}
+
+pub fn new_code(
+    key: &CodeKey,
+    organization: &OrganizationId,
+    user: &PersonId,
+    purpose: CodePurpose<'_>,
+    now: OffsetDateTime,
+) -> Issued<CodeDigest> {
+    let raw = six_digits();
+    let hmac = hex::encode(code_hmac(key, organization, user, purpose, &raw).finalize().into_bytes());
+    Issued { raw, digest: CodeDigest { hmac, expires_at: now + CODE_TTL, failed_attempts: 0 } }
+}
+
+impl CodeDigest {
+    pub fn is_locked(&self) -> bool {
+        self.failed_attempts >= MAX_CODE_ATTEMPTS
+    }
+
+    /// Checks a submitted code and counts a wrong try. The comparison is constant-time.
+    pub fn check(
+        &mut self,
+        key: &CodeKey,
+        organization: &OrganizationId,
+        user: &PersonId,
+        purpose: CodePurpose<'_>,
+        submitted: &str,
+        now: OffsetDateTime,
+    ) -> CodeCheck {
+        if self.is_locked() {
+            return CodeCheck::Locked;
+        }
+        if now >= self.expires_at {
+            return CodeCheck::Expired;
+        }
+        let Ok(expected) = hex::decode(&self.hmac) else {
+            return CodeCheck::Locked;
+        };
+        let matches = code_hmac(key, organization, user, purpose, submitted.trim()).verify_slice(&expected).is_ok();
+        if matches {
+            CodeCheck::Accepted
+        } else {
+            self.failed_attempts = self.failed_attempts.saturating_add(1);
+            if self.is_locked() {
+                CodeCheck::Locked
+            } else {
+                CodeCheck::Wrong { remaining: MAX_CODE_ATTEMPTS - self.failed_attempts }
+            }
+        }
+    }
+}
+
+/// A digest of a request body or an idempotency key, for comparing without storing them.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn key() -> CodeKey {
+        CodeKey::new(vec![7; 32]).unwrap()
+    }
+
+    fn who() -> (OrganizationId, PersonId) {
+        (OrganizationId::parse("7001234567").unwrap(), PersonId::parse("1000000008").unwrap())
+    }
+
+    #[test]
+    fn link_tokens_have_256_bits_and_store_only_their_hash() {
+        let now = datetime!(2026-11-23 10:00 UTC);
+        let token = new_link_token(now);
+        assert_eq!(token.raw.len(), 43);
+        assert_ne!(token.digest.sha256, token.raw);
+        assert_eq!(token.digest.sha256, token_sha256(&token.raw));
+        assert_eq!(token.digest.expires_at, now + Duration::hours(72));
+        assert_ne!(new_link_token(now).raw, token.raw);
+    }
+
+    #[test]
+    fn a_code_is_six_digits_and_its_digest_is_not_the_code() {
+        let (org, user) = who();
+        let code = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, datetime!(2026-11-23 10:00 UTC));
+        assert_eq!(code.raw.len(), 6);
+        assert!(code.raw.bytes().all(|b| b.is_ascii_digit()));
+        assert!(!code.digest.hmac.contains(&code.raw));
+        assert_eq!(code.digest.hmac.len(), 64);
+    }
+
+    #[test]
+    fn the_right_code_is_accepted_and_wrong_ones_count_down_to_a_lock() {
+        let (org, user) = who();
+        let now = datetime!(2026-11-23 10:00 UTC);
+        let issued = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now);
+        let wrong = if issued.raw == "000000" { "111111" } else { "000000" };
+        let mut digest = issued.digest.clone();
+        for remaining in (1..MAX_CODE_ATTEMPTS).rev() {
+            assert_eq!(digest.check(&key(), &org, &user, CodePurpose::ActivateMobile, wrong, now), CodeCheck::Wrong { remaining });
+        }
+        assert_eq!(digest.check(&key(), &org, &user, CodePurpose::ActivateMobile, wrong, now), CodeCheck::Locked);
+        // Once dead, even the right code is refused.
+        assert_eq!(digest.check(&key(), &org, &user, CodePurpose::ActivateMobile, &issued.raw, now), CodeCheck::Locked);
+
+        let mut fresh = issued.digest;
+        assert_eq!(fresh.check(&key(), &org, &user, CodePurpose::ActivateMobile, &issued.raw, now), CodeCheck::Accepted);
+    }
+
+    #[test]
+    fn a_code_expires_after_ten_minutes() {
+        let (org, user) = who();
+        let now = datetime!(2026-11-23 10:00 UTC);
+        let issued = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now);
+        let mut digest = issued.digest.clone();
+        assert_eq!(
+            digest.check(&key(), &org, &user, CodePurpose::ActivateMobile, &issued.raw, now + Duration::minutes(10)),
+            CodeCheck::Expired
+        );
+        let mut digest = issued.digest;
+        assert_eq!(
+            digest.check(&key(), &org, &user, CodePurpose::ActivateMobile, &issued.raw, now + Duration::seconds(599)),
+            CodeCheck::Accepted
+        );
+    }
+
+    #[test]
+    fn a_code_is_bound_to_its_purpose_user_and_key() {
+        let (org, user) = who();
+        let now = datetime!(2026-11-23 10:00 UTC);
+        let issued = new_code(&key(), &org, &user, CodePurpose::VerifyEmail("a@example.com"), now);
+        let other_user = PersonId::parse("2000000006").unwrap();
+        let mut d = issued.digest.clone();
+        assert_ne!(d.check(&key(), &org, &user, CodePurpose::VerifyEmail("b@example.com"), &issued.raw, now), CodeCheck::Accepted);
+        let mut d2 = issued.digest.clone();
+        assert_ne!(d2.check(&key(), &org, &other_user, CodePurpose::VerifyEmail("a@example.com"), &issued.raw, now), CodeCheck::Accepted);
+        let other_key = CodeKey::new(vec![8; 32]).unwrap();
+        let mut d3 = issued.digest;
+        assert_ne!(d3.check(&other_key, &org, &user, CodePurpose::VerifyEmail("a@example.com"), &issued.raw, now), CodeCheck::Accepted);
+    }
+}

@@ -1,0 +1,471 @@
+//! The storage port.
+//!
+//! Use cases read what they need in one batch, decide, and commit every change as one
+//! atomic list of writes, each conditional on the state it was decided from. The key
+//! scheme below is shared by every adapter, so the embedded store orders and pages exactly
+//! like DynamoDB.
+//!
+//! | record       | table    | partition key        | sort key                         |
+//! |--------------|----------|----------------------|----------------------------------|
+//! | organization | users    | `ORG#{org}`          | `PROFILE`                        |
+//! | user         | users    | `ORG#{org}`          | `USER#{id}`                      |
+//! | person       | users    | `PERSON#{id}`        | `PROFILE`                        |
+//! | balance      | balances | `ORG#{org}`          | `BALANCE`                        |
+//! | ledger entry | balances | `ORG#{org}`          | `LEDGER#{time}#{entry}`          |
+//! | idempotency  | balances | `ORG#{org}`          | `IDEMPOTENCY#{scope}#{key hash}` |
+//! | audit entry  | audit    | `ORG#{org}`/`PLATFORM` | `{time}#{entry}`               |
+//!
+//! Indexes (sparse: only records that need them carry the attributes):
+//! - users `by_sweep_day`: `sweep_day` = `SWEEP#{YYYY-MM-DD}`, `sweep_at` = time of the
+//!   seat's next reminder or expiry. The sweep's work is exactly the items under today's
+//!   (and a few missed days') partitions.
+//! - users `by_link_token`: `link_token` = SHA-256 of an unused activation link token.
+//! - audit `by_target`: `target` = `ORG#{org}#USER#{id}`, `sk`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use async_trait::async_trait;
+use base64::Engine;
+use time::{Date, OffsetDateTime};
+
+use crate::audit::{AuditAction, AuditEntry, AuditScope};
+use crate::clock::{day_key, key_timestamp};
+use crate::identity::PersonId;
+use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
+use crate::ledger::{Balance, LedgerEntry};
+use crate::organization::{EstablishmentId, Organization, OrganizationId};
+use crate::person::Person;
+use crate::user::{User, UserStatus};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Users,
+    Balances,
+    Audit,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Users, Table::Balances, Table::Audit];
+}
+
+pub const SWEEP_INDEX: &str = "by_sweep_day";
+pub const LINK_TOKEN_INDEX: &str = "by_link_token";
+pub const TARGET_INDEX: &str = "by_target";
+
+/// Where a record lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageKey {
+    pub table: Table,
+    pub pk: String,
+    pub sk: String,
+}
+
+pub fn organization_partition(organization: &OrganizationId) -> String {
+    format!("ORG#{}", organization.as_str())
+}
+
+fn user_sort_key(id: &PersonId) -> String {
+    format!("USER#{}", id.as_str())
+}
+
+pub const USER_PREFIX: &str = "USER#";
+pub const LEDGER_PREFIX: &str = "LEDGER#";
+
+pub fn audit_partition(scope: &AuditScope) -> String {
+    match scope {
+        AuditScope::Organization(organization) => organization_partition(organization),
+        AuditScope::Platform => "PLATFORM".to_owned(),
+    }
+}
+
+pub fn audit_target(organization: &OrganizationId, user: &PersonId) -> String {
+    format!("ORG#{}#USER#{}", organization.as_str(), user.as_str())
+}
+
+/// What a use case asks to read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Organization(OrganizationId),
+    User(OrganizationId, PersonId),
+    Person(PersonId),
+    Balance(OrganizationId),
+    Idempotency(OrganizationId, IdempotencyScope, String),
+}
+
+impl Key {
+    pub fn storage_key(&self) -> StorageKey {
+        match self {
+            Key::Organization(org) => StorageKey { table: Table::Users, pk: organization_partition(org), sk: "PROFILE".into() },
+            Key::User(org, id) => StorageKey { table: Table::Users, pk: organization_partition(org), sk: user_sort_key(id) },
+            Key::Person(id) => StorageKey { table: Table::Users, pk: format!("PERSON#{}", id.as_str()), sk: "PROFILE".into() },
+            Key::Balance(org) => StorageKey { table: Table::Balances, pk: organization_partition(org), sk: "BALANCE".into() },
+            Key::Idempotency(org, scope, digest) => StorageKey {
+                table: Table::Balances,
+                pk: organization_partition(org),
+                sk: format!("IDEMPOTENCY#{}#{digest}", scope.as_str()),
+            },
+        }
+    }
+}
+
+/// Everything that can be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Organization(Organization),
+    User(User),
+    Person(Person),
+    Balance(Balance),
+    Ledger(LedgerEntry),
+    Audit(AuditEntry),
+    Idempotency(IdempotencyRecord),
+}
+
+/// Attributes an adapter stores beside a record so the indexes can find it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexAttributes {
+    pub sweep_day: Option<String>,
+    pub sweep_at: Option<String>,
+    pub link_token: Option<String>,
+    pub target: Option<String>,
+}
+
+impl Record {
+    pub fn storage_key(&self) -> StorageKey {
+        match self {
+            Record::Organization(o) => Key::Organization(o.id.clone()).storage_key(),
+            Record::User(u) => Key::User(u.organization.clone(), u.id.clone()).storage_key(),
+            Record::Person(p) => Key::Person(p.id.clone()).storage_key(),
+            Record::Balance(b) => Key::Balance(b.organization.clone()).storage_key(),
+            Record::Ledger(entry) => StorageKey {
+                table: Table::Balances,
+                pk: organization_partition(&entry.organization),
+                sk: format!("{LEDGER_PREFIX}{}#{}", key_timestamp(entry.at), entry.id),
+            },
+            Record::Audit(entry) => StorageKey {
+                table: Table::Audit,
+                pk: audit_partition(&entry.scope),
+                sk: format!("{}#{}", key_timestamp(entry.at), entry.id),
+            },
+            Record::Idempotency(record) => {
+                Key::Idempotency(record.organization.clone(), record.scope, record.key_digest.clone()).storage_key()
+            }
+        }
+    }
+
+    /// The optimistic-concurrency version of mutable records.
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Record::Organization(o) => Some(o.version),
+            Record::User(u) => Some(u.version),
+            Record::Person(p) => Some(p.version),
+            Record::Balance(b) => Some(b.version),
+            Record::Ledger(_) | Record::Audit(_) | Record::Idempotency(_) => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Organization(_) => "organization",
+            Record::User(_) => "user",
+            Record::Person(_) => "person",
+            Record::Balance(_) => "balance",
+            Record::Ledger(_) => "ledger_entry",
+            Record::Audit(_) => "audit_entry",
+            Record::Idempotency(_) => "idempotency",
+        }
+    }
+
+    pub fn index_attributes(&self) -> IndexAttributes {
+        match self {
+            Record::User(user) => {
+                let mut attributes = IndexAttributes::default();
+                if let Some((at, _)) = user.next_sweep() {
+                    attributes.sweep_day = Some(format!("SWEEP#{}", day_key(at)));
+                    attributes.sweep_at = Some(key_timestamp(at));
+                }
+                if user.activation.email_confirmed_at.is_none() {
+                    attributes.link_token = user.activation.email_token.as_ref().map(|token| token.sha256.clone());
+                }
+                attributes
+            }
+            Record::Audit(entry) => IndexAttributes {
+                target: match (&entry.scope, &entry.target) {
+                    (AuditScope::Organization(org), Some(target)) => Some(audit_target(org, target)),
+                    _ => None,
+                },
+                ..IndexAttributes::default()
+            },
+            _ => IndexAttributes::default(),
+        }
+    }
+}
+
+/// The condition a write is committed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing is stored under the key.
+    Absent,
+    /// The stored record has this version (the one the decision was made from).
+    Version(u64),
+    /// Nothing is stored, or what is stored expired before this instant (idempotency
+    /// records outlive their meaning until the table's TTL removes them).
+    AbsentOrExpiredBefore(OffsetDateTime),
+    /// Something is stored under the key (for amending a record that has no version).
+    Present,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub record: Record,
+    pub expect: Expect,
+}
+
+impl Write {
+    pub fn create(record: Record) -> Self {
+        Write { record, expect: Expect::Absent }
+    }
+
+    /// Replaces a record read at `version`; the new record must carry `version + 1`.
+    pub fn replace(record: Record, read_version: u64) -> Self {
+        debug_assert_eq!(record.version(), Some(read_version + 1), "a replaced record carries the next version");
+        Write { record, expect: Expect::Version(read_version) }
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("a stored item could not be read: {0}")]
+    Corrupt(String),
+    #[error("the cursor is not valid for this listing")]
+    InvalidCursor,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// A condition did not hold (someone changed the data since it was read), or a
+    /// concurrent transaction touched the same items. `failed` lists the positions of the
+    /// writes whose condition failed (empty for a plain transaction conflict).
+    #[error("a write condition did not hold (writes {failed:?})")]
+    Conflict { failed: Vec<usize> },
+    #[error("the store is unavailable; nothing was written")]
+    Unavailable(#[source] BoxError),
+    /// The request may or may not have been applied (a timeout after sending, say).
+    #[error("the outcome of the write is unknown")]
+    Unknown(#[source] BoxError),
+}
+
+/// The records a batch read found, by key.
+#[derive(Debug, Default, Clone)]
+pub struct Loaded(HashMap<StorageKey, Record>);
+
+impl Loaded {
+    pub fn new(records: impl IntoIterator<Item = Record>) -> Self {
+        Loaded(records.into_iter().map(|record| (record.storage_key(), record)).collect())
+    }
+
+    fn get(&self, key: Key) -> Option<&Record> {
+        self.0.get(&key.storage_key())
+    }
+
+    pub fn organization(&self, id: &OrganizationId) -> Option<&Organization> {
+        match self.get(Key::Organization(id.clone())) {
+            Some(Record::Organization(o)) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn user(&self, organization: &OrganizationId, id: &PersonId) -> Option<&User> {
+        match self.get(Key::User(organization.clone(), id.clone())) {
+            Some(Record::User(u)) => Some(u),
+            _ => None,
+        }
+    }
+
+    pub fn person(&self, id: &PersonId) -> Option<&Person> {
+        match self.get(Key::Person(id.clone())) {
+            Some(Record::Person(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn balance(&self, organization: &OrganizationId) -> Option<&Balance> {
+        match self.get(Key::Balance(organization.clone())) {
+            Some(Record::Balance(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn idempotency(&self, organization: &OrganizationId, scope: IdempotencyScope, digest: &str) -> Option<&IdempotencyRecord> {
+        match self.get(Key::Idempotency(organization.clone(), scope, digest.to_owned())) {
+            Some(Record::Idempotency(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// An opaque position in a listing: the key attributes of the last item returned,
+/// base64url-encoded. Adapters check it belongs to the listing it is used with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cursor(String);
+
+impl fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Cursor(..)")
+    }
+}
+
+impl Cursor {
+    pub fn from_client(text: &str) -> Self {
+        Cursor(text.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn encode(key: &BTreeMap<String, String>) -> Self {
+        let json = serde_json::to_vec(key).expect("a map of strings serializes");
+        Cursor(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+    }
+
+    pub fn decode(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(self.0.as_bytes())
+            .map_err(|_| StoreError::InvalidCursor)?;
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub cursor: Option<Cursor>,
+    pub limit: usize,
+}
+
+impl PageRequest {
+    pub fn first(limit: usize) -> Self {
+        PageRequest { cursor: None, limit }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Present when there may be more items.
+    pub next: Option<Cursor>,
+}
+
+/// Which users a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub status: Option<UserStatus>,
+    /// Users assigned to any of these establishments.
+    pub establishments: Option<BTreeSet<EstablishmentId>>,
+    /// Used to classify members whose seat ended before the sweep marked them expired.
+    pub now: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    pub scope: AuditScope,
+    /// Only entries about this user (uses the `by_target` index).
+    pub target: Option<PersonId>,
+    pub actions: Option<BTreeSet<AuditAction>>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    /// Only entries touching any of these establishments (a delegated admin's view).
+    pub establishments: Option<BTreeSet<EstablishmentId>>,
+}
+
+/// An item the sweep could not read; it is logged and skipped.
+#[derive(Debug, Clone)]
+pub struct BadItem {
+    pub key: String,
+    pub problem: String,
+}
+
+/// Reading and atomically writing records.
+#[async_trait]
+pub trait Records: Send + Sync {
+    /// Reads records by key in one request (strongly consistent). Missing ones are absent.
+    async fn load(&self, keys: &[Key]) -> Result<Loaded, StoreError>;
+
+    /// Applies every write or none. Conditions are checked atomically with the writes.
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError>;
+}
+
+/// Listings and index lookups.
+#[async_trait]
+pub trait Queries: Send + Sync {
+    /// The organization's users, in ID order.
+    async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError>;
+
+    /// Audit entries, newest first.
+    async fn audit(&self, query: &AuditQuery, page: PageRequest) -> Result<Page<AuditEntry>, StoreError>;
+
+    /// Ledger entries, newest first.
+    async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError>;
+
+    /// Users whose next sweep step falls on `day` at or before `until`.
+    async fn due_for_sweep(&self, day: Date, until: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError>;
+
+    /// The user holding an unused activation link token with this SHA-256.
+    async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError>;
+}
+
+/// A complete store.
+pub trait Store: Records + Queries {}
+
+impl<T: Records + Queries> Store for T {}
+
+/// The sweep partition key for a day.
+pub fn sweep_partition(day: Date) -> String {
+    format!("SWEEP#{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
+}
+
+/// Whether a user matches a listing filter (shared by the embedded store and by tests).
+pub fn user_matches(user: &User, filter: &UserFilter) -> bool {
+    let status_ok = match (filter.status, filter.now) {
+        (None, _) => true,
+        (Some(wanted), Some(now)) => user.effective_status(now) == wanted,
+        (Some(wanted), None) => user.status == wanted,
+    };
+    let establishment_ok = filter
+        .establishments
+        .as_ref()
+        .is_none_or(|wanted| user.establishments.iter().any(|e| wanted.contains(e)));
+    status_ok && establishment_ok
+}
+
+/// Whether an audit entry matches a query's filters (time range aside, which is a key range).
+pub fn audit_matches(entry: &AuditEntry, query: &AuditQuery) -> bool {
+    let action_ok = query.actions.as_ref().is_none_or(|actions| actions.contains(&entry.action));
+    let establishment_ok = query
+        .establishments
+        .as_ref()
+        .is_none_or(|wanted| entry.establishments.iter().any(|e| wanted.contains(e)));
+    let target_ok = query.target.as_ref().is_none_or(|target| entry.target.as_ref() == Some(target));
+    action_ok && establishment_ok && target_ok
+}
+
+/// The inclusive sort-key range of an audit query's time window.
+pub fn audit_sort_range(query: &AuditQuery) -> (String, String) {
+    let low = query.from.map(key_timestamp).unwrap_or_default();
+    // `~` sorts after every character used in our sort keys.
+    let high = query.to.map(|to| format!("{}~", key_timestamp(to))).unwrap_or_else(|| "~".to_owned());
+    (low, high)
+}

@@ -1,0 +1,366 @@
+//! A user of an organization: a subscribed person (or the organization's manager), with the
+//! seat that pays for the access, the grants, contact details and activation state.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::clock::Timestamp;
+use crate::contact::{Email, Language, SaudiMobile};
+use crate::grants::Grants;
+use crate::identity::PersonId;
+use crate::money::Halalas;
+use crate::organization::{EstablishmentId, OrganizationId, PricingPlan};
+use crate::person::PersonName;
+use crate::secrets::{CodeDigest, TokenDigest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The unified-number manager: may do everything in the organization, needs no seat
+    /// (except under Qiwa's rule for adding non-employees) and cannot be suspended.
+    Manager,
+    Member,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// Subscribed; waiting for the email link and the SMS code to be confirmed.
+    PendingActivation,
+    Active,
+    /// Permanently stopped by an administrator; the seat ended with it.
+    Suspended,
+    /// The seat ran out and was not renewed.
+    Expired,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::PendingActivation => "pending_activation",
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+            UserStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(input: &str) -> Option<Self> {
+        [UserStatus::PendingActivation, UserStatus::Active, UserStatus::Suspended, UserStatus::Expired]
+            .into_iter()
+            .find(|status| status.as_str() == input)
+    }
+}
+
+/// Muqeem's user types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserType {
+    ResidentsAndPartners,
+    PartnersOnly,
+}
+
+/// A days-before-expiry reminder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reminder {
+    #[serde(rename = "30_days")]
+    ThirtyDays,
+    #[serde(rename = "7_days")]
+    SevenDays,
+    #[serde(rename = "1_day")]
+    OneDay,
+}
+
+impl Reminder {
+    /// Most distant first.
+    pub const ALL: [Reminder; 3] = [Reminder::ThirtyDays, Reminder::SevenDays, Reminder::OneDay];
+
+    pub fn before_expiry(self) -> Duration {
+        match self {
+            Reminder::ThirtyDays => Duration::days(30),
+            Reminder::SevenDays => Duration::days(7),
+            Reminder::OneDay => Duration::days(1),
+        }
+    }
+}
+
+/// One paid (or free) year of access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seat {
+    pub id: String,
+    #[serde(with = "crate::clock::utc")]
+    pub starts_at: OffsetDateTime,
+    #[serde(with = "crate::clock::utc")]
+    pub ends_at: OffsetDateTime,
+    pub price: Halalas,
+    #[serde(default)]
+    pub reminders_sent: BTreeSet<Reminder>,
+}
+
+impl Seat {
+    pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+}
+
+/// What the sweep must do next for a seat, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepStep {
+    Remind(Reminder),
+    Expire,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channels {
+    pub email: bool,
+    pub sms: bool,
+}
+
+/// Which kinds of notice go to email and which to SMS. Codes and activation links are not
+/// configurable: they always go where they must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationSettings {
+    pub expiry_reminders: Channels,
+    pub account_notices: Channels,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            expiry_reminders: Channels { email: true, sms: true },
+            account_notices: Channels { email: true, sms: false },
+        }
+    }
+}
+
+/// Progress of activation and the live secrets for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    #[serde(default, with = "crate::clock::utc::option", skip_serializing_if = "Option::is_none")]
+    pub email_confirmed_at: Option<OffsetDateTime>,
+    #[serde(default, with = "crate::clock::utc::option", skip_serializing_if = "Option::is_none")]
+    pub mobile_confirmed_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_token: Option<TokenDigest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile_code: Option<CodeDigest>,
+}
+
+impl Activation {
+    pub fn is_complete(&self) -> bool {
+        self.email_confirmed_at.is_some() && self.mobile_confirmed_at.is_some()
+    }
+}
+
+/// A new email or mobile waiting for its owner to prove they receive it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingContact<T> {
+    pub value: T,
+    pub code: CodeDigest,
+    pub requested_by: PersonId,
+    #[serde(with = "crate::clock::utc")]
+    pub requested_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub by: PersonId,
+    pub reason: String,
+    #[serde(with = "crate::clock::utc")]
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub organization: OrganizationId,
+    pub id: PersonId,
+    pub role: Role,
+    /// The organization's plan, copied here so a permission check needs this record only.
+    pub plan: PricingPlan,
+    pub status: UserStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<UserType>,
+    pub name: PersonName,
+    pub email: Email,
+    pub mobile: SaudiMobile,
+    pub language: Language,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_title: Option<String>,
+    #[serde(default)]
+    pub notifications: NotificationSettings,
+    pub establishments: BTreeSet<EstablishmentId>,
+    #[serde(default)]
+    pub grants: Grants,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<Seat>,
+    /// Seats this user held before the current one (renewed, expired or suspended).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past_seats: Vec<Seat>,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_email: Option<PendingContact<Email>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_mobile: Option<PendingContact<SaudiMobile>>,
+    /// When activation messages were re-sent recently (for the rate limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_resends: Vec<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<Suspension>,
+    #[serde(with = "crate::clock::utc")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "crate::clock::utc")]
+    pub updated_at: OffsetDateTime,
+    pub version: u64,
+}
+
+impl User {
+    pub fn is_manager(&self) -> bool {
+        self.role == Role::Manager
+    }
+
+    /// A seat past its end grants nothing, whatever the stored status says: expiry is
+    /// enforced at request time, not left to the sweep.
+    pub fn seat_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.seat.as_ref().is_some_and(|seat| seat.is_valid_at(now))
+    }
+
+    /// May this user act at all right now? Managers always may; members need to be
+    /// active with a seat that has not run out.
+    pub fn can_act_at(&self, now: OffsetDateTime) -> bool {
+        match self.role {
+            Role::Manager => true,
+            Role::Member => self.status == UserStatus::Active && self.seat_valid_at(now),
+        }
+    }
+
+    /// The status as callers should see it: an active or pending member whose seat ran out
+    /// is expired even before the sweep has written it.
+    pub fn effective_status(&self, now: OffsetDateTime) -> UserStatus {
+        match self.status {
+            UserStatus::Active | UserStatus::PendingActivation
+                if self.role == Role::Member && !self.seat_valid_at(now) =>
+            {
+                UserStatus::Expired
+            }
+            status => status,
+        }
+    }
+
+    /// Holds a seat that still runs (a new subscription for this person would duplicate it).
+    pub fn holds_running_seat(&self, now: OffsetDateTime) -> bool {
+        matches!(self.status, UserStatus::Active | UserStatus::PendingActivation) && self.seat_valid_at(now)
+    }
+
+    /// The next thing the expiry sweep must do for this user, if anything.
+    pub fn next_sweep(&self) -> Option<(OffsetDateTime, SweepStep)> {
+        if matches!(self.status, UserStatus::Suspended | UserStatus::Expired) {
+            return None;
+        }
+        let seat = self.seat.as_ref()?;
+        let reminder = Reminder::ALL
+            .into_iter()
+            .find(|reminder| !seat.reminders_sent.contains(reminder))
+            .map(|reminder| (seat.ends_at - reminder.before_expiry(), SweepStep::Remind(reminder)));
+        Some(reminder.unwrap_or((seat.ends_at, SweepStep::Expire)))
+    }
+
+    /// What is due at `now`: expiry once the seat has ended, otherwise the most urgent
+    /// reminder whose time has come (earlier ones that were missed are skipped, not sent late).
+    pub fn sweep_due_at(&self, now: OffsetDateTime) -> Option<SweepStep> {
+        let (first_due, _) = self.next_sweep()?;
+        if now < first_due {
+            return None;
+        }
+        let seat = self.seat.as_ref()?;
+        if now >= seat.ends_at {
+            return Some(SweepStep::Expire);
+        }
+        Reminder::ALL
+            .into_iter()
+            .rev()
+            .find(|reminder| now >= seat.ends_at - reminder.before_expiry() && !seat.reminders_sent.contains(reminder))
+            .map(SweepStep::Remind)
+    }
+
+    /// Establishments in which this user may use services: those with at least one grant.
+    pub fn granted_establishments(&self) -> BTreeSet<EstablishmentId> {
+        self.grants.establishments().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn member_with_seat(ends_at: OffsetDateTime) -> User {
+        let now = ends_at - Duration::days(365);
+        User {
+            organization: OrganizationId::parse("7001234567").unwrap(),
+            id: PersonId::parse("1000000008").unwrap(),
+            role: Role::Member,
+            plan: PricingPlan::Muqeem,
+            status: UserStatus::Active,
+            user_type: None,
+            name: PersonName { ar: None, en: Some("A".into()) },
+            email: Email::parse("a@example.com").unwrap(),
+            mobile: SaudiMobile::parse("0512345678").unwrap(),
+            language: Language::En,
+            job_title: None,
+            notifications: NotificationSettings::default(),
+            establishments: BTreeSet::new(),
+            grants: Grants::default(),
+            seat: Some(Seat { id: "s".into(), starts_at: now, ends_at, price: Halalas::ZERO, reminders_sent: BTreeSet::new() }),
+            past_seats: vec![],
+            activation: Activation::default(),
+            pending_email: None,
+            pending_mobile: None,
+            recent_resends: vec![],
+            suspension: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn an_ended_seat_grants_nothing_even_before_the_sweep() {
+        let end = datetime!(2027-11-23 10:00 UTC);
+        let user = member_with_seat(end);
+        assert!(user.can_act_at(end - Duration::seconds(1)));
+        assert!(!user.can_act_at(end));
+        assert_eq!(user.effective_status(end), UserStatus::Expired);
+    }
+
+    #[test]
+    fn reminders_come_thirty_seven_and_one_day_before_then_expiry() {
+        let end = datetime!(2027-11-23 10:00 UTC);
+        let mut user = member_with_seat(end);
+        assert_eq!(user.next_sweep(), Some((end - Duration::days(30), SweepStep::Remind(Reminder::ThirtyDays))));
+        assert_eq!(user.sweep_due_at(end - Duration::days(31)), None);
+        assert_eq!(user.sweep_due_at(end - Duration::days(30)), Some(SweepStep::Remind(Reminder::ThirtyDays)));
+        user.seat.as_mut().unwrap().reminders_sent.insert(Reminder::ThirtyDays);
+        assert_eq!(user.next_sweep(), Some((end - Duration::days(7), SweepStep::Remind(Reminder::SevenDays))));
+        user.seat.as_mut().unwrap().reminders_sent.extend([Reminder::SevenDays, Reminder::OneDay]);
+        assert_eq!(user.next_sweep(), Some((end, SweepStep::Expire)));
+        assert_eq!(user.sweep_due_at(end), Some(SweepStep::Expire));
+    }
+
+    #[test]
+    fn a_late_sweep_sends_only_the_most_urgent_reminder() {
+        let end = datetime!(2027-11-23 10:00 UTC);
+        let user = member_with_seat(end);
+        assert_eq!(user.sweep_due_at(end - Duration::days(5)), Some(SweepStep::Remind(Reminder::SevenDays)));
+        assert_eq!(user.sweep_due_at(end + Duration::days(5)), Some(SweepStep::Expire));
+    }
+
+    #[test]
+    fn suspended_users_need_no_sweep() {
+        let mut user = member_with_seat(datetime!(2027-11-23 10:00 UTC));
+        user.status = UserStatus::Suspended;
+        assert_eq!(user.next_sweep(), None);
+    }
+}
