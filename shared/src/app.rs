@@ -31,11 +31,19 @@ impl Default for RetryPolicy {
 pub struct Settings {
     pub catalog: Arc<Catalog>,
     pub pricing: PricingConfig,
-    pub code_key: CodeKey,
+    /// The key codes are digested under. Functions that never issue or check a code run
+    /// without one.
+    pub code_key: Option<CodeKey>,
     /// The activation link is this text followed by the token, e.g.
     /// `https://portal.example.sa/activate#token=`.
     pub activation_link_prefix: String,
     pub retry: RetryPolicy,
+}
+
+impl Settings {
+    pub fn code_key(&self) -> Result<&CodeKey, crate::error::Error> {
+        self.code_key.as_ref().ok_or_else(|| crate::error::Error::internal("CODE_HMAC_KEY is not configured for this function"))
+    }
 }
 
 #[derive(Clone)]

@@ -49,10 +49,7 @@ pub enum Platform {
 
 impl Platform {
     pub fn serves(self, plan: PricingPlan) -> bool {
-        matches!(
-            (self, plan),
-            (Platform::Both, _) | (Platform::Muqeem, PricingPlan::Muqeem) | (Platform::Qiwa, PricingPlan::Qiwa)
-        )
+        matches!((self, plan), (Platform::Both, _) | (Platform::Muqeem, PricingPlan::Muqeem) | (Platform::Qiwa, PricingPlan::Qiwa))
     }
 }
 

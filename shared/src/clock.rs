@@ -63,9 +63,7 @@ const KEY_TIMESTAMP: &[BorrowedFormatItem<'static>] =
 
 /// A fixed-width UTC timestamp that sorts as text in time order; used inside storage keys.
 pub fn key_timestamp(at: OffsetDateTime) -> String {
-    at.to_offset(UtcOffset::UTC)
-        .format(KEY_TIMESTAMP)
-        .expect("a UTC timestamp always formats")
+    at.to_offset(UtcOffset::UTC).format(KEY_TIMESTAMP).expect("a UTC timestamp always formats")
 }
 
 /// `YYYY-MM-DD` of the UTC day containing `at`.
@@ -103,9 +101,9 @@ pub mod utc {
 
         pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<OffsetDateTime>, D::Error> {
             match Option::<String>::deserialize(deserializer)? {
-                Some(raw) => super::super::parse_rfc3339(&raw)
-                    .map(Some)
-                    .ok_or_else(|| serde::de::Error::custom("not an RFC 3339 timestamp")),
+                Some(raw) => {
+                    super::super::parse_rfc3339(&raw).map(Some).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 timestamp"))
+                }
                 None => Ok(None),
             }
         }
@@ -118,9 +116,7 @@ pub fn parse_rfc3339(input: &str) -> Option<OffsetDateTime> {
 }
 
 pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.to_offset(UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("a UTC timestamp always formats")
+    at.to_offset(UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).expect("a UTC timestamp always formats")
 }
 
 /// Parses a `YYYY-MM-DD` date.
@@ -158,7 +154,7 @@ mod tests {
 
     #[test]
     fn parses_dates() {
-        assert_eq!(parse_date("2027-02-28"), Some(time::macros::date!(2027-02-28)));
+        assert_eq!(parse_date("2027-02-28"), Some(time::macros::date!(2027 - 02 - 28)));
         assert_eq!(parse_date("2027-02-30"), None);
         assert_eq!(parse_date("soon"), None);
     }

@@ -34,10 +34,7 @@ impl Email {
         // names and IP-literal domains.
         email_address::EmailAddress::parse_with_options(
             &lower,
-            email_address::Options::default()
-                .with_required_tld()
-                .without_display_text()
-                .without_domain_literal(),
+            email_address::Options::default().with_required_tld().without_display_text().without_domain_literal(),
         )
         .map_err(|_| InvalidEmail)?;
         Ok(Email(lower))
@@ -88,9 +85,7 @@ impl SaudiMobile {
         } else {
             compact.as_str()
         };
-        let valid = national.len() == 9
-            && national.starts_with('5')
-            && national.bytes().all(|b| b.is_ascii_digit());
+        let valid = national.len() == 9 && national.starts_with('5') && national.bytes().all(|b| b.is_ascii_digit());
         if !valid {
             return Err(InvalidMobile);
         }

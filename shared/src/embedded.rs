@@ -161,10 +161,18 @@ fn prefix_range(prefix: &str) -> (String, String) {
 impl Queries for EmbeddedStore {
     async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError> {
         let records = self.lock();
-        walk(&records, Table::Users, &organization_partition(organization), prefix_range(USER_PREFIX), false, &page, |record| match record {
-            Record::User(user) if user_matches(user, filter) => Some(user.clone()),
-            _ => None,
-        })
+        walk(
+            &records,
+            Table::Users,
+            &organization_partition(organization),
+            prefix_range(USER_PREFIX),
+            false,
+            &page,
+            |record| match record {
+                Record::User(user) if user_matches(user, filter) => Some(user.clone()),
+                _ => None,
+            },
+        )
     }
 
     async fn audit(&self, query: &AuditQuery, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
@@ -177,9 +185,11 @@ impl Queries for EmbeddedStore {
 
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
         let records = self.lock();
-        walk(&records, Table::Balances, &organization_partition(organization), prefix_range(LEDGER_PREFIX), true, &page, |record| match record {
-            Record::Ledger(entry) => Some(entry.clone()),
-            _ => None,
+        walk(&records, Table::Balances, &organization_partition(organization), prefix_range(LEDGER_PREFIX), true, &page, |record| {
+            match record {
+                Record::Ledger(entry) => Some(entry.clone()),
+                _ => None,
+            }
         })
     }
 
@@ -214,9 +224,7 @@ impl Queries for EmbeddedStore {
                     key.get("pk").cloned().unwrap_or_default(),
                     key.get("sk").cloned().unwrap_or_default(),
                 );
-                due.iter()
-                    .position(|(at, k, _)| (at.clone(), k.pk.clone(), k.sk.clone()) > position)
-                    .unwrap_or(due.len())
+                due.iter().position(|(at, k, _)| (at.clone(), k.pk.clone(), k.sk.clone()) > position).unwrap_or(due.len())
             }
         };
         let slice = &due[start..];

@@ -44,9 +44,7 @@ impl Grants {
     }
 
     pub fn cells(&self) -> impl Iterator<Item = Cell> + '_ {
-        self.0
-            .iter()
-            .flat_map(|(establishment, services)| services.iter().map(move |s| (establishment.clone(), s.clone())))
+        self.0.iter().flat_map(|(establishment, services)| services.iter().map(move |s| (establishment.clone(), s.clone())))
     }
 
     pub fn matrix(&self) -> &BTreeMap<EstablishmentId, BTreeSet<ServiceCode>> {

@@ -151,7 +151,7 @@ fn ten_digits_with_valid_check(input: &str) -> Result<String, IdError> {
 
 /// The Luhn check used by Saudi ID numbers: doubling every second digit from the right.
 fn luhn_valid(digits: &str) -> bool {
-    luhn_sum(digits) % 10 == 0
+    luhn_sum(digits).is_multiple_of(10)
 }
 
 fn luhn_sum(digits: &str) -> u32 {
@@ -174,10 +174,7 @@ fn luhn_sum(digits: &str) -> u32 {
 /// Completes nine digits with the check digit that makes them a valid ID number.
 /// Used by the demo seed and by tests to make valid numbers.
 pub fn with_check_digit(first_nine: &str) -> String {
-    assert!(
-        first_nine.len() == 9 && first_nine.bytes().all(|b| b.is_ascii_digit()),
-        "nine ASCII digits expected"
-    );
+    assert!(first_nine.len() == 9 && first_nine.bytes().all(|b| b.is_ascii_digit()), "nine ASCII digits expected");
     let with_zero = format!("{first_nine}0");
     let remainder = luhn_sum(&with_zero) % 10;
     let check = (10 - remainder) % 10;

@@ -61,6 +61,10 @@ pub enum Direction {
 pub struct LedgerEntry {
     pub organization: OrganizationId,
     pub id: String,
+    /// The order in which money moved: the balance version the entry's commit produced,
+    /// times 100, plus the entry's position in that commit. Commits on a balance are
+    /// serialized by its version, so this order is exact even when clocks tie.
+    pub sequence: u64,
     #[serde(with = "crate::clock::utc")]
     pub at: OffsetDateTime,
     pub direction: Direction,
@@ -69,4 +73,9 @@ pub struct LedgerEntry {
     pub reason: LedgerReason,
     pub actor: Actor,
     pub request_id: String,
+}
+
+/// The sequence number of the `position`-th entry of a commit producing `balance_version`.
+pub fn ledger_sequence(balance_version: u64, position: usize) -> u64 {
+    balance_version * 100 + position as u64
 }

@@ -44,14 +44,8 @@ impl EstablishmentId {
     pub fn parse(input: &str) -> Result<Self, InvalidEstablishmentId> {
         let normalized: String = input.trim().chars().map(ascii_digit).collect();
         let (office, sequence) = normalized.split_once('-').ok_or(InvalidEstablishmentId)?;
-        let digits = |part: &str, max: usize| {
-            !part.is_empty() && part.len() <= max && part.bytes().all(|b| b.is_ascii_digit())
-        };
-        if digits(office, 3) && digits(sequence, 9) {
-            Ok(EstablishmentId(normalized))
-        } else {
-            Err(InvalidEstablishmentId)
-        }
+        let digits = |part: &str, max: usize| !part.is_empty() && part.len() <= max && part.bytes().all(|b| b.is_ascii_digit());
+        if digits(office, 3) && digits(sequence, 9) { Ok(EstablishmentId(normalized)) } else { Err(InvalidEstablishmentId) }
     }
 
     pub fn as_str(&self) -> &str {

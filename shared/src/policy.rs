@@ -147,11 +147,8 @@ fn delegated_admin_may_manage(admin: &User, target: &User, every: bool) -> Resul
         return Err(refuse(Kind::CannotManageManager, "nobody but the manager acts on the manager's account"));
     }
     let administered = admin.grants.administered();
-    let allowed = if every {
-        target.establishments.iter().all(|e| administered.contains(e))
-    } else {
-        shares_establishment(&administered, target)
-    };
+    let allowed =
+        if every { target.establishments.iter().all(|e| administered.contains(e)) } else { shares_establishment(&administered, target) };
     if allowed {
         Ok(())
     } else {
@@ -328,9 +325,5 @@ pub fn check_access(user: Option<&User>, establishment: &EstablishmentId, servic
     if user.is_manager() {
         return if user.establishments.contains(establishment) { CheckReason::Manager } else { CheckReason::NoGrant };
     }
-    if user.grants.holds(establishment, &service.code) {
-        CheckReason::Granted
-    } else {
-        CheckReason::NoGrant
-    }
+    if user.grants.holds(establishment, &service.code) { CheckReason::Granted } else { CheckReason::NoGrant }
 }

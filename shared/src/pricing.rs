@@ -87,10 +87,7 @@ mod tests {
     fn the_first_muqeem_seat_ever_is_free_and_later_ones_cost_150_riyals() {
         let pricing = PricingConfig::bundled();
         let org = organization(PricingPlan::Muqeem, &[SizeTier::Giant]);
-        assert_eq!(
-            pricing.seat_prices(&org, 0, 3),
-            vec![Halalas::ZERO, Halalas::from_riyals(150), Halalas::from_riyals(150)]
-        );
+        assert_eq!(pricing.seat_prices(&org, 0, 3), vec![Halalas::ZERO, Halalas::from_riyals(150), Halalas::from_riyals(150)]);
         assert_eq!(pricing.seat_price(&org, 1), Halalas::from_riyals(150));
         assert_eq!(pricing.renewal_price(&org), Halalas::from_riyals(150));
     }

@@ -88,6 +88,13 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// `bytes` random bytes as lower-case hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).expect("the operating system's random source failed");
+    hex::encode(buffer)
+}
+
 pub fn new_link_token(now: OffsetDateTime) -> Issued<TokenDigest> {
     use base64::Engine;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
@@ -166,11 +173,7 @@ impl CodeDigest {
             CodeCheck::Accepted
         } else {
             self.failed_attempts = self.failed_attempts.saturating_add(1);
-            if self.is_locked() {
-                CodeCheck::Locked
-            } else {
-                CodeCheck::Wrong { remaining: MAX_CODE_ATTEMPTS - self.failed_attempts }
-            }
+            if self.is_locked() { CodeCheck::Locked } else { CodeCheck::Wrong { remaining: MAX_CODE_ATTEMPTS - self.failed_attempts } }
         }
     }
 }

@@ -11,7 +11,7 @@
 //! | user         | users    | `ORG#{org}`          | `USER#{id}`                      |
 //! | person       | users    | `PERSON#{id}`        | `PROFILE`                        |
 //! | balance      | balances | `ORG#{org}`          | `BALANCE`                        |
-//! | ledger entry | balances | `ORG#{org}`          | `LEDGER#{time}#{entry}`          |
+//! | ledger entry | balances | `ORG#{org}`          | `LEDGER#{sequence}`              |
 //! | idempotency  | balances | `ORG#{org}`          | `IDEMPOTENCY#{scope}#{key hash}` |
 //! | audit entry  | audit    | `ORG#{org}`/`PLATFORM` | `{time}#{entry}`               |
 //!
@@ -19,8 +19,8 @@
 //! - users `by_sweep_day`: `sweep_day` = `SWEEP#{YYYY-MM-DD}`, `sweep_at` = time of the
 //!   seat's next reminder or expiry. The sweep's work is exactly the items under today's
 //!   (and a few missed days') partitions.
-//! - users `by_link_token`: `link_token` = SHA-256 of an unused activation link token.
-//! - audit `by_target`: `target` = `ORG#{org}#USER#{id}`, `sk`.
+//! - users `by_link_token`: `link_token` = SHA-256 of the user's current activation link token.
+//! - audit `by_target`: `audit_target` = `ORG#{org}#USER#{id}`, `sk`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -31,8 +31,8 @@ use time::{Date, OffsetDateTime};
 
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
 use crate::clock::{day_key, key_timestamp};
-use crate::identity::PersonId;
 use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
+use crate::identity::PersonId;
 use crate::ledger::{Balance, LedgerEntry};
 use crate::organization::{EstablishmentId, Organization, OrganizationId};
 use crate::person::Person;
@@ -112,6 +112,9 @@ impl Key {
 }
 
 /// Everything that can be stored.
+// A request moves a handful of records; boxing the large user variant would cost more
+// reading than the bytes it saves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Organization(Organization),
@@ -142,7 +145,7 @@ impl Record {
             Record::Ledger(entry) => StorageKey {
                 table: Table::Balances,
                 pk: organization_partition(&entry.organization),
-                sk: format!("{LEDGER_PREFIX}{}#{}", key_timestamp(entry.at), entry.id),
+                sk: format!("{LEDGER_PREFIX}{:020}", entry.sequence),
             },
             Record::Audit(entry) => StorageKey {
                 table: Table::Audit,
@@ -186,9 +189,9 @@ impl Record {
                     attributes.sweep_day = Some(format!("SWEEP#{}", day_key(at)));
                     attributes.sweep_at = Some(key_timestamp(at));
                 }
-                if user.activation.email_confirmed_at.is_none() {
-                    attributes.link_token = user.activation.email_token.as_ref().map(|token| token.sha256.clone());
-                }
+                // Kept after use, so a second click can be told "already used"; a resend
+                // replaces it, and the old link becomes unknown.
+                attributes.link_token = user.activation.email_token.as_ref().map(|token| token.sha256.clone());
                 attributes
             }
             Record::Audit(entry) => IndexAttributes {
@@ -343,9 +346,7 @@ impl Cursor {
     }
 
     pub fn decode(&self) -> Result<BTreeMap<String, String>, StoreError> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(self.0.as_bytes())
-            .map_err(|_| StoreError::InvalidCursor)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(self.0.as_bytes()).map_err(|_| StoreError::InvalidCursor)?;
         serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)
     }
 }
@@ -444,27 +445,23 @@ pub fn user_matches(user: &User, filter: &UserFilter) -> bool {
         (Some(wanted), Some(now)) => user.effective_status(now) == wanted,
         (Some(wanted), None) => user.status == wanted,
     };
-    let establishment_ok = filter
-        .establishments
-        .as_ref()
-        .is_none_or(|wanted| user.establishments.iter().any(|e| wanted.contains(e)));
+    let establishment_ok = filter.establishments.as_ref().is_none_or(|wanted| user.establishments.iter().any(|e| wanted.contains(e)));
     status_ok && establishment_ok
 }
 
 /// Whether an audit entry matches a query's filters (time range aside, which is a key range).
 pub fn audit_matches(entry: &AuditEntry, query: &AuditQuery) -> bool {
     let action_ok = query.actions.as_ref().is_none_or(|actions| actions.contains(&entry.action));
-    let establishment_ok = query
-        .establishments
-        .as_ref()
-        .is_none_or(|wanted| entry.establishments.iter().any(|e| wanted.contains(e)));
+    let establishment_ok = query.establishments.as_ref().is_none_or(|wanted| entry.establishments.iter().any(|e| wanted.contains(e)));
     let target_ok = query.target.as_ref().is_none_or(|target| entry.target.as_ref() == Some(target));
     action_ok && establishment_ok && target_ok
 }
 
 /// The inclusive sort-key range of an audit query's time window.
 pub fn audit_sort_range(query: &AuditQuery) -> (String, String) {
-    let low = query.from.map(key_timestamp).unwrap_or_default();
+    // Every sort key starts with a year; "0" sorts before all of them (DynamoDB refuses an
+    // empty string in a key condition).
+    let low = query.from.map(key_timestamp).unwrap_or_else(|| "0".to_owned());
     // `~` sorts after every character used in our sort keys.
     let high = query.to.map(|to| format!("{}~", key_timestamp(to))).unwrap_or_else(|| "~".to_owned());
     (low, high)

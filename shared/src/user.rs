@@ -240,9 +240,7 @@ impl User {
     /// is expired even before the sweep has written it.
     pub fn effective_status(&self, now: OffsetDateTime) -> UserStatus {
         match self.status {
-            UserStatus::Active | UserStatus::PendingActivation
-                if self.role == Role::Member && !self.seat_valid_at(now) =>
-            {
+            UserStatus::Active | UserStatus::PendingActivation if self.role == Role::Member && !self.seat_valid_at(now) => {
                 UserStatus::Expired
             }
             status => status,

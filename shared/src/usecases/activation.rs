@@ -7,17 +7,17 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use super::billing::activation_messages;
-use super::{Attempt, Committed, Delivery, RequestMeta, audit_entry, commit, send_email, send_sms, with_retries};
+use super::{Attempt, Committed, Delivery, RequestMeta, audit_entry, commit, send_email, send_sms};
 use crate::app::App;
 use crate::audit::AuditAction;
 use crate::clock::Timestamp;
 use crate::error::{Error, Kind, Rejection};
+use crate::identity::PersonId;
 use crate::organization::OrganizationId;
 use crate::policy::{Action, Caller, Standing, authorize};
 use crate::secrets::{CodeCheck, CodePurpose, new_code, new_link_token, token_sha256};
 use crate::store::{Key, Record, Write};
 use crate::user::{User, UserStatus};
-use crate::identity::PersonId;
 
 /// At most this many resends per user within `RESEND_WINDOW`.
 pub const RESEND_LIMIT: usize = 3;
@@ -84,7 +84,7 @@ pub async fn confirm_email(app: &App, request_id: &str, token: &str) -> Result<A
     // The first read goes through the token index; after a conflict we re-read the user by
     // key, which is strongly consistent.
     let mut known: Option<(OrganizationId, PersonId)> = None;
-    with_retries(app, async || {
+    Ok(retrying!(app, {
         let now = app.clock.now();
         let user = match &known {
             None => app.store.user_by_link_token(&sha256).await?,
@@ -102,7 +102,11 @@ pub async fn confirm_email(app: &App, request_id: &str, token: &str) -> Result<A
             return Err(Rejection::new(Kind::ActivationLinkUsed, "this activation link was already used").into());
         }
         if user.activation.email_token.as_ref().is_some_and(|t| now >= t.expires_at) {
-            return Err(Rejection::new(Kind::ActivationLinkExpired, "this activation link has expired; ask your administrator to resend it").into());
+            return Err(Rejection::new(
+                Kind::ActivationLinkExpired,
+                "this activation link has expired; ask your administrator to resend it",
+            )
+            .into());
         }
         let next = confirmed(&user, now, true);
         let meta = RequestMeta { caller: Caller::Person(user.id.clone()), request_id: request_id.to_owned() };
@@ -118,8 +122,7 @@ pub async fn confirm_email(app: &App, request_id: &str, token: &str) -> Result<A
             Committed::Yes => Ok(Attempt::Done(ActivationState::of(&next))),
             Committed::Conflict(_) | Committed::Unknown => Ok(Attempt::Retry),
         }
-    })
-    .await
+    }))
 }
 
 /// Confirms the SMS code. The caller is the user (token `sub`); wrong tries are counted
@@ -132,8 +135,8 @@ pub async fn confirm_mobile(app: &App, meta: &RequestMeta, organization: &Organi
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Rejection::invalid_request("code", "the code is six digits").into());
     }
-    let key = &app.settings.code_key;
-    with_retries(app, async || {
+    let key = app.settings.code_key()?;
+    Ok(retrying!(app, {
         let now = app.clock.now();
         let loaded = app.store.load(&[Key::User(organization.clone(), me.clone())]).await?;
         let Some(user) = loaded.user(organization, me) else {
@@ -187,14 +190,11 @@ pub async fn confirm_mobile(app: &App, meta: &RequestMeta, organization: &Organi
             Committed::Yes => answer.map(Attempt::Done),
             Committed::Conflict(_) | Committed::Unknown => Ok(Attempt::Retry),
         }
-    })
-    .await
+    }))
 }
 
 pub(crate) fn wrong_code(remaining: u8) -> Error {
-    Rejection::new(Kind::WrongCode, format!("wrong code; {remaining} tries left"))
-        .detail("remaining_tries", remaining)
-        .into()
+    Rejection::new(Kind::WrongCode, format!("wrong code; {remaining} tries left")).detail("remaining_tries", remaining).into()
 }
 
 pub(crate) fn code_locked() -> Error {
@@ -226,8 +226,8 @@ pub async fn resend(
     if let Some(me) = meta.caller.person() {
         keys.push(Key::User(organization_id.clone(), me.clone()));
     }
-    let key = &app.settings.code_key;
-    let (organization, user, token, code) = with_retries(app, async || {
+    let key = app.settings.code_key()?;
+    let (organization, user, token, code) = retrying!(app, {
         let now = app.clock.now();
         let loaded = app.store.load(&keys).await?;
         let caller_user = meta.caller.person().and_then(|me| loaded.user(organization_id, me));
@@ -239,10 +239,8 @@ pub async fn resend(
         if target.status == UserStatus::Active {
             return Err(Rejection::new(Kind::AlreadyActive, "this account is already active").into());
         }
-        let pending = ResendChannels {
-            email: target.activation.email_confirmed_at.is_none(),
-            sms: target.activation.mobile_confirmed_at.is_none(),
-        };
+        let pending =
+            ResendChannels { email: target.activation.email_confirmed_at.is_none(), sms: target.activation.mobile_confirmed_at.is_none() };
         let wanted = asked.unwrap_or(pending);
         let channels = ResendChannels { email: wanted.email && pending.email, sms: wanted.sms && pending.sms };
         if !channels.email && !channels.sms {
@@ -281,8 +279,7 @@ pub async fn resend(
             Committed::Yes => Ok(Attempt::Done((organization.clone(), next, token, code))),
             Committed::Conflict(_) | Committed::Unknown => Ok(Attempt::Retry),
         }
-    })
-    .await?;
+    });
 
     let raw_token = token.as_ref().map_or("", |t| t.raw.as_str());
     let raw_code = code.as_ref().map_or("", |c| c.raw.as_str());

@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
-use super::{Attempt, Committed, Delivery, RequestMeta, audit_entry, commit, display_name, new_id, send_email, send_sms, with_retries};
+use super::{Attempt, Committed, Delivery, RequestMeta, audit_entry, commit, display_name, new_id, send_email, send_sms};
 use crate::app::App;
 use crate::audit::{Actor, AuditAction};
 use crate::clock::{one_year_after, utc};
 use crate::contact::Language;
 use crate::error::{Error, Kind, Rejection};
-use crate::identity::PersonId;
 use crate::idempotency::{IdempotencyRecord, IdempotencyScope, KEY_LIFETIME, key_digest};
-use crate::ledger::{Balance, Direction, LedgerEntry, LedgerReason, SeatPurchase};
+use crate::identity::PersonId;
+use crate::ledger::{Balance, Direction, LedgerEntry, LedgerReason, SeatPurchase, ledger_sequence};
 use crate::messaging::{EmailMessage, SmsMessage, Template};
 use crate::money::Halalas;
 use crate::organization::{EstablishmentId, Organization, OrganizationId, PricingPlan};
@@ -72,9 +72,11 @@ fn missing_balance(organization: &OrganizationId) -> Error {
     Error::internal(format!("organization {organization} has no balance record"))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ledger_entry(
     meta: &RequestMeta,
     organization: &OrganizationId,
+    sequence: u64,
     direction: Direction,
     amount: Halalas,
     balance_after: Halalas,
@@ -84,6 +86,7 @@ fn ledger_entry(
     LedgerEntry {
         organization: organization.clone(),
         id: new_id("entry"),
+        sequence,
         at,
         direction,
         amount,
@@ -142,7 +145,7 @@ pub async fn credit(app: &App, meta: &RequestMeta, command: Credit) -> Result<Ke
     let digest = key_digest(&reference);
     let request_digest = command.amount.get().to_string();
 
-    with_retries(app, async || {
+    Ok(retrying!(app, {
         let now = app.clock.now();
         let mut keys = vec![
             Key::Organization(organization.clone()),
@@ -161,6 +164,7 @@ pub async fn credit(app: &App, meta: &RequestMeta, command: Credit) -> Result<Ke
         let entry = ledger_entry(
             meta,
             organization,
+            ledger_sequence(balance.version + 1, 0),
             Direction::Credit,
             command.amount,
             available,
@@ -211,8 +215,7 @@ pub async fn credit(app: &App, meta: &RequestMeta, command: Credit) -> Result<Ke
             // The next read finds the record of whichever request won and replays or refuses.
             Committed::Conflict(_) | Committed::Unknown => Ok(Attempt::Retry),
         }
-    })
-    .await
+    }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -278,7 +281,9 @@ fn check_shape(command: &Subscribe) -> Result<(), Rejection> {
         if let Some(title) = &person.job_title
             && (title.trim().is_empty() || title.chars().count() > 100)
         {
-            return Err(Rejection::new(Kind::InvalidField, "a job title is 1 to 100 characters").field(format!("persons[{position}].job_title")));
+            return Err(
+                Rejection::new(Kind::InvalidField, "a job title is 1 to 100 characters").field(format!("persons[{position}].job_title"))
+            );
         }
     }
     Ok(())
@@ -380,7 +385,10 @@ pub async fn quote(app: &App, meta: &RequestMeta, command: Subscribe) -> Result<
     let total: Halalas = lines.iter().map(|line| line.price).sum();
     Ok(Quote {
         organization_id: organization_id.clone(),
-        persons: lines.iter().map(|line| QuoteLine { id: line.request.id.clone(), price_halalas: line.price, free: line.price.is_zero() }).collect(),
+        persons: lines
+            .iter()
+            .map(|line| QuoteLine { id: line.request.id.clone(), price_halalas: line.price, free: line.price.is_zero() })
+            .collect(),
         total_halalas: total,
         balance_halalas: balance.available,
         sufficient: total <= balance.available,
@@ -437,7 +445,13 @@ struct Outgoing {
     sms: SmsMessage,
 }
 
-pub(crate) fn activation_messages(app: &App, organization: &Organization, user: &User, token: &str, code: &str) -> (EmailMessage, SmsMessage) {
+pub(crate) fn activation_messages(
+    app: &App,
+    organization: &Organization,
+    user: &User,
+    token: &str,
+    code: &str,
+) -> (EmailMessage, SmsMessage) {
     let link = format!("{}{}", app.settings.activation_link_prefix, token);
     let name = display_name(user);
     let hours = LINK_TOKEN_TTL.whole_hours().to_string();
@@ -460,6 +474,7 @@ pub async fn subscribe(
     request_digest: &str,
 ) -> Result<KeyedResponse, Error> {
     check_shape(&command)?;
+    let code_key = app.settings.code_key()?;
     let organization_id = &command.organization;
     let digest = key_digest(idempotency_key);
     let establishments = all_establishments(&command);
@@ -469,7 +484,7 @@ pub async fn subscribe(
     // A commit whose outcome was unknown. If the next read finds its exact response stored,
     // it was ours, and its activation messages still have to go out.
     let mut unconfirmed: Option<(SubscriptionReceipt, IdempotencyRecord, Vec<Option<Outgoing>>)> = None;
-    let (receipt, record, outgoing) = match with_retries(app, async || {
+    let (receipt, record, outgoing) = match retrying!(app, {
         let now = app.clock.now();
         let loaded = app.store.load(&keys).await?;
         let standing = Standing::of(&meta.caller, loaded.organization(organization_id), caller_user(meta, &loaded, organization_id), now)?;
@@ -495,10 +510,14 @@ pub async fn subscribe(
         let mut users = Vec::with_capacity(lines.len());
         let mut outgoing = Vec::with_capacity(lines.len());
         let mut running = balance.available;
-        for line in &lines {
+        for (position, line) in lines.iter().enumerate() {
+            // Entries of one request are a microsecond apart, so listings show them in the
+            // order the balance moved.
+            let at = now + Duration::microseconds(position as i64);
             running = running.checked_sub(line.price).ok_or_else(|| Error::internal("running balance below zero"))?;
-            let seat = Seat { id: new_id("seat"), starts_at: now, ends_at: seat_ends_at, price: line.price, reminders_sent: BTreeSet::new() };
-            let (user, messages) = subscribed_user(app, organization, line, seat.clone(), now);
+            let seat =
+                Seat { id: new_id("seat"), starts_at: now, ends_at: seat_ends_at, price: line.price, reminders_sent: BTreeSet::new() };
+            let (user, messages) = subscribed_user(app, code_key, organization, line, seat.clone(), now);
             let resubscription = line.existing.is_some_and(|existing| !existing.is_manager());
             writes.push(match line.existing {
                 Some(existing) => Write::replace(Record::User(user.clone()), existing.version),
@@ -507,11 +526,12 @@ pub async fn subscribe(
             writes.push(Write::create(Record::Ledger(ledger_entry(
                 meta,
                 organization_id,
+                ledger_sequence(balance.version + 1, position),
                 Direction::Debit,
                 line.price,
                 running,
                 LedgerReason::Seat { seat_id: seat.id.clone(), person: user.id.clone(), purchase: SeatPurchase::Subscription },
-                now,
+                at,
             ))));
             writes.push(Write::create(Record::Audit(audit_entry(
                 meta,
@@ -526,7 +546,7 @@ pub async fn subscribe(
                     "user_type": user.user_type,
                     "resubscription": resubscription,
                 }),
-                now,
+                at,
             ))));
             users.push(SubscribedUser {
                 id: user.id.clone(),
@@ -578,9 +598,7 @@ pub async fn subscribe(
                 Ok(Attempt::Retry)
             }
         }
-    })
-    .await?
-    {
+    }) {
         Ok(committed) => committed,
         Err(replayed) => return Ok(replayed),
     };
@@ -618,7 +636,14 @@ async fn deliver_activation(
 }
 
 /// The user record a subscription writes, and the activation messages for it.
-fn subscribed_user(app: &App, organization: &Organization, line: &Line<'_>, seat: Seat, now: OffsetDateTime) -> (User, Option<Outgoing>) {
+fn subscribed_user(
+    app: &App,
+    code_key: &crate::secrets::CodeKey,
+    organization: &Organization,
+    line: &Line<'_>,
+    seat: Seat,
+    now: OffsetDateTime,
+) -> (User, Option<Outgoing>) {
     let request = line.request;
     let person = line.person;
     if let Some(manager) = line.existing.filter(|user| user.is_manager()) {
@@ -633,7 +658,7 @@ fn subscribed_user(app: &App, organization: &Organization, line: &Line<'_>, seat
         return (user, None);
     }
     let token = new_link_token(now);
-    let code = new_code(&app.settings.code_key, &organization.id, &person.id, CodePurpose::ActivateMobile, now);
+    let code = new_code(code_key, &organization.id, &person.id, CodePurpose::ActivateMobile, now);
     let mut past_seats = line.existing.map(|user| user.past_seats.clone()).unwrap_or_default();
     past_seats.extend(line.existing.and_then(|user| user.seat.clone()));
     let user = User {
@@ -687,7 +712,13 @@ pub struct RenewalReceipt {
 
 /// Extends a seat by one year at the current price: from its end if it still runs, from
 /// now if it ended less than `RENEWAL_GRACE` ago. Later than that, subscribe anew.
-pub async fn renew(app: &App, meta: &RequestMeta, command: Renew, idempotency_key: &str, request_digest: &str) -> Result<KeyedResponse, Error> {
+pub async fn renew(
+    app: &App,
+    meta: &RequestMeta,
+    command: Renew,
+    idempotency_key: &str,
+    request_digest: &str,
+) -> Result<KeyedResponse, Error> {
     let organization_id = &command.organization;
     let digest = key_digest(idempotency_key);
     let mut keys = vec![
@@ -698,7 +729,7 @@ pub async fn renew(app: &App, meta: &RequestMeta, command: Renew, idempotency_ke
     ];
     keys.extend(caller_key(meta, organization_id));
 
-    with_retries(app, async || {
+    Ok(retrying!(app, {
         let now = app.clock.now();
         let loaded = app.store.load(&keys).await?;
         let standing = Standing::of(&meta.caller, loaded.organization(organization_id), caller_user(meta, &loaded, organization_id), now)?;
@@ -712,7 +743,9 @@ pub async fn renew(app: &App, meta: &RequestMeta, command: Renew, idempotency_ke
         let organization = loaded.organization(organization_id).ok_or_else(Rejection::not_found)?;
         let balance = loaded.balance(organization_id).ok_or_else(|| missing_balance(organization_id))?;
         if target.status == UserStatus::Suspended {
-            return Err(Rejection::new(Kind::UserSuspended, "a suspended user's seat has ended for good; subscribe the person again").into());
+            return Err(
+                Rejection::new(Kind::UserSuspended, "a suspended user's seat has ended for good; subscribe the person again").into()
+            );
         }
         let Some(current) = target.seat.as_ref() else {
             return Err(Rejection::new(Kind::SeatExpired, "this user holds no seat to renew; subscribe instead").into());
@@ -774,6 +807,7 @@ pub async fn renew(app: &App, meta: &RequestMeta, command: Renew, idempotency_ke
             Write::create(Record::Ledger(ledger_entry(
                 meta,
                 organization_id,
+                ledger_sequence(balance.version + 1, 0),
                 Direction::Debit,
                 price,
                 balance_after,
@@ -801,8 +835,7 @@ pub async fn renew(app: &App, meta: &RequestMeta, command: Renew, idempotency_ke
             Committed::Conflict(failed) if failed.contains(&0) => Err(in_flight()),
             Committed::Conflict(_) | Committed::Unknown => Ok(Attempt::Retry),
         }
-    })
-    .await
+    }))
 }
 
 /// Who did a thing, for records written outside a request (the sweep).

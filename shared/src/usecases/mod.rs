@@ -16,10 +16,6 @@ use crate::policy::Caller;
 use crate::store::CommitError;
 use crate::user::User;
 
-pub mod activation;
-pub mod billing;
-pub mod onboarding;
-
 /// Who is asking, and the request's id for the audit trail and logs.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
@@ -29,9 +25,7 @@ pub struct RequestMeta {
 
 /// A random identifier with a readable prefix, e.g. `seat_3f9c…`.
 pub(crate) fn new_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 10];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    format!("{prefix}_{}", hex::encode(bytes))
+    format!("{prefix}_{}", crate::secrets::random_hex(10))
 }
 
 pub(crate) fn audit_entry(
@@ -83,22 +77,49 @@ pub(crate) async fn commit(app: &App, writes: Vec<crate::store::Write>) -> Resul
     }
 }
 
-/// Runs `attempt` until it is done, backing off with full jitter between tries. When the
+/// Backoff between attempts of a read-decide-commit loop, with full jitter. When the
 /// budget is spent the client gets 503 `busy` (and may retry safely).
-pub(crate) async fn with_retries<T>(app: &App, mut attempt: impl AsyncFnMut() -> Result<Attempt<T>, Error>) -> Result<T, Error> {
-    let policy = app.settings.retry;
-    for round in 0..policy.attempts {
-        match attempt().await? {
-            Attempt::Done(value) => return Ok(value),
-            Attempt::Retry => {
-                let ceiling = policy.base.saturating_mul(1u32 << round.min(16)).min(policy.cap);
-                crate::clock::pause(jitter(ceiling)).await;
+pub(crate) struct Backoff {
+    policy: crate::app::RetryPolicy,
+    round: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new(app: &App) -> Self {
+        Backoff { policy: app.settings.retry, round: 0 }
+    }
+
+    pub(crate) async fn wait(&mut self) -> Result<(), Error> {
+        self.round += 1;
+        if self.round >= self.policy.attempts {
+            tracing::warn!(attempts = self.policy.attempts, "gave up after repeated write conflicts");
+            return Err(Rejection::busy().into());
+        }
+        let ceiling = self.policy.base.saturating_mul(1u32 << self.round.min(16)).min(self.policy.cap);
+        crate::clock::pause(jitter(ceiling)).await;
+        Ok(())
+    }
+}
+
+/// Runs `$body` (an async block yielding `Result<Attempt<T>, Error>`) until it is done,
+/// backing off between tries; evaluates to the `T`, or returns the error.
+macro_rules! retrying {
+    ($app:expr, $body:block) => {{
+        let mut backoff = $crate::usecases::Backoff::new($app);
+        loop {
+            let attempt: Result<$crate::usecases::Attempt<_>, $crate::error::Error> = async $body.await;
+            match attempt? {
+                $crate::usecases::Attempt::Done(value) => break value,
+                $crate::usecases::Attempt::Retry => backoff.wait().await?,
             }
         }
-    }
-    tracing::warn!(attempts = policy.attempts, "gave up after repeated write conflicts");
-    Err(Rejection::busy().into())
+    }};
 }
+
+pub mod activation;
+pub mod billing;
+pub mod directory;
+pub mod onboarding;
 
 fn jitter(ceiling: Duration) -> Duration {
     let mut bytes = [0u8; 4];

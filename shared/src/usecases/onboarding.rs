@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 use time::Date;
 
-use super::{Attempt, Committed, RequestMeta, commit, new_id, with_retries};
+use super::{Attempt, Committed, RequestMeta, commit, new_id};
 use crate::app::App;
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
 use crate::contact::{Email, Language, SaudiMobile};
@@ -53,12 +53,9 @@ pub async fn onboard(app: &App, meta: &RequestMeta, command: Onboard) -> Result<
 
     // Set when a commit's outcome was unknown: finding our own organization then is success.
     let mut maybe_committed = false;
-    with_retries(app, async || {
+    Ok(retrying!(app, {
         let now = app.clock.now();
-        let loaded = app
-            .store
-            .load(&[Key::Organization(command.id.clone()), Key::Person(command.manager.clone())])
-            .await?;
+        let loaded = app.store.load(&[Key::Organization(command.id.clone()), Key::Person(command.manager.clone())]).await?;
         if let Some(existing) = loaded.organization(&command.id) {
             let ours = existing.name == command.name
                 && existing.plan == command.plan
@@ -70,9 +67,7 @@ pub async fn onboard(app: &App, meta: &RequestMeta, command: Onboard) -> Result<
             return Err(organization_exists());
         }
         let Some(manager) = loaded.person(&command.manager) else {
-            return Err(Rejection::new(Kind::PersonNotRegistered, "the manager is not in the person registry")
-                .field("manager_id")
-                .into());
+            return Err(Rejection::new(Kind::PersonNotRegistered, "the manager is not in the person registry").field("manager_id").into());
         };
         let organization = Organization {
             id: command.id.clone(),
@@ -136,8 +131,7 @@ pub async fn onboard(app: &App, meta: &RequestMeta, command: Onboard) -> Result<
                 Ok(Attempt::Retry)
             }
         }
-    })
-    .await
+    }))
 }
 
 fn organization_exists() -> Error {
@@ -180,7 +174,9 @@ pub async fn save_person(app: &App, meta: &RequestMeta, command: SavePerson) -> 
     }
     match (&command.id, command.iqama_expiry) {
         (PersonId::Iqama(_), None) => {
-            return Err(Rejection::new(Kind::IqamaExpiryRequired, "a resident's iqama expiry date is required").field("iqama_expiry").into());
+            return Err(Rejection::new(Kind::IqamaExpiryRequired, "a resident's iqama expiry date is required")
+                .field("iqama_expiry")
+                .into());
         }
         (PersonId::National(_), Some(_)) => {
             return Err(Rejection::new(Kind::InvalidField, "citizens have no iqama expiry").field("iqama_expiry").into());
@@ -188,7 +184,7 @@ pub async fn save_person(app: &App, meta: &RequestMeta, command: SavePerson) -> 
         _ => {}
     }
 
-    with_retries(app, async || {
+    Ok(retrying!(app, {
         let now = app.clock.now();
         let loaded = app.store.load(&[Key::Person(command.id.clone())]).await?;
         let existing = loaded.person(&command.id);
@@ -228,6 +224,5 @@ pub async fn save_person(app: &App, meta: &RequestMeta, command: SavePerson) -> 
             Committed::Yes => Ok(Attempt::Done(Saved { created: existing.is_none(), person })),
             Committed::Conflict(_) | Committed::Unknown => Ok(Attempt::Retry),
         }
-    })
-    .await
+    }))
 }

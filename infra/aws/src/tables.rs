@@ -1,0 +1,131 @@
+//! The DynamoDB tables: names from the environment, and their definition — the same one
+//! `template.yaml` deploys (a test in `tests/` fails when the two differ).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use domain::store::{LINK_TOKEN_INDEX, SWEEP_INDEX, TARGET_INDEX, Table};
+
+/// The physical table names, from `USERS_TABLE`, `BALANCES_TABLE` and `AUDIT_TABLE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    pub users: String,
+    pub balances: String,
+    pub audit: String,
+}
+
+impl TableNames {
+    pub fn from_env() -> Result<Self, String> {
+        let read = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+        Ok(TableNames { users: read("USERS_TABLE")?, balances: read("BALANCES_TABLE")?, audit: read("AUDIT_TABLE")? })
+    }
+
+    /// `{prefix}-users`, `{prefix}-balances`, `{prefix}-audit` (local runs and tests).
+    pub fn with_prefix(prefix: &str) -> Self {
+        TableNames { users: format!("{prefix}-users"), balances: format!("{prefix}-balances"), audit: format!("{prefix}-audit") }
+    }
+
+    pub fn of(&self, table: Table) -> &str {
+        match table {
+            Table::Users => &self.users,
+            Table::Balances => &self.balances,
+            Table::Audit => &self.audit,
+        }
+    }
+}
+
+/// A global secondary index: name, partition key, sort key. All project every attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub partition_key: &'static str,
+    pub sort_key: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub table: Table,
+    /// Every key attribute of the table and its indexes; all are strings.
+    pub attributes: Vec<&'static str>,
+    pub indexes: Vec<IndexSpec>,
+    /// The time-to-live attribute, if the table has one.
+    pub ttl_attribute: Option<&'static str>,
+}
+
+/// The TTL attribute of idempotency records (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expires_at_epoch";
+
+/// Every table: keys `pk` (partition) and `sk` (sort), on-demand billing.
+pub fn table_specs() -> Vec<TableSpec> {
+    vec![
+        TableSpec {
+            table: Table::Users,
+            attributes: vec!["pk", "sk", "sweep_day", "sweep_at", "link_token"],
+            indexes: vec![
+                IndexSpec { name: SWEEP_INDEX, partition_key: "sweep_day", sort_key: Some("sweep_at") },
+                IndexSpec { name: LINK_TOKEN_INDEX, partition_key: "link_token", sort_key: None },
+            ],
+            ttl_attribute: None,
+        },
+        TableSpec { table: Table::Balances, attributes: vec!["pk", "sk"], indexes: vec![], ttl_attribute: Some(TTL_ATTRIBUTE) },
+        TableSpec {
+            table: Table::Audit,
+            attributes: vec!["pk", "sk", "audit_target"],
+            indexes: vec![IndexSpec { name: TARGET_INDEX, partition_key: "audit_target", sort_key: Some("sk") }],
+            ttl_attribute: None,
+        },
+    ]
+}
+
+fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("name and type are set")
+}
+
+/// Creates the tables (for local runs against an emulator, and for tests). In AWS the
+/// tables come from `template.yaml`.
+pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aws_sdk_dynamodb::Error> {
+    for spec in table_specs() {
+        let name = names.of(spec.table);
+        let mut request = client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range));
+        for attribute in &spec.attributes {
+            request = request.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*attribute)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("name and type are set"),
+            );
+        }
+        for index in &spec.indexes {
+            let mut schema = vec![key(index.partition_key, KeyType::Hash)];
+            schema.extend(index.sort_key.map(|sort| key(sort, KeyType::Range)));
+            request = request.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .set_key_schema(Some(schema))
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build()
+                    .expect("name, schema and projection are set"),
+            );
+        }
+        request.send().await?;
+        if let Some(attribute) = spec.ttl_attribute {
+            client
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder().enabled(true).attribute_name(attribute).build().expect("fields are set"),
+                )
+                .send()
+                .await?;
+        }
+    }
+    Ok(())
+}

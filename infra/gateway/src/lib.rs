@@ -1,0 +1,354 @@
+//! The HTTP edge of every Lambda: reads the API Gateway HTTP API (payload 2.0) request,
+//! finds the route, the verified caller and the request id, and turns a use case's result
+//! into a response — errors included, in one place.
+//!
+//! The caller comes only from the JWT authorizer's verified claims in the request context
+//! (`sub`, and `role` for operators and platform services). Headers a client can set are
+//! never trusted for identity.
+
+pub mod bootstrap;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use domain::error::{Class, Error, Kind, Rejection};
+use domain::identity::PersonId;
+use domain::policy::Caller;
+use domain::store::{CommitError, StoreError};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use tracing::Instrument;
+
+pub use routes::Route;
+
+/// The largest request body accepted. Bigger ones get 413 before any parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request, understood.
+#[derive(Debug)]
+pub struct Incoming {
+    pub route: &'static Route,
+    pub caller: Caller,
+    pub request_id: String,
+    params: HashMap<String, String>,
+    query: HashMap<String, String>,
+    headers: lambda_http::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Incoming {
+    /// A path parameter the route declares (API Gateway only routes requests that have it).
+    pub fn param(&self, name: &str) -> &str {
+        self.params.get(name).map_or("", String::as_str)
+    }
+
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn meta(&self) -> domain::usecases::RequestMeta {
+        domain::usecases::RequestMeta { caller: self.caller.clone(), request_id: self.request_id.clone() }
+    }
+
+    /// The body as JSON of type `T`. Malformed JSON, a wrong type, a missing or an unknown
+    /// field: 400 `invalid_request` naming the field.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
+        parse_json(&self.body)
+    }
+
+    /// The body as generic JSON (for request digests).
+    pub fn json_value(&self) -> Result<Value, Rejection> {
+        parse_json(&self.body)
+    }
+
+    pub fn body_is_empty(&self) -> bool {
+        self.body.iter().all(u8::is_ascii_whitespace)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Rejection::invalid_request("body", "a JSON body is required"));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        let inner = error.into_inner();
+        let message = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => format!("the body is not valid JSON: {inner}"),
+            _ => strip_position(&inner.to_string()),
+        };
+        Rejection::invalid_request(&field, message)
+    })?;
+    deserializer.end().map_err(|_| Rejection::invalid_request("body", "unexpected data after the JSON value"))?;
+    Ok(value)
+}
+
+/// serde's messages end with " at line 1 column 42"; that helps nobody using an API.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(position) => message[..position].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// The caller from the authorizer's verified claims.
+fn caller_of(context: Option<&ApiGatewayV2httpRequestContext>, public: bool) -> Result<Caller, Rejection> {
+    if public {
+        return Ok(Caller::Anonymous);
+    }
+    let unauthenticated = || Rejection::new(Kind::Unauthenticated, "a valid bearer token is required");
+    let claims =
+        context.and_then(|c| c.authorizer.as_ref()).and_then(|a| a.jwt.as_ref()).map(|jwt| &jwt.claims).ok_or_else(unauthenticated)?;
+    let subject = claims.get("sub").filter(|s| !s.is_empty()).ok_or_else(unauthenticated)?;
+    match claims.get("role").map(String::as_str) {
+        Some("operator") => Ok(Caller::Operator(subject.clone())),
+        Some("service") => Ok(Caller::Service(subject.clone())),
+        None | Some("") | Some("user") => PersonId::parse(subject)
+            .map(Caller::Person)
+            .map_err(|_| Rejection::new(Kind::Unauthenticated, "the token's subject is not a national ID or iqama number")),
+        Some(_) => Err(Rejection::new(Kind::Unauthenticated, "the token's role is not recognized")),
+    }
+}
+
+/// What a route answers on success.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: &impl Serialize) -> Result<Reply, Error> {
+        let body = serde_json::to_vec(body).map_err(Error::internal)?;
+        Ok(Reply { status, content_type: "application/json", body, headers: vec![] })
+    }
+
+    /// A stored JSON response (idempotent replays), sent byte for byte.
+    pub fn stored_json(status: u16, body: String) -> Reply {
+        Reply { status, content_type: "application/json", body: body.into_bytes(), headers: vec![] }
+    }
+
+    pub fn csv(body: Vec<u8>, file_name: &str) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/csv; charset=utf-8",
+            body,
+            headers: vec![("content-disposition", format!("attachment; filename=\"{file_name}\""))],
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// The one place a rejection's class becomes an HTTP status.
+pub fn status_of(class: Class) -> u16 {
+    match class {
+        Class::BadRequest => 400,
+        Class::Unauthenticated => 401,
+        Class::PaymentRequired => 402,
+        Class::Forbidden => 403,
+        Class::NotFound => 404,
+        Class::Conflict => 409,
+        Class::Gone => 410,
+        Class::PayloadTooLarge => 413,
+        Class::Unprocessable => 422,
+        Class::Locked => 423,
+        Class::TooManyRequests => 429,
+        Class::Busy => 503,
+    }
+}
+
+fn response(status: u16, content_type: &str, body: Vec<u8>, headers: &[(&str, String)]) -> Response<Body> {
+    let mut builder = Response::builder().status(status).header("content-type", content_type);
+    for (name, value) in headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    builder.body(Body::Binary(body)).unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+fn error_body(code: &str, message: &str, details: &Map<String, Value>, request_id: &str) -> Vec<u8> {
+    let mut error = Map::new();
+    error.insert("code".into(), Value::String(code.to_owned()));
+    error.insert("message".into(), Value::String(message.to_owned()));
+    for (name, value) in details {
+        error.insert(name.clone(), value.clone());
+    }
+    serde_json::to_vec(&json!({ "error": error, "request_id": request_id })).unwrap_or_default()
+}
+
+pub fn rejection_response(rejection: &Rejection, request_id: &str) -> Response<Body> {
+    let details: Map<String, Value> = rejection.details.clone().into_iter().collect();
+    let body = error_body(rejection.kind.code(), &rejection.message, &details, request_id);
+    let mut headers = vec![];
+    if let Some(seconds) = rejection.retry_after {
+        headers.push(("retry-after", seconds.to_string()));
+    }
+    response(status_of(rejection.kind.class()), "application/json", body, &headers)
+}
+
+/// Whether an internal failure is a dependency being unavailable (503) rather than a bug (500).
+fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if matches!(error.downcast_ref::<StoreError>(), Some(StoreError::Unavailable(_)))
+            || matches!(error.downcast_ref::<CommitError>(), Some(CommitError::Unavailable(_) | CommitError::Unknown(_)))
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// The full cause chain of an error, for the log (never for the client).
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut current = error.source();
+    while let Some(cause) = current {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        current = cause.source();
+    }
+    chain
+}
+
+pub fn error_response(error: &Error, request_id: &str) -> Response<Body> {
+    match error {
+        Error::Rejected(rejection) => rejection_response(rejection, request_id),
+        Error::Internal(cause) => {
+            let unavailable = is_unavailable(cause.as_ref());
+            tracing::error!(cause = %cause_chain(cause.as_ref()), unavailable, "request failed");
+            let (status, code, headers) =
+                if unavailable { (503, "unavailable", vec![("retry-after", "1".to_owned())]) } else { (500, "internal", vec![]) };
+            response(status, "application/json", error_body(code, "the request could not be completed", &Map::new(), request_id), &headers)
+        }
+    }
+}
+
+fn request_id_of(request: &Request, context: Option<&ApiGatewayV2httpRequestContext>) -> String {
+    context
+        .and_then(|c| c.request_id.clone())
+        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| format!("local-{}", domain::secrets::random_hex(8)))
+}
+
+/// Handles one request: understands it, runs `handler`, answers. Logs one line per request
+/// with the route, status, duration, request id and organization — no personal data.
+pub async fn serve(
+    request: Request,
+    routes: &'static [Route],
+    handler: impl AsyncFnOnce(Incoming) -> Result<Reply, Error>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let context = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => Some(context.clone()),
+        _ => None,
+    };
+    let request_id = request_id_of(&request, context.as_ref());
+    let route_key = context.as_ref().and_then(|c| c.route_key.clone()).unwrap_or_default();
+    let params: HashMap<String, String> =
+        request.path_parameters_ref().map(|p| p.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()).unwrap_or_default();
+    let organization = params.get("org").cloned().unwrap_or_default();
+    let span = tracing::info_span!("request", request_id = %request_id, route = %route_key, organization = %organization);
+    async move {
+        let answer = match understand(request, routes, &route_key, params, context.as_ref(), request_id.clone()) {
+            Ok(incoming) => match handler(incoming).await {
+                Ok(reply) => response(reply.status, reply.content_type, reply.body, &reply.headers),
+                Err(error) => error_response(&error, &request_id),
+            },
+            Err(rejection) => rejection_response(&rejection, &request_id),
+        };
+        tracing::info!(status = answer.status().as_u16(), duration_ms = started.elapsed().as_millis() as u64, "handled");
+        answer
+    }
+    .instrument(span)
+    .await
+}
+
+fn understand(
+    request: Request,
+    routes: &'static [Route],
+    route_key: &str,
+    params: HashMap<String, String>,
+    context: Option<&ApiGatewayV2httpRequestContext>,
+    request_id: String,
+) -> Result<Incoming, Rejection> {
+    let route = routes.iter().find(|route| route.key() == route_key).ok_or_else(|| Rejection::new(Kind::NotFound, "no such route"))?;
+    let caller = caller_of(context, route.public)?;
+    let query =
+        request.query_string_parameters_ref().map(|q| q.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()).unwrap_or_default();
+    let headers = request.headers().clone();
+    let body = match request.into_body() {
+        Body::Empty => vec![],
+        Body::Text(text) => text.into_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => vec![],
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Rejection::new(Kind::PayloadTooLarge, format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
+            .detail("limit_bytes", MAX_BODY_BYTES));
+    }
+    Ok(Incoming { route, caller, request_id, params, query, headers, body })
+}
+
+impl Incoming {
+    /// The `{org}` path parameter. A malformed one is as unknown as a missing organization.
+    pub fn organization(&self) -> Result<domain::organization::OrganizationId, Rejection> {
+        domain::organization::OrganizationId::parse(self.param("org")).map_err(|_| Rejection::not_found())
+    }
+
+    /// The `{id}` path parameter naming a user of the organization.
+    pub fn user_id(&self) -> Result<PersonId, Rejection> {
+        PersonId::parse(self.param("id")).map_err(|_| Rejection::user_not_found())
+    }
+
+    /// `?limit=` (1..=`max`, default `default`) and `?cursor=`.
+    pub fn page(&self, default: usize, max: usize) -> Result<domain::store::PageRequest, Rejection> {
+        let limit = match self.query("limit") {
+            None => default,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| Rejection::invalid_request("limit", format!("limit is a whole number from 1 to {max}")))?,
+        };
+        let cursor = self.query("cursor").filter(|c| !c.is_empty()).map(domain::store::Cursor::from_client);
+        Ok(domain::store::PageRequest { cursor, limit })
+    }
+
+    /// The `Idempotency-Key` header, required on paid operations.
+    pub fn idempotency_key(&self) -> Result<&str, Rejection> {
+        let key = self.header("idempotency-key").ok_or_else(|| {
+            Rejection::new(Kind::MissingIdempotencyKey, "paid operations need an Idempotency-Key header").field("Idempotency-Key")
+        })?;
+        if domain::idempotency::valid_key(key) {
+            Ok(key)
+        } else {
+            Err(Rejection::invalid_request("Idempotency-Key", "the key is 1 to 200 printable ASCII characters"))
+        }
+    }
+}
+
+/// The answer to a keyed (idempotent) request: the stored body, marked when replayed.
+pub fn keyed_reply(response: domain::usecases::billing::KeyedResponse) -> Reply {
+    let replayed = response.replayed;
+    let reply = Reply::stored_json(response.status, response.body);
+    if replayed { reply.with_header("idempotent-replayed", "true".to_owned()) } else { reply }
+}

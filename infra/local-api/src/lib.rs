@@ -1,0 +1,249 @@
+//! The local server: every function's handler behind the same routes as `template.yaml`,
+//! with API Gateway's JWT authorizer played by an HS256 verifier. Each request becomes an
+//! HTTP API (payload 2.0) event and goes through `lambda_http`'s own event conversion, so a
+//! handler sees exactly what it sees in AWS.
+
+pub mod demo;
+pub mod jwt;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use domain::app::App;
+use domain::embedded::Outbox;
+use gateway::routes::{FUNCTIONS, Route, match_path};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use jwt::JwtConfig;
+
+/// Everything a running local server needs.
+#[derive(Clone)]
+pub struct Server {
+    pub app: App,
+    pub jwt: JwtConfig,
+    /// The embedded outbox, when messages are not sent through SES and SNS.
+    pub outbox: Option<Arc<Outbox>>,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json_reply(status: u16, body: &Value) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+fn local_error(status: u16, code: &str, message: &str) -> Reply {
+    json_reply(status, &json!({ "error": { "code": code, "message": message } }))
+}
+
+/// A request matched to the function and route serving it.
+pub struct Matched {
+    pub function: &'static str,
+    pub route: &'static Route,
+    pub params: Vec<(String, String)>,
+}
+
+/// Finds the function and route serving `method path`.
+pub fn find_route(method: &str, path: &str) -> Option<Matched> {
+    FUNCTIONS.iter().find_map(|(function, routes)| {
+        routes.iter().find_map(|route| {
+            if route.method() != method {
+                return None;
+            }
+            match_path(route.path(), path).map(|params| Matched { function, route, params })
+        })
+    })
+}
+
+/// Calls a function's handler as the Lambda runtime would.
+pub async fn invoke(app: &App, function: &str, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+    match function {
+        "operator" => operator_function::handle(app, request).await,
+        "subscribe" => subscribe_function::handle(app, request).await,
+        "activate" => activate_function::handle(app, request).await,
+        "directory" => directory_function::handle(app, request).await,
+        other => unreachable!("no function named {other}"),
+    }
+}
+
+impl Server {
+    /// Serves on `address` until the process ends. Returns the bound address (port 0 picks a
+    /// free one) and the serving task.
+    pub async fn bind(self, address: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = TcpListener::bind(address).await?;
+        let bound = listener.local_addr()?;
+        let server = Arc::new(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else { continue };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let server = server.clone();
+                        async move { Ok::<_, std::convert::Infallible>(server.handle(request, peer).await) }
+                    });
+                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Ok((bound, task))
+    }
+
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Reply {
+        let (parts, body) = request.into_parts();
+        // Read at most one byte more than the limit: bounded memory whatever the client sends.
+        let body = match Limited::new(body, gateway::MAX_BODY_BYTES + 1).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => Bytes::from(vec![0u8; gateway::MAX_BODY_BYTES + 1]),
+        };
+        if body.len() > gateway::MAX_BODY_BYTES {
+            return local_error(413, "payload_too_large", &format!("request bodies are limited to {} bytes", gateway::MAX_BODY_BYTES));
+        }
+        let method = parts.method.as_str().to_owned();
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().unwrap_or("").to_owned();
+
+        if let Some(reply) = self.local_route(&method, &path, &query).await {
+            return reply;
+        }
+        let Some(Matched { function, route, params }) = find_route(&method, &path) else {
+            return local_error(404, "not_found", "no such route");
+        };
+        let claims = if route.public {
+            None
+        } else {
+            let token = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            match token.map(|t| self.jwt.verify(t)) {
+                Some(Ok(claims)) => Some(claims),
+                // API Gateway's JWT authorizer answers 401 before the function runs.
+                _ => return local_error(401, "unauthenticated", "a valid bearer token is required"),
+            }
+        };
+        let event = api_gateway_event(&parts, route, &params, &query, claims.as_ref(), &body, peer);
+        let request = match lambda_http::request::from_str(&event.to_string()) {
+            Ok(request) => request,
+            Err(error) => {
+                return local_error(
+                    400,
+                    "invalid_request",
+                    &format!("the request could not be represented as an API Gateway event: {error}"),
+                );
+            }
+        };
+        let response = invoke(&self.app, function, request).await;
+        to_hyper(response)
+    }
+
+    /// Routes that exist only locally: health, the outbox, a clickable activation link.
+    async fn local_route(&self, method: &str, path: &str, query: &str) -> Option<Reply> {
+        match (method, path) {
+            ("GET", "/health") => Some(json_reply(200, &json!({ "status": "ok" }))),
+            ("GET", "/local/outbox") => Some(match &self.outbox {
+                Some(outbox) => json_reply(200, &json!({ "messages": outbox.messages() })),
+                None => local_error(404, "not_found", "messages go through SES and SNS in this configuration"),
+            }),
+            ("GET", "/local/activate") => {
+                let token = query.split('&').find_map(|pair| pair.strip_prefix("token=")).unwrap_or("");
+                let request_id = format!("local-{}", domain::secrets::random_hex(8));
+                Some(match domain::usecases::activation::confirm_email(&self.app, &request_id, token).await {
+                    Ok(state) => json_reply(200, &serde_json::to_value(state).unwrap_or_default()),
+                    Err(error) => to_hyper(gateway::error_response(&error, &request_id)),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn to_hyper(response: lambda_http::Response<lambda_http::Body>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Empty => Bytes::new(),
+        lambda_http::Body::Text(text) => Bytes::from(text),
+        lambda_http::Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    Response::from_parts(parts, Full::new(bytes))
+}
+
+/// The event API Gateway's HTTP API sends a Lambda (payload format 2.0).
+fn api_gateway_event(
+    parts: &hyper::http::request::Parts,
+    route: &Route,
+    params: &[(String, String)],
+    query: &str,
+    claims: Option<&HashMap<String, String>>,
+    body: &Bytes,
+    peer: SocketAddr,
+) -> Value {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let mut query_parameters = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        query_parameters.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    let (body_text, base64) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => {
+            use base64::Engine;
+            (base64::engine::general_purpose::STANDARD.encode(body), true)
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let mut context = json!({
+        "accountId": "000000000000",
+        "apiId": "local",
+        "domainName": "localhost",
+        "domainPrefix": "localhost",
+        "http": {
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "protocol": "HTTP/1.1",
+            "sourceIp": peer.ip().to_string(),
+            "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        },
+        "requestId": format!("local-{}", domain::secrets::random_hex(8)),
+        "routeKey": route.key,
+        "stage": "$default",
+        "time": now.to_string(),
+        "timeEpoch": now.unix_timestamp() * 1000,
+    });
+    if let Some(claims) = claims {
+        context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": parts.uri.path(),
+        "rawQueryString": query,
+        "headers": headers,
+        "queryStringParameters": query_parameters,
+        "pathParameters": params.iter().cloned().collect::<HashMap<_, _>>(),
+        "requestContext": context,
+        "body": if body.is_empty() { Value::Null } else { Value::String(body_text) },
+        "isBase64Encoded": base64,
+    })
+}

@@ -1,0 +1,166 @@
+//! `local-api`: runs every function locally behind one HTTP server.
+//!
+//! ```text
+//! local-api [--demo] [--port 8080] [--store embedded|dynamodb] [--table-prefix local]
+//!           [--create-tables] [--messaging outbox|aws]
+//! local-api token --sub <id> [--role operator|service] [--hours 12]
+//! ```
+//!
+//! With `--store dynamodb`, the AWS SDK's usual environment applies (`AWS_REGION`,
+//! credentials, and `AWS_ENDPOINT_URL` for an emulator).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use domain::app::{App, RetryPolicy, Settings};
+use domain::catalog::Catalog;
+use domain::clock::SystemClock;
+use domain::embedded::{EmbeddedStore, Outbox};
+use domain::messaging::{Mailer, TextSender};
+use domain::pricing::PricingConfig;
+use domain::secrets::CodeKey;
+use domain::store::Store;
+use local_api::demo::{OPERATOR_SUBJECT, PERSONS, SERVICE_SUBJECT};
+use local_api::{JwtConfig, Server};
+
+struct Options {
+    demo: bool,
+    port: u16,
+    store: String,
+    table_prefix: String,
+    create_tables: bool,
+    messaging: String,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: local-api [--demo] [--port 8080] [--store embedded|dynamodb] [--table-prefix local] [--create-tables] [--messaging outbox|aws]\n       local-api token --sub <id> [--role operator|service] [--hours 12]"
+    );
+    std::process::exit(2)
+}
+
+fn value(arguments: &mut impl Iterator<Item = String>) -> String {
+    arguments.next().unwrap_or_else(|| usage())
+}
+
+fn print_token(mut arguments: impl Iterator<Item = String>) {
+    let (mut subject, mut role, mut hours) = (None, None, 12i64);
+    while let Some(argument) = arguments.next() {
+        match argument.as_str() {
+            "--sub" => subject = Some(value(&mut arguments)),
+            "--role" => role = Some(value(&mut arguments)),
+            "--hours" => hours = value(&mut arguments).parse().unwrap_or_else(|_| usage()),
+            _ => usage(),
+        }
+    }
+    let subject = subject.unwrap_or_else(|| usage());
+    println!("{}", JwtConfig::from_env().mint(&subject, role.as_deref(), hours * 3600));
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut arguments = std::env::args().skip(1).peekable();
+    if arguments.peek().map(String::as_str) == Some("token") {
+        arguments.next();
+        print_token(arguments);
+        return Ok(());
+    }
+    let mut options = Options {
+        demo: false,
+        port: 8080,
+        store: "embedded".into(),
+        table_prefix: "local".into(),
+        create_tables: false,
+        messaging: "outbox".into(),
+    };
+    while let Some(argument) = arguments.next() {
+        match argument.as_str() {
+            "--demo" => options.demo = true,
+            "--port" => options.port = value(&mut arguments).parse().unwrap_or_else(|_| usage()),
+            "--store" => options.store = value(&mut arguments),
+            "--table-prefix" => options.table_prefix = value(&mut arguments),
+            "--create-tables" => options.create_tables = true,
+            "--messaging" => options.messaging = value(&mut arguments),
+            "--help" | "-h" => usage(),
+            _ => usage(),
+        }
+    }
+    lambda_http::tracing::init_default_subscriber();
+
+    let store: Arc<dyn Store> = match options.store.as_str() {
+        "embedded" => Arc::new(EmbeddedStore::new()),
+        "dynamodb" => {
+            let config = aws_adapters::sdk_config().await;
+            let client = aws_sdk_dynamodb::Client::new(&config);
+            let names = aws_adapters::TableNames::with_prefix(&options.table_prefix);
+            if options.create_tables {
+                aws_adapters::create_tables(&client, &names).await?;
+            }
+            Arc::new(aws_adapters::DynamoStore::new(client, names))
+        }
+        _ => usage(),
+    };
+    let outbox: Option<Arc<Outbox>>;
+    let mailer: Arc<dyn Mailer>;
+    let texts: Arc<dyn TextSender>;
+    match options.messaging.as_str() {
+        "outbox" => {
+            let printing = Arc::new(Outbox::printing());
+            outbox = Some(printing.clone());
+            mailer = printing.clone();
+            texts = printing;
+        }
+        "aws" => {
+            let config = aws_adapters::sdk_config().await;
+            let from = std::env::var("MAIL_FROM").map_err(|_| "MAIL_FROM is required with --messaging aws")?;
+            outbox = None;
+            mailer = Arc::new(aws_adapters::SesMailer::new(aws_sdk_sesv2::Client::new(&config), from, None));
+            texts = Arc::new(aws_adapters::SnsTexter::new(aws_sdk_sns::Client::new(&config), std::env::var("SMS_SENDER_ID").ok()));
+        }
+        _ => usage(),
+    }
+    let code_key = match std::env::var("CODE_HMAC_KEY") {
+        Ok(text) => gateway::bootstrap::parse_code_key(&text)?,
+        // A fresh key per run: codes from a previous run stop working, which is fine locally.
+        Err(_) => CodeKey::new(domain::secrets::random_hex(32).into_bytes()).expect("64 bytes"),
+    };
+    let settings = Settings {
+        catalog: Arc::new(Catalog::bundled()),
+        pricing: match std::env::var("PRICING") {
+            Ok(json) => PricingConfig::from_json(&json)?,
+            Err(_) => PricingConfig::bundled(),
+        },
+        code_key: Some(code_key),
+        activation_link_prefix: format!("http://127.0.0.1:{}/local/activate?token=", options.port),
+        retry: RetryPolicy::default(),
+    };
+    let app = App { store, mailer, texts, clock: Arc::new(SystemClock), settings: Arc::new(settings) };
+    if options.demo {
+        local_api::demo::seed(&app).await?;
+    }
+    let jwt = JwtConfig::from_env();
+    let server = Server { app, jwt: jwt.clone(), outbox };
+    let (address, task) = server.bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+
+    println!("\nlocal-api listening on http://{address} (store: {}, messaging: {})", options.store, options.messaging);
+    if options.demo {
+        let hours = 12 * 3600;
+        println!("\nDemo tokens (valid 12 hours):");
+        println!("  operator   OPERATOR_TOKEN={}", jwt.mint(OPERATOR_SUBJECT, Some("operator"), hours));
+        println!("  service    SERVICE_TOKEN={}", jwt.mint(SERVICE_SUBJECT, Some("service"), hours));
+        for person in PERSONS {
+            let variable = person.name_en.split(' ').next().unwrap_or("USER").to_uppercase();
+            println!(
+                "  {:<10} {variable}_TOKEN={}   # {} — {}",
+                variable.to_lowercase(),
+                jwt.mint(person.id, None, hours),
+                person.id,
+                person.note
+            );
+        }
+        println!("\nOrganizations: 7001234567 (Muqeem plan, 1,000 SAR) and 7009876543 (Qiwa plan, 5,000 SAR).");
+        println!("Messages are printed below and listed at GET /local/outbox.\n");
+    }
+    task.await?;
+    Ok(())
+}

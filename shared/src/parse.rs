@@ -1,0 +1,83 @@
+//! Turning request text into domain types, with the rejection a client should see:
+//! a 422 with a specific code naming the field.
+
+use time::Date;
+
+use crate::catalog::{Catalog, ServiceCode};
+use crate::contact::{Email, Language, SaudiMobile};
+use crate::error::{Kind, Rejection};
+use crate::identity::{IdError, PersonId};
+use crate::organization::{EstablishmentId, OrganizationId};
+use crate::person::Nationality;
+use crate::user::{UserStatus, UserType};
+
+pub fn person_id(field: &str, raw: &str) -> Result<PersonId, Rejection> {
+    PersonId::parse(raw).map_err(|error| {
+        let message = match error {
+            IdError::WrongLength => "an ID number has exactly 10 digits",
+            IdError::WrongPrefix => "an ID number starts with 1 (national ID) or 2 (iqama)",
+            IdError::BadCheckDigit => "the check digit of this ID number is wrong",
+            IdError::NotNationalId | IdError::NotIqama => "this is not the expected kind of ID number",
+        };
+        Rejection::new(Kind::InvalidIdNumber, message).field(field)
+    })
+}
+
+pub fn organization_id(field: &str, raw: &str) -> Result<OrganizationId, Rejection> {
+    OrganizationId::parse(raw).map_err(|e| Rejection::new(Kind::InvalidOrganizationId, e.to_string()).field(field))
+}
+
+pub fn establishment_id(field: &str, raw: &str) -> Result<EstablishmentId, Rejection> {
+    EstablishmentId::parse(raw).map_err(|e| Rejection::new(Kind::InvalidEstablishmentId, e.to_string()).field(field))
+}
+
+pub fn email(field: &str, raw: &str) -> Result<Email, Rejection> {
+    Email::parse(raw).map_err(|e| Rejection::new(Kind::InvalidEmail, e.to_string()).field(field))
+}
+
+pub fn mobile(field: &str, raw: &str) -> Result<SaudiMobile, Rejection> {
+    SaudiMobile::parse(raw).map_err(|e| Rejection::new(Kind::InvalidMobile, e.to_string()).field(field))
+}
+
+pub fn nationality(field: &str, raw: &str) -> Result<Nationality, Rejection> {
+    Nationality::parse(raw).ok_or_else(|| {
+        Rejection::new(Kind::InvalidNationality, "a nationality is a two-letter ISO 3166 country code, e.g. SA").field(field)
+    })
+}
+
+pub fn date(field: &str, raw: &str) -> Result<Date, Rejection> {
+    crate::clock::parse_date(raw).ok_or_else(|| Rejection::new(Kind::InvalidField, "a date is written YYYY-MM-DD").field(field))
+}
+
+pub fn language(field: &str, raw: &str) -> Result<Language, Rejection> {
+    Language::parse(raw).ok_or_else(|| Rejection::new(Kind::InvalidField, "the language is ar or en").field(field))
+}
+
+pub fn user_type(field: &str, raw: &str) -> Result<UserType, Rejection> {
+    match raw {
+        "residents_and_partners" => Ok(UserType::ResidentsAndPartners),
+        "partners_only" => Ok(UserType::PartnersOnly),
+        _ => Err(Rejection::new(Kind::InvalidField, "the user type is residents_and_partners or partners_only").field(field)),
+    }
+}
+
+pub fn user_status(field: &str, raw: &str) -> Result<UserStatus, Rejection> {
+    UserStatus::parse(raw)
+        .ok_or_else(|| Rejection::new(Kind::InvalidField, "the status is pending_activation, active, suspended or expired").field(field))
+}
+
+pub fn service(catalog: &Catalog, field: &str, raw: &str) -> Result<ServiceCode, Rejection> {
+    catalog.code(raw).ok_or_else(|| {
+        Rejection::new(Kind::UnknownService, format!("there is no service {raw:?} in the catalog")).field(field).detail("service", raw)
+    })
+}
+
+/// Free text a person typed (names, titles): trimmed, not empty, at most `max` characters,
+/// no control characters.
+pub fn text(field: &str, raw: &str, max: usize) -> Result<String, Rejection> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > max || trimmed.chars().any(char::is_control) {
+        return Err(Rejection::new(Kind::InvalidField, format!("1 to {max} characters, no control characters")).field(field));
+    }
+    Ok(trimmed.to_owned())
+}

@@ -1,0 +1,10 @@
+//! Test tooling shared by the suites: moto on loopback, a test world over either store, the
+//! local server, a small HTTP client, a Lambda Runtime API, store wrappers for races and
+//! faults, and the money invariants.
+
+pub mod faults;
+pub mod http;
+pub mod invariants;
+pub mod moto;
+pub mod runtime_api;
+pub mod world;

@@ -1,0 +1,376 @@
+//! A world to test in: an app over the embedded store or DynamoDB on moto, a clock the test
+//! moves, seeding helpers that go through the use cases, and the local server on a free port.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_adapters::{DynamoStore, SesMailer, SnsTexter, TableNames};
+use domain::app::{App, RetryPolicy, Settings};
+use domain::catalog::Catalog;
+use domain::clock::ManualClock;
+use domain::contact::{Email, SaudiMobile};
+use domain::embedded::{EmbeddedStore, Outbox};
+use domain::identity::PersonId;
+use domain::messaging::{Mailer, TextSender};
+use domain::money::Halalas;
+use domain::organization::{Establishment, EstablishmentId, OrganizationId, PricingPlan, SizeTier};
+use domain::person::{Nationality, PersonName};
+use domain::policy::Caller;
+use domain::pricing::PricingConfig;
+use domain::secrets::CodeKey;
+use domain::store::{Record, Store};
+use domain::usecases::{RequestMeta, billing, onboarding};
+use local_api::{JwtConfig, Server};
+use serde_json::Value;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use crate::http::{self, Answer};
+use crate::moto::{MAIL_FROM, moto};
+
+/// The two messaging ports, for wrapping together.
+pub struct Messaging {
+    pub mailer: Arc<dyn Mailer>,
+    pub texts: Arc<dyn TextSender>,
+}
+
+pub type StoreWrapper<'a> = &'a dyn Fn(Arc<dyn Store>) -> Arc<dyn Store>;
+pub type MessagingWrapper<'a> = &'a dyn Fn(Messaging) -> Messaging;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Moto,
+}
+
+/// The instant every world starts at.
+pub const START: OffsetDateTime = datetime!(2026-11-23 08:00 UTC);
+
+pub struct World {
+    pub backend: Backend,
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    pub embedded: Option<Arc<EmbeddedStore>>,
+    pub dynamo: Option<DynamoStore>,
+    /// Messages, when they go to the embedded outbox (embedded worlds).
+    pub outbox: Option<Arc<Outbox>>,
+    /// Distinguishes this world's emails and mobiles from other tests' in moto.
+    pub tag: String,
+}
+
+pub fn code_key() -> CodeKey {
+    CodeKey::new(vec![42; 32]).expect("32 bytes")
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        catalog: Arc::new(Catalog::bundled()),
+        pricing: PricingConfig::bundled(),
+        code_key: Some(code_key()),
+        activation_link_prefix: "https://portal.example.sa/activate#token=".to_owned(),
+        retry: RetryPolicy { attempts: 40, ..RetryPolicy::default() },
+    }
+}
+
+impl World {
+    pub async fn new(backend: Backend) -> World {
+        World::with_ports(backend, None, None).await
+    }
+
+    /// A world whose store, mailer or SMS sender are wrapped (fault injection, gates).
+    pub async fn with_ports(backend: Backend, wrap_store: Option<StoreWrapper<'_>>, wrap_messaging: Option<MessagingWrapper<'_>>) -> World {
+        let clock = Arc::new(ManualClock::at(START));
+        let tag = domain::secrets::random_hex(5);
+        let mut embedded = None;
+        let mut dynamo = None;
+        let mut outbox = None;
+        let (store, messaging): (Arc<dyn Store>, Messaging) = match backend {
+            Backend::Embedded => {
+                let store = Arc::new(EmbeddedStore::new());
+                let silent = Arc::new(Outbox::silent());
+                embedded = Some(store.clone());
+                outbox = Some(silent.clone());
+                (store, Messaging { mailer: silent.clone(), texts: silent })
+            }
+            Backend::Moto => {
+                let moto = moto();
+                moto.verify_mail_domain().await;
+                let config = moto.sdk_config().await;
+                let client = aws_sdk_dynamodb::Client::new(&config);
+                let names = TableNames::with_prefix(&format!("t{tag}"));
+                aws_adapters::create_tables(&client, &names).await.expect("tables are created");
+                let store = DynamoStore::new(client, names);
+                dynamo = Some(store.clone());
+                let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&config), MAIL_FROM.to_owned(), None);
+                let texts = SnsTexter::new(aws_sdk_sns::Client::new(&config), Some("Muqeem".to_owned()));
+                (Arc::new(store), Messaging { mailer: Arc::new(mailer), texts: Arc::new(texts) })
+            }
+        };
+        let store = match wrap_store {
+            Some(wrap) => wrap(store),
+            None => store,
+        };
+        let Messaging { mailer, texts } = match wrap_messaging {
+            Some(wrap) => wrap(messaging),
+            None => messaging,
+        };
+        let app = App { store, mailer, texts, clock: clock.clone(), settings: Arc::new(settings()) };
+        World { backend, app, clock, embedded, dynamo, outbox, tag }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        use domain::clock::Clock;
+        self.clock.now()
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// A mobile number no other test uses.
+    pub fn unique_mobile(&self) -> SaudiMobile {
+        let mut digits = [0u8; 8];
+        getrandom_digits(&mut digits);
+        let text: String = digits.iter().map(|d| char::from(b'0' + d % 10)).collect();
+        SaudiMobile::parse(&format!("+9665{text}")).expect("valid mobile")
+    }
+
+    pub fn unique_email(&self, name: &str) -> Email {
+        Email::parse(&format!("{name}.{}.{}@example.sa", self.tag, domain::secrets::random_hex(3))).expect("valid email")
+    }
+
+    /// Registers a person; `iqama_days` is how long a resident's iqama stays valid.
+    pub async fn register(&self, id: &str, employers: &[&str], iqama_days: Option<i64>) -> PersonId {
+        let person = PersonId::parse(id).expect("valid test id");
+        let command = onboarding::SavePerson {
+            id: person.clone(),
+            name: PersonName { ar: Some("مستخدم تجريبي".into()), en: Some(format!("Person {}", &id[6..])) },
+            nationality: Nationality::parse(if person.is_citizen() { "SA" } else { "IN" }).expect("valid"),
+            iqama_expiry: if person.is_citizen() { None } else { Some(self.now().date() + Duration::days(iqama_days.unwrap_or(365))) },
+            employers: employers.iter().map(|e| EstablishmentId::parse(e).expect("valid")).collect::<BTreeSet<_>>(),
+            email: self.unique_email(&format!("p{}", &id[6..])),
+            mobile: self.unique_mobile(),
+        };
+        onboarding::save_person(&self.app, &operator(), command).await.expect("the person is registered");
+        person
+    }
+
+    /// Onboards an organization whose manager is registered first.
+    pub async fn onboard(
+        &self,
+        organization: &str,
+        plan: PricingPlan,
+        manager: &str,
+        establishments: &[(&str, SizeTier)],
+    ) -> OrganizationId {
+        let employers: Vec<&str> = establishments.iter().map(|(e, _)| *e).collect();
+        self.register(manager, &employers, None).await;
+        let id = OrganizationId::parse(organization).expect("valid");
+        onboarding::onboard(
+            &self.app,
+            &operator(),
+            onboarding::Onboard {
+                id: id.clone(),
+                name: "شركة الاختبار / Test Co".into(),
+                plan,
+                manager: PersonId::parse(manager).expect("valid"),
+                establishments: establishments
+                    .iter()
+                    .map(|(e, size)| Establishment {
+                        id: EstablishmentId::parse(e).expect("valid"),
+                        name: format!("Branch {e}"),
+                        size: *size,
+                    })
+                    .collect(),
+            },
+        )
+        .await
+        .expect("the organization is onboarded");
+        id
+    }
+
+    pub async fn credit(&self, organization: &OrganizationId, halalas: u64) {
+        billing::credit(
+            &self.app,
+            &operator(),
+            billing::Credit {
+                organization: organization.clone(),
+                amount: Halalas::new(halalas),
+                payment_reference: domain::secrets::random_hex(6),
+            },
+        )
+        .await
+        .expect("the credit is accepted");
+    }
+
+    /// Every stored item, as sorted JSON text: compare two snapshots to prove nothing was
+    /// written.
+    pub async fn snapshot(&self) -> Vec<String> {
+        let mut items: Vec<String> = match (&self.embedded, &self.dynamo) {
+            (Some(store), _) => store.snapshot().iter().map(record_json).collect(),
+            (None, Some(store)) => {
+                let mut all = Vec::new();
+                for table in [&store.names().users, &store.names().balances, &store.names().audit] {
+                    let mut start = None;
+                    loop {
+                        // A test may scan: it is checking everything that is stored.
+                        let output =
+                            store.client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.expect("scan");
+                        for item in output.items.unwrap_or_default() {
+                            let record = aws_adapters::dynamo::from_item(item).expect("every stored item is readable");
+                            all.push(record_json(&record));
+                        }
+                        match output.last_evaluated_key {
+                            Some(key) => start = Some(key),
+                            None => break,
+                        }
+                    }
+                }
+                all
+            }
+            _ => unreachable!("a world has a store"),
+        };
+        items.sort();
+        items
+    }
+
+    /// Every stored record.
+    pub async fn records(&self) -> Vec<Record> {
+        match (&self.embedded, &self.dynamo) {
+            (Some(store), _) => store.snapshot(),
+            (None, Some(store)) => {
+                let mut all = Vec::new();
+                for table in [&store.names().users, &store.names().balances, &store.names().audit] {
+                    let mut start = None;
+                    loop {
+                        let output =
+                            store.client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.expect("scan");
+                        for item in output.items.unwrap_or_default() {
+                            all.push(aws_adapters::dynamo::from_item(item).expect("readable"));
+                        }
+                        match output.last_evaluated_key {
+                            Some(key) => start = Some(key),
+                            None => break,
+                        }
+                    }
+                }
+                all
+            }
+            _ => unreachable!("a world has a store"),
+        }
+    }
+
+    /// Starts the local server over this world's app.
+    pub async fn serve(&self) -> Client {
+        let jwt = JwtConfig::new(b"test-secret-test-secret-test-secret", "https://test.invalid/", "establishment-users");
+        let server = Server { app: self.app.clone(), jwt: jwt.clone(), outbox: self.outbox.clone() };
+        let (address, _task) = server.bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("the local server binds");
+        Client { address, jwt }
+    }
+
+    /// Messages sent to an email address: (subject, body), oldest first.
+    pub async fn emails_to(&self, to: &Email) -> Vec<(String, String)> {
+        match &self.outbox {
+            Some(outbox) => outbox
+                .messages()
+                .into_iter()
+                .filter_map(|m| match m {
+                    domain::embedded::OutboxMessage::Email { to: t, subject, body, .. } if t == to.as_str() => Some((subject, body)),
+                    _ => None,
+                })
+                .collect(),
+            None => moto().emails_to(to.as_str()).await,
+        }
+    }
+
+    /// SMS bodies sent to a mobile, oldest first.
+    pub async fn sms_to(&self, to: &SaudiMobile) -> Vec<String> {
+        match &self.outbox {
+            Some(outbox) => outbox
+                .messages()
+                .into_iter()
+                .filter_map(|m| match m {
+                    domain::embedded::OutboxMessage::Sms { to: t, body, .. } if t == to.as_str() => Some(body),
+                    _ => None,
+                })
+                .collect(),
+            None => moto().sms_to(to.as_str()).await,
+        }
+    }
+}
+
+fn getrandom_digits(buffer: &mut [u8]) {
+    let hex = domain::secrets::random_hex(buffer.len());
+    for (slot, pair) in buffer.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *slot = u8::from_str_radix(std::str::from_utf8(pair).expect("hex"), 16).expect("hex");
+    }
+}
+
+fn record_json(record: &Record) -> String {
+    let value = match record {
+        Record::Organization(r) => serde_json::to_value(r),
+        Record::User(r) => serde_json::to_value(r),
+        Record::Person(r) => serde_json::to_value(r),
+        Record::Balance(r) => serde_json::to_value(r),
+        Record::Ledger(r) => serde_json::to_value(r),
+        Record::Audit(r) => serde_json::to_value(r),
+        Record::Idempotency(r) => serde_json::to_value(r),
+    }
+    .expect("records serialize");
+    format!("{}:{}", record.kind(), value)
+}
+
+pub fn operator() -> RequestMeta {
+    RequestMeta { caller: Caller::Operator("operator@test".into()), request_id: "test".into() }
+}
+
+pub fn as_person(id: &PersonId) -> RequestMeta {
+    RequestMeta { caller: Caller::Person(id.clone()), request_id: format!("test-{}", domain::secrets::random_hex(4)) }
+}
+
+/// Talks to a local server over HTTP with tokens it mints.
+#[derive(Clone)]
+pub struct Client {
+    pub address: SocketAddr,
+    pub jwt: JwtConfig,
+}
+
+impl Client {
+    pub fn token_for(&self, person: &PersonId) -> String {
+        self.jwt.mint(person.as_str(), None, 3600)
+    }
+
+    pub fn operator_token(&self) -> String {
+        self.jwt.mint("operator@test", Some("operator"), 3600)
+    }
+
+    pub fn service_token(&self) -> String {
+        self.jwt.mint("checker@test", Some("service"), 3600)
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<&Value>) -> Answer {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(bearer) = &bearer {
+            all.push(("authorization", bearer));
+        }
+        if body.is_some() {
+            all.push(("content-type", "application/json"));
+        }
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json")).unwrap_or_default();
+        http::send(self.address, method, path, &all, bytes).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.call("GET", path, Some(token), &[], None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Answer {
+        self.call("POST", path, Some(token), &[], Some(body)).await
+    }
+
+    pub async fn post_keyed(&self, path: &str, token: &str, key: &str, body: &Value) -> Answer {
+        self.call("POST", path, Some(token), &[("idempotency-key", key)], Some(body)).await
+    }
+}

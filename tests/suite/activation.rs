@@ -1,0 +1,1 @@
+//! Activation by email link and SMS code.

@@ -1,0 +1,388 @@
+//! The store contract: what every `Store` adapter must do. Each test runs against the
+//! embedded store and against DynamoDB on moto.
+
+use std::collections::BTreeSet;
+
+use domain::audit::{AuditAction, AuditScope};
+use domain::idempotency::{IdempotencyRecord, IdempotencyScope};
+use domain::ledger::{Balance, Direction, LedgerEntry, LedgerReason};
+use domain::money::Halalas;
+use domain::store::{AuditQuery, CommitError, Cursor, Expect, Key, PageRequest, Record, StoreError, UserFilter, Write};
+use domain::user::{User, UserStatus};
+use system_tests::world::{Backend, World};
+use time::Duration;
+
+use crate::fixtures::{audit, establishment, full_user, org, person};
+
+async fn every_record_kind_round_trips(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let now = world.now();
+    let organization = org(1);
+    let user = full_user(&organization, &person('2', 7), now);
+    let entry = audit(&organization, Some(&user.id), AuditAction::UserModified, now, &["1-100"]);
+    let ledger = LedgerEntry {
+        organization: organization.clone(),
+        id: "entry_1".into(),
+        sequence: 300,
+        at: now,
+        direction: Direction::Debit,
+        amount: Halalas::new(15000),
+        balance_after: Halalas::new(85000),
+        reason: LedgerReason::Seat {
+            seat_id: "seat_1".into(),
+            person: user.id.clone(),
+            purchase: domain::ledger::SeatPurchase::Subscription,
+        },
+        actor: domain::audit::Actor::Operator("op".into()),
+        request_id: "r".into(),
+    };
+    let idempotency = IdempotencyRecord {
+        organization: organization.clone(),
+        scope: IdempotencyScope::Subscribe,
+        key_digest: "k".repeat(64),
+        request_digest: "d".repeat(64),
+        status: 201,
+        body: r#"{"a":"ب"}"#.into(),
+        created_at: now,
+        expires_at: Some(now + Duration::hours(24)),
+    };
+    let balance = Balance { seats_sold: 3, ..Balance::opening(organization.clone()) };
+    store
+        .commit(vec![
+            Write::create(Record::User(user.clone())),
+            Write::create(Record::Audit(entry.clone())),
+            Write::create(Record::Ledger(ledger.clone())),
+            Write::create(Record::Idempotency(idempotency.clone())),
+            Write::create(Record::Balance(balance.clone())),
+        ])
+        .await
+        .expect("commit");
+    let loaded = store
+        .load(&[
+            Key::User(organization.clone(), user.id.clone()),
+            Key::Balance(organization.clone()),
+            Key::Idempotency(organization.clone(), IdempotencyScope::Subscribe, "k".repeat(64)),
+        ])
+        .await
+        .expect("load");
+    assert_eq!(loaded.user(&organization, &user.id), Some(&user));
+    assert_eq!(loaded.balance(&organization), Some(&balance));
+    assert_eq!(loaded.idempotency(&organization, IdempotencyScope::Subscribe, &"k".repeat(64)), Some(&idempotency));
+    let audit_page = store
+        .audit(
+            &AuditQuery {
+                scope: AuditScope::Organization(organization.clone()),
+                target: None,
+                actions: None,
+                from: None,
+                to: None,
+                establishments: None,
+            },
+            PageRequest::first(10),
+        )
+        .await
+        .expect("audit");
+    assert_eq!(audit_page.items, vec![entry]);
+    assert_eq!(store.ledger(&organization, PageRequest::first(10)).await.expect("ledger").items, vec![ledger]);
+}
+both!(every_record_kind_round_trips);
+
+async fn a_single_key_and_missing_keys_load(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let organization = org(2);
+    let loaded = store.load(&[Key::Balance(organization.clone())]).await.expect("load");
+    assert!(loaded.is_empty());
+    let loaded = store.load(&[Key::Balance(organization.clone()), Key::Organization(organization.clone())]).await.expect("load");
+    assert!(loaded.is_empty());
+    store.commit(vec![Write::create(Record::Balance(Balance::opening(organization.clone())))]).await.expect("create");
+    // Asking twice for the same key is fine.
+    let loaded = store.load(&[Key::Balance(organization.clone()), Key::Balance(organization.clone())]).await.expect("load");
+    assert_eq!(loaded.len(), 1);
+}
+both!(a_single_key_and_missing_keys_load);
+
+async fn conditions_hold_or_nothing_is_written(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let organization = org(3);
+    let balance = Balance::opening(organization.clone());
+    store.commit(vec![Write::create(Record::Balance(balance.clone()))]).await.expect("create");
+
+    // Creating again fails, alone or in a transaction, and reports which write failed.
+    let again = store.commit(vec![Write::create(Record::Balance(balance.clone()))]).await;
+    assert!(matches!(again, Err(CommitError::Conflict { ref failed }) if failed == &[0]), "{again:?}");
+    let user = full_user(&organization, &person('1', 9), world.now());
+    let before = world.snapshot().await;
+    let mixed = store.commit(vec![Write::create(Record::User(user.clone())), Write::create(Record::Balance(balance.clone()))]).await;
+    assert!(matches!(mixed, Err(CommitError::Conflict { ref failed }) if failed == &[1]), "{mixed:?}");
+    assert_eq!(world.snapshot().await, before, "a failed transaction writes nothing");
+
+    // Replacing needs the version that was read.
+    let next = Balance { available: Halalas::new(5), version: 2, ..balance.clone() };
+    let stale = store.commit(vec![Write { record: Record::Balance(next.clone()), expect: Expect::Version(7) }]).await;
+    assert!(matches!(stale, Err(CommitError::Conflict { .. })), "{stale:?}");
+    store.commit(vec![Write::replace(Record::Balance(next.clone()), 1)]).await.expect("replace at the read version");
+    let loaded = store.load(&[Key::Balance(organization.clone())]).await.expect("load");
+    assert_eq!(loaded.balance(&organization), Some(&next));
+    let replay = store.commit(vec![Write::replace(Record::Balance(next), 1)]).await;
+    assert!(matches!(replay, Err(CommitError::Conflict { .. })), "a second replace at the same version fails");
+
+    // `Present` needs something there.
+    let absent = Balance::opening(org(4));
+    let missing = store.commit(vec![Write { record: Record::Balance(absent), expect: Expect::Present }]).await;
+    assert!(matches!(missing, Err(CommitError::Conflict { .. })), "{missing:?}");
+}
+both!(conditions_hold_or_nothing_is_written);
+
+async fn idempotency_records_can_be_reused_only_once_expired(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let now = world.now();
+    let record = IdempotencyRecord {
+        organization: org(5),
+        scope: IdempotencyScope::Renew,
+        key_digest: "a".repeat(64),
+        request_digest: "b".repeat(64),
+        status: 201,
+        body: "{}".into(),
+        created_at: now,
+        expires_at: Some(now + Duration::hours(24)),
+    };
+    let write = |at| Write { record: Record::Idempotency(record.clone()), expect: Expect::AbsentOrExpiredBefore(at) };
+    store.commit(vec![write(now)]).await.expect("absent: written");
+    assert!(matches!(store.commit(vec![write(now + Duration::hours(23))]).await, Err(CommitError::Conflict { .. })), "live: refused");
+    store.commit(vec![write(now + Duration::hours(25))]).await.expect("expired: written");
+}
+both!(idempotency_records_can_be_reused_only_once_expired);
+
+async fn malformed_transactions_are_refused_whole(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let before = world.snapshot().await;
+    let balance = Balance::opening(org(6));
+    let twice = store.commit(vec![Write::create(Record::Balance(balance.clone())), Write::create(Record::Balance(balance))]).await;
+    assert!(matches!(twice, Err(CommitError::Unavailable(_))), "the same item twice: {twice:?}");
+    let too_many: Vec<Write> = (0..101).map(|n| Write::create(Record::Balance(Balance::opening(org(1000 + n))))).collect();
+    assert!(store.commit(too_many).await.is_err(), "more than 100 writes");
+    assert_eq!(world.snapshot().await, before);
+}
+both!(malformed_transactions_are_refused_whole);
+
+async fn users_page_in_id_order_with_filters(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let now = world.now();
+    let organization = org(7);
+    let mut writes = Vec::new();
+    let mut expected = Vec::new();
+    for n in 0..23u32 {
+        let mut user: User = full_user(&organization, &person(if n % 2 == 0 { '1' } else { '2' }, 100 + n), now);
+        user.establishments = BTreeSet::from([establishment(if n % 3 == 0 { "1-300" } else { "1-100" })]);
+        if n % 5 == 0 {
+            user.status = UserStatus::Suspended;
+        }
+        if n % 7 == 1 {
+            // Active on paper, but the seat has run out.
+            user.seat.as_mut().expect("seat").ends_at = now - Duration::hours(1);
+        }
+        expected.push(user.clone());
+        writes.push(Write::create(Record::User(user)));
+    }
+    // Another organization's users never show.
+    writes.push(Write::create(Record::User(full_user(&org(8), &person('1', 1), now))));
+    store.commit(writes).await.expect("users");
+    expected.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(5);
+    loop {
+        let result = store.users(&organization, &UserFilter::default(), page.clone()).await.expect("page");
+        assert!(result.items.len() <= 5);
+        seen.extend(result.items);
+        match result.next {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected, "every user once, in ID order");
+
+    for (filter, keep) in [
+        (
+            UserFilter { status: Some(UserStatus::Suspended), ..Default::default() },
+            Box::new(|u: &User| u.status == UserStatus::Suspended) as Box<dyn Fn(&User) -> bool>,
+        ),
+        (
+            UserFilter { status: Some(UserStatus::Expired), now: Some(now), ..Default::default() },
+            Box::new(move |u: &User| u.effective_status(now) == UserStatus::Expired),
+        ),
+        (
+            UserFilter { status: Some(UserStatus::Active), now: Some(now), ..Default::default() },
+            Box::new(move |u: &User| u.effective_status(now) == UserStatus::Active),
+        ),
+        (
+            UserFilter { establishments: Some(BTreeSet::from([establishment("1-300"), establishment("1-999")])), ..Default::default() },
+            Box::new(|u: &User| u.establishments.contains(&establishment("1-300"))),
+        ),
+    ] {
+        let mut found = Vec::new();
+        let mut page = PageRequest::first(3);
+        loop {
+            let result = store.users(&organization, &filter, page.clone()).await.expect("page");
+            found.extend(result.items);
+            match result.next {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        let wanted: Vec<User> = expected.iter().filter(|u| keep(u)).cloned().collect();
+        assert!(!wanted.is_empty());
+        assert_eq!(found, wanted, "{filter:?}");
+    }
+}
+both!(users_page_in_id_order_with_filters);
+
+async fn cursors_are_bound_to_their_listing(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let now = world.now();
+    let mine = org(9);
+    let writes: Vec<Write> = (0..3).map(|n| Write::create(Record::User(full_user(&mine, &person('1', 500 + n), now)))).collect();
+    store.commit(writes).await.expect("users");
+    let first = store.users(&mine, &UserFilter::default(), PageRequest::first(1)).await.expect("page");
+    let cursor = first.next.expect("more");
+    let other = store.users(&org(10), &UserFilter::default(), PageRequest { cursor: Some(cursor.clone()), limit: 1 }).await;
+    assert!(matches!(other, Err(StoreError::InvalidCursor)), "another organization's cursor: {other:?}");
+    let ledger = store.ledger(&mine, PageRequest { cursor: Some(Cursor::from_client("not-a-cursor")), limit: 1 }).await;
+    assert!(matches!(ledger, Err(StoreError::InvalidCursor)), "garbage: {ledger:?}");
+}
+both!(cursors_are_bound_to_their_listing);
+
+async fn audit_lists_newest_first_with_filters(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let start = world.now();
+    let organization = org(11);
+    let alice = person('1', 11);
+    let bob = person('2', 12);
+    let mut entries = Vec::new();
+    for n in 0..30i64 {
+        let target = if n % 2 == 0 { &alice } else { &bob };
+        let action = if n % 3 == 0 { AuditAction::UserSuspended } else { AuditAction::UserModified };
+        let branch = if n % 4 == 0 { "1-400" } else { "1-100" };
+        entries.push(audit(&organization, Some(target), action, start + Duration::minutes(n), &[branch]));
+    }
+    store.commit(entries.iter().cloned().map(|e| Write::create(Record::Audit(e))).collect()).await.expect("entries");
+    let query = |target: Option<&domain::identity::PersonId>| AuditQuery {
+        scope: AuditScope::Organization(organization.clone()),
+        target: target.cloned(),
+        actions: None,
+        from: None,
+        to: None,
+        establishments: None,
+    };
+    let collect = |query: AuditQuery, limit: usize| {
+        let store = store.clone();
+        async move {
+            let mut found = Vec::new();
+            let mut page = PageRequest::first(limit);
+            loop {
+                let result = store.audit(&query, page.clone()).await.expect("page");
+                found.extend(result.items);
+                match result.next {
+                    Some(cursor) => page.cursor = Some(cursor),
+                    None => break found,
+                }
+            }
+        }
+    };
+    let mut newest_first = entries.clone();
+    newest_first.reverse();
+    assert_eq!(collect(query(None), 7).await, newest_first);
+    let bobs: Vec<_> = newest_first.iter().filter(|e| e.target.as_ref() == Some(&bob)).cloned().collect();
+    assert_eq!(collect(query(Some(&bob)), 4).await, bobs);
+    let window = AuditQuery { from: Some(start + Duration::minutes(10)), to: Some(start + Duration::minutes(19)), ..query(None) };
+    let in_window: Vec<_> =
+        newest_first.iter().filter(|e| e.at >= start + Duration::minutes(10) && e.at <= start + Duration::minutes(19)).cloned().collect();
+    assert_eq!(in_window.len(), 10);
+    assert_eq!(collect(window, 3).await, in_window);
+    let suspensions = AuditQuery {
+        actions: Some(BTreeSet::from([AuditAction::UserSuspended])),
+        establishments: Some(BTreeSet::from([establishment("1-400")])),
+        ..query(Some(&alice))
+    };
+    let wanted: Vec<_> = newest_first
+        .iter()
+        .filter(|e| {
+            e.action == AuditAction::UserSuspended
+                && e.target.as_ref() == Some(&alice)
+                && e.establishments.contains(&establishment("1-400"))
+        })
+        .cloned()
+        .collect();
+    assert!(!wanted.is_empty());
+    assert_eq!(collect(suspensions, 2).await, wanted);
+}
+both!(audit_lists_newest_first_with_filters);
+
+async fn the_sweep_index_finds_only_due_seats(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let now = world.now();
+    let organization = org(12);
+    let mut due = Vec::new();
+    let mut writes = Vec::new();
+    // Seats ending in 30 days (first reminder due today), at various hours, and others.
+    for n in 0..9u32 {
+        let mut user = full_user(&organization, &person('1', 900 + n), now);
+        let seat = user.seat.as_mut().expect("seat");
+        seat.reminders_sent.clear();
+        seat.ends_at = match n % 3 {
+            0 => now + Duration::days(30) - Duration::hours(2),
+            1 => now + Duration::days(30) + Duration::hours(1),
+            _ => now + Duration::days(200),
+        };
+        if n == 3 {
+            user.status = UserStatus::Suspended;
+        }
+        if n % 3 == 0 && n != 3 {
+            due.push(user.clone());
+        }
+        writes.push(Write::create(Record::User(user)));
+    }
+    store.commit(writes).await.expect("users");
+    let mut found = Vec::new();
+    let mut page = PageRequest::first(1);
+    loop {
+        let result = store.due_for_sweep(now.date(), now, page.clone()).await.expect("page");
+        found.extend(result.items.into_iter().map(|item| item.expect("readable")));
+        match result.next {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    let mut found_ids: Vec<_> = found.iter().map(|u| u.id.clone()).collect();
+    let mut due_ids: Vec<_> = due.iter().map(|u| u.id.clone()).collect();
+    found_ids.sort();
+    due_ids.sort();
+    assert_eq!(found_ids, due_ids);
+}
+both!(the_sweep_index_finds_only_due_seats);
+
+async fn link_tokens_are_found_until_replaced(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.app.store;
+    let organization = org(13);
+    let user = full_user(&organization, &person('1', 13), world.now());
+    let token = user.activation.email_token.clone().expect("token").sha256;
+    store.commit(vec![Write::create(Record::User(user.clone()))]).await.expect("user");
+    assert_eq!(store.user_by_link_token(&token).await.expect("lookup"), Some(user.clone()));
+    let mut replaced = user.clone();
+    replaced.activation.email_token.as_mut().expect("token").sha256 = "99".repeat(32);
+    replaced.version = 2;
+    store.commit(vec![Write::replace(Record::User(replaced), 1)]).await.expect("replace");
+    assert_eq!(store.user_by_link_token(&token).await.expect("lookup"), None);
+    assert!(store.user_by_link_token(&"99".repeat(32)).await.expect("lookup").is_some());
+}
+both!(link_tokens_are_found_until_replaced);

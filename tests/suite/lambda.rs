@@ -1,0 +1,144 @@
+//! Lambda reality check: a built function binary runs as a Lambda process — it boots, asks
+//! a loopback Runtime API for work, gets an API Gateway HTTP API (payload 2.0) event with
+//! the JWT authorizer's claims, talks to DynamoDB, SES and SNS on moto, and posts its
+//! response back.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use domain::organization::{PricingPlan, SizeTier};
+use serde_json::{Value, json};
+use system_tests::moto::{MAIL_FROM, moto, workspace_root};
+use system_tests::runtime_api::RuntimeApi;
+use system_tests::world::{Backend, World};
+use tokio::io::AsyncReadExt;
+
+use crate::fixtures::{citizen, resident};
+
+/// The function binary under test: `LAMBDA_BINARY_DIR/<name>` (e.g. a `sam build` output)
+/// or the workspace's debug build, built on demand.
+pub fn function_binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("LAMBDA_BINARY_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        assert!(path.exists(), "{} does not exist", path.display());
+        return path;
+    }
+    let path = workspace_root().join("target/debug").join(name);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", name, "--bin", name])
+        .current_dir(workspace_root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {name} failed");
+    path
+}
+
+/// An HTTP API payload 2.0 event as API Gateway sends it after its JWT authorizer.
+pub fn api_gateway_event(route_key: &str, path: &str, path_parameters: Value, subject: &str, headers: Value, body: &Value) -> Value {
+    let (method, _) = route_key.split_once(' ').expect("a route key");
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "pathParameters": path_parameters,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "authorizer": { "jwt": { "claims": { "sub": subject, "iss": "https://issuer.example/", "aud": "establishment-users" }, "scopes": null } },
+            "domainName": "abc123.execute-api.me-south-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.10", "userAgent": "test" },
+            "requestId": "lambda-reality-check-1",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "23/Nov/2026:08:00:00 +0000",
+            "timeEpoch": 1795420800000u64
+        },
+        "body": body.to_string(),
+        "isBase64Encoded": false
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscribe_binary_serves_an_api_gateway_event_as_a_lambda_process() {
+    let world = World::new(Backend::Moto).await;
+    let manager = citizen(1);
+    let organization = "7000000303";
+    let org = world.onboard(organization, PricingPlan::Muqeem, &manager, &[("1-10", SizeTier::Small)]).await;
+    world.credit(&org, 50_000).await;
+    let person = world.register(&resident(1), &["1-10"], Some(300)).await;
+    let names = world.dynamo.as_ref().expect("moto world").names().clone();
+
+    let runtime = RuntimeApi::start().await;
+    let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+    runtime.queue(
+        "invocation-1",
+        api_gateway_event(
+            "POST /v1/organizations/{org}/subscriptions",
+            &format!("/v1/organizations/{organization}/subscriptions"),
+            json!({ "org": organization }),
+            &manager,
+            json!({ "content-type": "application/json", "idempotency-key": "lambda-1" }),
+            &body,
+        ),
+    );
+    let mut process = tokio::process::Command::new(function_binary("subscribe"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.host())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "subscribe")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL", moto().endpoint())
+        .env("USERS_TABLE", &names.users)
+        .env("BALANCES_TABLE", &names.balances)
+        .env("AUDIT_TABLE", &names.audit)
+        .env("MAIL_FROM", MAIL_FROM)
+        .env("CODE_HMAC_KEY", "2a".repeat(32))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the function starts");
+
+    let answer = tokio::time::timeout(Duration::from_secs(60), runtime.answer("invocation-1"))
+        .await
+        .expect("the function answers within a minute")
+        .expect("the function answers without an error");
+    process.kill().await.expect("stop the function");
+    let mut logs = String::new();
+    process.stdout.take().expect("stdout").read_to_string(&mut logs).await.expect("logs");
+    process.stderr.take().expect("stderr").read_to_string(&mut logs).await.expect("logs");
+
+    assert_eq!(answer["statusCode"], 201, "{answer}");
+    let response: Value = serde_json::from_str(answer["body"].as_str().expect("a text body")).expect("JSON body");
+    assert_eq!(response["users"][0]["id"], person.as_str());
+    assert_eq!(response["users"][0]["activation_messages"], json!({ "email": "sent", "sms": "sent" }));
+    assert_eq!(response["amount_charged_halalas"], 0, "the organization's first seat");
+
+    // What the function wrote and sent is really there.
+    let stored = world.records().await;
+    assert!(stored.iter().any(|r| matches!(r, domain::store::Record::User(u) if u.id == person)));
+    let registered = stored
+        .iter()
+        .find_map(|r| match r {
+            domain::store::Record::Person(p) if p.id == person => Some(p.clone()),
+            _ => None,
+        })
+        .expect("registered");
+    assert_eq!(world.emails_to(&registered.email).await.len(), 1);
+    assert_eq!(world.sms_to(&registered.mobile).await.len(), 1);
+
+    // Its logs are JSON lines, carry the request id, and no personal data or secret.
+    assert!(logs.contains("lambda-reality-check-1"), "the request id is logged:\n{logs}");
+    for secret in [person.as_str(), manager.as_str(), registered.email.as_str(), registered.mobile.as_str()] {
+        assert!(!logs.contains(secret), "the logs contain {secret}:\n{logs}");
+    }
+}

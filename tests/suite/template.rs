@@ -1,0 +1,141 @@
+//! `template.yaml` and the code must agree: the tables the code creates locally are the
+//! ones the template deploys, and every route a function serves is an event of that
+//! function in the template (and nothing else is).
+
+use std::collections::BTreeSet;
+
+use aws_adapters::tables::table_specs;
+use domain::store::Table;
+use gateway::routes::FUNCTIONS;
+use system_tests::moto::workspace_root;
+use yaml_rust2::{Yaml, YamlLoader};
+
+pub fn template() -> Yaml {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).expect("template.yaml");
+    YamlLoader::load_from_str(&text).expect("template.yaml is YAML").remove(0)
+}
+
+pub fn resources(template: &Yaml) -> Vec<(String, Yaml)> {
+    template["Resources"]
+        .as_hash()
+        .expect("Resources")
+        .iter()
+        .map(|(name, body)| (name.as_str().expect("a name").to_owned(), body.clone()))
+        .collect()
+}
+
+fn text(yaml: &Yaml) -> String {
+    yaml.as_str().map(str::to_owned).unwrap_or_else(|| panic!("expected text, found {yaml:?}"))
+}
+
+fn logical_name(table: Table) -> &'static str {
+    match table {
+        Table::Users => "UsersTable",
+        Table::Balances => "BalancesTable",
+        Table::Audit => "AuditTable",
+    }
+}
+
+#[test]
+fn the_tables_the_code_creates_are_the_tables_the_template_deploys() {
+    let template = template();
+    let deployed: Vec<String> = resources(&template)
+        .into_iter()
+        .filter(|(_, body)| body["Type"].as_str() == Some("AWS::DynamoDB::Table"))
+        .map(|(name, _)| name)
+        .collect();
+    let specs = table_specs();
+    assert_eq!(deployed.len(), specs.len(), "the template deploys {deployed:?}");
+    for spec in specs {
+        let name = logical_name(spec.table);
+        let properties = &template["Resources"][name]["Properties"];
+        assert!(!properties.is_badvalue(), "{name} is missing from template.yaml");
+        let attributes: BTreeSet<(String, String)> = properties["AttributeDefinitions"]
+            .as_vec()
+            .expect("attributes")
+            .iter()
+            .map(|a| (text(&a["AttributeName"]), text(&a["AttributeType"])))
+            .collect();
+        let expected: BTreeSet<(String, String)> = spec.attributes.iter().map(|a| ((*a).to_owned(), "S".to_owned())).collect();
+        assert_eq!(attributes, expected, "{name}: attribute definitions");
+        let keys: Vec<(String, String)> =
+            properties["KeySchema"].as_vec().expect("keys").iter().map(|k| (text(&k["AttributeName"]), text(&k["KeyType"]))).collect();
+        assert_eq!(keys, vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())], "{name}: key schema");
+        let indexes: BTreeSet<(String, String, Option<String>, String)> = properties["GlobalSecondaryIndexes"]
+            .as_vec()
+            .map(|list| {
+                list.iter()
+                    .map(|index| {
+                        let schema = index["KeySchema"].as_vec().expect("index keys");
+                        let sort = schema.iter().find(|k| k["KeyType"].as_str() == Some("RANGE")).map(|k| text(&k["AttributeName"]));
+                        let hash =
+                            schema.iter().find(|k| k["KeyType"].as_str() == Some("HASH")).map(|k| text(&k["AttributeName"])).expect("hash");
+                        (text(&index["IndexName"]), hash, sort, text(&index["Projection"]["ProjectionType"]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expected: BTreeSet<_> = spec
+            .indexes
+            .iter()
+            .map(|i| (i.name.to_owned(), i.partition_key.to_owned(), i.sort_key.map(str::to_owned), "ALL".to_owned()))
+            .collect();
+        assert_eq!(indexes, expected, "{name}: indexes");
+        let ttl = properties["TimeToLiveSpecification"]["AttributeName"].as_str().map(str::to_owned);
+        assert_eq!(ttl, spec.ttl_attribute.map(str::to_owned), "{name}: time to live");
+        assert_eq!(properties["BillingMode"].as_str(), Some("PAY_PER_REQUEST"), "{name}");
+        assert_eq!(properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true), "{name}: PITR");
+        assert_eq!(properties["DeletionProtectionEnabled"].as_bool(), Some(true), "{name}: deletion protection");
+    }
+}
+
+/// `(binary, method, path, public)` of every HTTP event in the template.
+pub fn template_routes() -> BTreeSet<(String, String, String, bool)> {
+    let template = template();
+    let mut routes = BTreeSet::new();
+    for (_, body) in resources(&template) {
+        if body["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary = text(&body["Metadata"]["BuildProperties"]["Binary"]);
+        for (_, event) in body["Properties"]["Events"].as_hash().into_iter().flatten() {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let properties = &event["Properties"];
+            let public = properties["Auth"]["Authorizer"].as_str() == Some("NONE");
+            routes.insert((binary.clone(), text(&properties["Method"]), text(&properties["Path"]), public));
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_route_is_served_by_the_function_the_template_sends_it_to() {
+    let served: BTreeSet<(String, String, String, bool)> = FUNCTIONS
+        .iter()
+        .flat_map(|(function, routes)| {
+            routes.iter().map(|r| ((*function).to_owned(), r.method().to_owned(), r.path().to_owned(), r.public))
+        })
+        .collect();
+    assert_eq!(template_routes(), served);
+}
+
+#[test]
+fn every_function_builds_a_distinct_workspace_binary() {
+    let template = template();
+    let mut binaries = BTreeSet::new();
+    for (name, body) in resources(&template) {
+        if body["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        assert_eq!(body["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{name}");
+        let binary = text(&body["Metadata"]["BuildProperties"]["Binary"]);
+        let manifest = workspace_root().join("functions").join(&binary).join("Cargo.toml");
+        let cargo = std::fs::read_to_string(&manifest).unwrap_or_else(|_| panic!("{name}: no crate at {}", manifest.display()));
+        assert!(cargo.contains(&format!("name = \"{binary}\"")), "{name}: functions/{binary} builds a binary named {binary}");
+        assert!(binaries.insert(binary.clone()), "{binary} is built twice");
+    }
+    assert!(template["Globals"]["Function"]["Architectures"].as_vec().is_some(), "the architecture comes from a parameter");
+    assert_eq!(template["Parameters"]["Architecture"]["Default"].as_str(), Some("arm64"));
+}
