@@ -25,7 +25,8 @@ step "Build every binary"
 cargo build --workspace --bins --locked
 
 step "Tests: unit, store contract (embedded + DynamoDB on moto), API, Lambda process"
-cargo test --workspace --locked
+# The Lambda process tests run the binaries just built.
+LAMBDA_BINARY_DIR="$PWD/target/debug" cargo test --workspace --locked
 
 step "Template lint"
 .venv/bin/cfn-lint template.yaml
