@@ -253,9 +253,7 @@ fn delegated_admin_may_set_grants(admin: &User, target: &User, after: &Grants) -
     if target.id == admin.id {
         return Err(refuse(Kind::CannotManageSelf, "nobody changes their own grants"));
     }
-    if target.is_manager() {
-        return Err(refuse(Kind::CannotManageManager, "nobody but the manager acts on the manager's account"));
-    }
+    delegated_admin_may_manage(admin, target, false)?;
     let administered = admin.grants.administered();
     let (added, removed) = target.grants.diff(after);
     for (establishment, service) in added.iter().chain(removed.iter()) {

@@ -193,6 +193,12 @@ pub struct User {
     pub establishments: BTreeSet<EstablishmentId>,
     #[serde(default)]
     pub grants: Grants,
+    /// Bumped by every grant change; a grant change must name the one it was based on.
+    #[serde(default = "first_version")]
+    pub grants_version: u64,
+    /// Bumped by every profile change (contacts, title, language, notifications).
+    #[serde(default = "first_version")]
+    pub profile_version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seat: Option<Seat>,
     /// Seats this user held before the current one (renewed, expired or suspended).
@@ -214,6 +220,10 @@ pub struct User {
     #[serde(with = "crate::clock::utc")]
     pub updated_at: OffsetDateTime,
     pub version: u64,
+}
+
+fn first_version() -> u64 {
+    1
 }
 
 impl User {
@@ -311,6 +321,8 @@ mod tests {
             notifications: NotificationSettings::default(),
             establishments: BTreeSet::new(),
             grants: Grants::default(),
+            grants_version: 1,
+            profile_version: 1,
             seat: Some(Seat { id: "s".into(), starts_at: now, ends_at, price: Halalas::ZERO, reminders_sent: BTreeSet::new() }),
             past_seats: vec![],
             activation: Activation::default(),

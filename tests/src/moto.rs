@@ -133,10 +133,11 @@ impl Moto {
         assert!(status < 300, "moto recorder start");
     }
 
-    /// The `X-Amz-Target` of every request recorded since `start_recording`, e.g.
-    /// `DynamoDB_20120810.Query`. Recording is global to the server: callers that count
-    /// must not run beside other recording tests (`recording_lock`).
-    pub async fn recorded_targets(&self) -> Vec<String> {
+    /// The `X-Amz-Target` of every request recorded since `start_recording` whose body
+    /// mentions `mentioning` (a test's own table names), e.g. `DynamoDB_20120810.Query`.
+    /// Recording is global to the server: tests that record take `recording_lock`, and
+    /// the filter leaves out requests of tests running beside them.
+    pub async fn recorded_targets(&self, mentioning: &str) -> Vec<String> {
         let (status, _) = http::post_raw(self.address, "/moto-api/recorder/stop-recording", b"").await;
         assert!(status < 300, "moto recorder stop");
         let (status, body) = http::get_raw(self.address, "/moto-api/recorder/download-recording").await;
@@ -144,6 +145,16 @@ impl Moto {
         String::from_utf8_lossy(&body)
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| {
+                let body = entry["body"].as_str().unwrap_or_default();
+                let body = if entry["body_encoded"].as_bool() == Some(true) {
+                    use base64::Engine;
+                    String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(body).unwrap_or_default()).into_owned()
+                } else {
+                    body.to_owned()
+                };
+                body.contains(mentioning)
+            })
             .filter_map(|entry| entry["headers"]["X-Amz-Target"].as_str().map(str::to_owned))
             .collect()
     }

@@ -374,3 +374,72 @@ impl Client {
         self.call("POST", path, Some(token), &[("idempotency-key", key)], Some(body)).await
     }
 }
+
+impl World {
+    /// Subscribes `person` (registered first if needed) as `manager` and marks the account
+    /// active, for tests about what active users may do. Activation itself is tested
+    /// through the real flow elsewhere.
+    pub async fn active_user(
+        &self,
+        organization: &OrganizationId,
+        manager: &PersonId,
+        person: &PersonId,
+        establishments: &[&str],
+    ) -> domain::user::User {
+        let registered = self.app.store.load(&[domain::store::Key::Person(person.clone())]).await.expect("load");
+        if registered.person(person).is_none() {
+            self.register(person.as_str(), establishments, Some(500)).await;
+        }
+        let command = billing::Subscribe {
+            organization: organization.clone(),
+            persons: vec![billing::SubscribePerson {
+                id: person.clone(),
+                establishments: establishments.iter().map(|e| EstablishmentId::parse(e).expect("valid")).collect(),
+                user_type: match self.organization_plan(organization).await {
+                    PricingPlan::Muqeem => Some(domain::user::UserType::ResidentsAndPartners),
+                    PricingPlan::Qiwa => None,
+                },
+                language: None,
+                job_title: None,
+            }],
+        };
+        let key = domain::secrets::random_hex(8);
+        billing::subscribe(&self.app, &as_person(manager), command, &key, &key).await.expect("subscribed");
+        self.update_user(organization, person, |user| {
+            user.status = domain::user::UserStatus::Active;
+            user.activation.email_confirmed_at = Some(user.created_at);
+            user.activation.mobile_confirmed_at = Some(user.created_at);
+            user.activation.mobile_code = None;
+        })
+        .await
+    }
+
+    pub async fn organization_plan(&self, organization: &OrganizationId) -> PricingPlan {
+        let loaded = self.app.store.load(&[domain::store::Key::Organization(organization.clone())]).await.expect("load");
+        loaded.organization(organization).expect("onboarded").plan
+    }
+
+    pub async fn user(&self, organization: &OrganizationId, person: &PersonId) -> domain::user::User {
+        let loaded = self.app.store.load(&[domain::store::Key::User(organization.clone(), person.clone())]).await.expect("load");
+        loaded.user(organization, person).cloned().expect("the user exists")
+    }
+
+    /// Test setup only: changes a user record directly, bypassing the use cases.
+    pub async fn update_user(
+        &self,
+        organization: &OrganizationId,
+        person: &PersonId,
+        change: impl FnOnce(&mut domain::user::User),
+    ) -> domain::user::User {
+        let current = self.user(organization, person).await;
+        let mut next = current.clone();
+        change(&mut next);
+        next.version = current.version + 1;
+        self.app
+            .store
+            .commit(vec![domain::store::Write::replace(Record::User(next.clone()), current.version)])
+            .await
+            .expect("the user is updated");
+        next
+    }
+}

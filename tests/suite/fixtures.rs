@@ -56,6 +56,8 @@ pub fn full_user(organization: &OrganizationId, id: &PersonId, now: OffsetDateTi
         notifications: NotificationSettings::default(),
         establishments: BTreeSet::from([e1, e2]),
         grants: Grants::new(matrix),
+        grants_version: 4,
+        profile_version: 2,
         seat: Some(Seat {
             id: "seat_1".into(),
             starts_at: now,

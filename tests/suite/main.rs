@@ -25,4 +25,6 @@ mod billing;
 mod contract;
 mod fixtures;
 mod lambda;
+mod permissions;
+mod properties;
 mod template;

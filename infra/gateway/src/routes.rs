@@ -37,6 +37,10 @@ pub const READ_BALANCE: &str = "GET /v1/organizations/{org}/balance";
 pub const CONFIRM_EMAIL: &str = "POST /v1/activations/email";
 pub const CONFIRM_MOBILE: &str = "POST /v1/activations/mobile";
 pub const RESEND_ACTIVATION: &str = "POST /v1/organizations/{org}/users/{id}/activation/resend";
+pub const CATALOG: &str = "GET /v1/catalog/services";
+pub const READ_PERMISSIONS: &str = "GET /v1/organizations/{org}/users/{id}/permissions";
+pub const SET_PERMISSIONS: &str = "PUT /v1/organizations/{org}/users/{id}/permissions";
+pub const CHECK: &str = "POST /v1/authorizations/check";
 
 /// The functions and their routes, in the order `template.yaml` lists them.
 pub const OPERATOR: &[Route] = &[Route::private(CREATE_ORGANIZATION), Route::private(SAVE_PERSON), Route::private(CREDIT_BALANCE)];
@@ -44,10 +48,18 @@ pub const SUBSCRIBE_FUNCTION: &[Route] = &[Route::private(QUOTE), Route::private
 pub const ACTIVATE: &[Route] =
     &[Route { key: CONFIRM_EMAIL, public: true }, Route::private(CONFIRM_MOBILE), Route::private(RESEND_ACTIVATION)];
 pub const DIRECTORY: &[Route] = &[Route::private(READ_BALANCE)];
+pub const GRANT: &[Route] = &[Route::private(CATALOG), Route::private(READ_PERMISSIONS), Route::private(SET_PERMISSIONS)];
+pub const AUTHORIZE: &[Route] = &[Route::private(CHECK)];
 
 /// `(function binary name, its routes)` for every HTTP function.
-pub const FUNCTIONS: &[(&str, &[Route])] =
-    &[("operator", OPERATOR), ("subscribe", SUBSCRIBE_FUNCTION), ("activate", ACTIVATE), ("directory", DIRECTORY)];
+pub const FUNCTIONS: &[(&str, &[Route])] = &[
+    ("operator", OPERATOR),
+    ("subscribe", SUBSCRIBE_FUNCTION),
+    ("activate", ACTIVATE),
+    ("grant", GRANT),
+    ("authorize", AUTHORIZE),
+    ("directory", DIRECTORY),
+];
 
 /// Matches a concrete path against a route's path template, returning the parameters.
 pub fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {

@@ -73,6 +73,8 @@ pub async fn invoke(app: &App, function: &str, request: lambda_http::Request) ->
         "subscribe" => subscribe_function::handle(app, request).await,
         "activate" => activate_function::handle(app, request).await,
         "directory" => directory_function::handle(app, request).await,
+        "grant" => grant_function::handle(app, request).await,
+        "authorize" => authorize_function::handle(app, request).await,
         other => unreachable!("no function named {other}"),
     }
 }

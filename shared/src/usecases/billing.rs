@@ -676,6 +676,8 @@ fn subscribed_user(
         notifications: NotificationSettings::default(),
         establishments: request.establishments.clone(),
         grants: Default::default(),
+        grants_version: line.existing.map_or(1, |user| user.grants_version + 1),
+        profile_version: line.existing.map_or(1, |user| user.profile_version + 1),
         seat: Some(seat),
         past_seats,
         activation: Activation { email_token: Some(token.digest), mobile_code: Some(code.digest), ..Activation::default() },

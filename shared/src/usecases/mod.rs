@@ -120,6 +120,7 @@ pub mod activation;
 pub mod billing;
 pub mod directory;
 pub mod onboarding;
+pub mod permissions;
 
 fn jitter(ceiling: Duration) -> Duration {
     let mut bytes = [0u8; 4];

@@ -93,6 +93,8 @@ pub async fn onboard(app: &App, meta: &RequestMeta, command: Onboard) -> Result<
             notifications: NotificationSettings::default(),
             establishments: organization.establishment_ids(),
             grants: Default::default(),
+            grants_version: 1,
+            profile_version: 1,
             seat: None,
             past_seats: vec![],
             activation: Activation::default(),
