@@ -101,6 +101,33 @@ impl<'a> Standing<'a> {
     }
 }
 
+/// Actions outside any one organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformAction {
+    OnboardOrganization,
+    SaveRegistryPerson,
+    /// Asking the check API about someone's access.
+    CheckAccess,
+}
+
+/// Decides platform-level actions, which depend on the caller's role alone.
+pub fn authorize_platform(caller: &Caller, action: PlatformAction) -> Result<(), Rejection> {
+    match (action, caller) {
+        (PlatformAction::OnboardOrganization | PlatformAction::SaveRegistryPerson, Caller::Operator(_)) => Ok(()),
+        (PlatformAction::OnboardOrganization | PlatformAction::SaveRegistryPerson, _) => {
+            Err(refuse(Kind::OperatorOnly, "only a platform operator can do this"))
+        }
+        (PlatformAction::CheckAccess, Caller::Service(_) | Caller::Operator(_)) => Ok(()),
+        (PlatformAction::CheckAccess, _) => Err(refuse(Kind::Forbidden, "the check API is for platform services")),
+    }
+}
+
+/// The person acting on their own account (confirming their activation code): only a
+/// person can, and only on the record keyed by their own ID.
+pub fn acting_on_own_account(caller: &Caller) -> Result<&PersonId, Rejection> {
+    caller.person().ok_or_else(|| refuse(Kind::Forbidden, "only the user can do this, for their own account"))
+}
+
 /// What the caller wants to do.
 #[derive(Debug, Clone, Copy)]
 pub enum Action<'a> {

@@ -14,7 +14,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
 use crate::organization::OrganizationId;
-use crate::policy::{Action, Caller, Standing, authorize};
+use crate::policy::{Action, Caller, Standing, acting_on_own_account, authorize};
 use crate::secrets::{CodeCheck, CodePurpose, new_code, new_link_token, token_sha256};
 use crate::store::{Key, Record, Write};
 use crate::user::{User, UserStatus};
@@ -128,9 +128,7 @@ pub async fn confirm_email(app: &App, request_id: &str, token: &str) -> Result<A
 /// Confirms the SMS code. The caller is the user (token `sub`); wrong tries are counted
 /// atomically, so parallel guesses cannot get past the limit.
 pub async fn confirm_mobile(app: &App, meta: &RequestMeta, organization: &OrganizationId, code: &str) -> Result<ActivationState, Error> {
-    let Caller::Person(me) = &meta.caller else {
-        return Err(Rejection::new(Kind::Forbidden, "only the user confirms their own code").into());
-    };
+    let me = acting_on_own_account(&meta.caller)?;
     let code: String = code.trim().chars().map(crate::identity::ascii_digit).collect();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Rejection::invalid_request("code", "the code is six digits").into());

@@ -15,16 +15,9 @@ use crate::identity::PersonId;
 use crate::ledger::Balance;
 use crate::organization::{Establishment, EstablishmentId, Organization, OrganizationId, PricingPlan};
 use crate::person::{Nationality, Person, PersonName};
-use crate::policy::Caller;
+use crate::policy::{PlatformAction, authorize_platform};
 use crate::store::{Key, Record, Write};
 use crate::user::{Activation, NotificationSettings, Role, User, UserStatus};
-
-fn require_operator(caller: &Caller) -> Result<(), Rejection> {
-    match caller {
-        Caller::Operator(_) => Ok(()),
-        _ => Err(Rejection::new(Kind::OperatorOnly, "only a platform operator can do this")),
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Onboard {
@@ -38,7 +31,7 @@ pub struct Onboard {
 /// Creates the organization, its empty balance and the manager's account, in one write.
 /// The manager must be in the registry (their contact details come from it).
 pub async fn onboard(app: &App, meta: &RequestMeta, command: Onboard) -> Result<Organization, Error> {
-    require_operator(&meta.caller)?;
+    authorize_platform(&meta.caller, PlatformAction::OnboardOrganization)?;
     let mut seen = BTreeSet::new();
     for (position, establishment) in command.establishments.iter().enumerate() {
         if !seen.insert(&establishment.id) {
@@ -159,7 +152,7 @@ pub struct Saved {
 
 /// Creates or replaces a registry entry (the stand-in for the ministry's registry).
 pub async fn save_person(app: &App, meta: &RequestMeta, command: SavePerson) -> Result<Saved, Error> {
-    require_operator(&meta.caller)?;
+    authorize_platform(&meta.caller, PlatformAction::SaveRegistryPerson)?;
     if command.name.ar.as_deref().unwrap_or("").trim().is_empty() && command.name.en.as_deref().unwrap_or("").trim().is_empty() {
         return Err(Rejection::new(Kind::InvalidField, "a name in Arabic or English is required").field("name").into());
     }

@@ -13,7 +13,7 @@ use crate::error::{Error, Kind, Rejection};
 use crate::grants::Grants;
 use crate::identity::PersonId;
 use crate::organization::{EstablishmentId, OrganizationId};
-use crate::policy::{Action, Caller, CheckReason, Standing, authorize, check_access};
+use crate::policy::{Action, CheckReason, PlatformAction, Standing, authorize, authorize_platform, check_access};
 use crate::store::{Key, Loaded, Record, Write};
 use crate::user::{User, UserStatus};
 
@@ -216,10 +216,7 @@ pub struct CheckAnswer {
 /// May this user use this service on this establishment now? For other platform
 /// services (role `service`) and operators. Reads exactly one item: the user's record.
 pub async fn check(app: &App, meta: &RequestMeta, command: Check) -> Result<CheckAnswer, Error> {
-    match meta.caller {
-        Caller::Service(_) | Caller::Operator(_) => {}
-        _ => return Err(Rejection::new(Kind::Forbidden, "the check API is for platform services").into()),
-    }
+    authorize_platform(&meta.caller, PlatformAction::CheckAccess)?;
     let now = app.clock.now();
     let loaded = app.store.load(&[Key::User(command.organization.clone(), command.user.clone())]).await?;
     let user = loaded.user(&command.organization, &command.user);
