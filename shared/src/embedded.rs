@@ -15,9 +15,9 @@ use crate::ledger::LedgerEntry;
 use crate::messaging::{DeliveryError, EmailMessage, Mailer, SmsMessage, TextSender};
 use crate::organization::OrganizationId;
 use crate::store::{
-    AuditQuery, BadItem, CommitError, Cursor, Expect, Key, LEDGER_PREFIX, Loaded, Page, PageRequest, Queries, Record, Records, StorageKey,
-    StoreError, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range, organization_partition,
-    sweep_partition, user_matches,
+    AuditQuery, BadItem, CommitError, Contact, Cursor, Expect, Key, LEDGER_PREFIX, Loaded, Page, PageRequest, Queries, Record, Records,
+    StorageKey, StoreError, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range,
+    organization_partition, sweep_partition, user_matches,
 };
 use crate::user::User;
 
@@ -239,6 +239,25 @@ impl Queries for EmbeddedStore {
             ]))
         });
         Ok(Page { items: taken.iter().map(|(_, _, user)| Ok((*user).clone())).collect(), next })
+    }
+
+    async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
+        let key = contact.key(organization);
+        let records = self.lock();
+        Ok(records
+            .values()
+            .filter_map(|record| match record {
+                Record::User(user) => {
+                    let attributes = record.index_attributes();
+                    let found = match contact {
+                        Contact::Email(_) => attributes.email_key,
+                        Contact::Mobile(_) => attributes.mobile_key,
+                    };
+                    (found.as_deref() == Some(key.as_str())).then(|| user.clone())
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {

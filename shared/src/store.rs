@@ -20,6 +20,8 @@
 //!   seat's next reminder or expiry. The sweep's work is exactly the items under today's
 //!   (and a few missed days') partitions.
 //! - users `by_link_token`: `link_token` = SHA-256 of the user's current activation link token.
+//! - users `by_email` / `by_mobile`: `email_key` / `mobile_key` = `ORG#{org}#{value}`: who in
+//!   an organization already uses an email or a mobile.
 //! - audit `by_target`: `audit_target` = `ORG#{org}#USER#{id}`, `sk`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -54,6 +56,8 @@ impl Table {
 pub const SWEEP_INDEX: &str = "by_sweep_day";
 pub const LINK_TOKEN_INDEX: &str = "by_link_token";
 pub const TARGET_INDEX: &str = "by_target";
+pub const EMAIL_INDEX: &str = "by_email";
+pub const MOBILE_INDEX: &str = "by_mobile";
 
 /// Where a record lives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -133,6 +137,25 @@ pub struct IndexAttributes {
     pub sweep_at: Option<String>,
     pub link_token: Option<String>,
     pub target: Option<String>,
+    pub email_key: Option<String>,
+    pub mobile_key: Option<String>,
+}
+
+/// A contact value, as looked up in the `by_email` and `by_mobile` indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contact {
+    Email(crate::contact::Email),
+    Mobile(crate::contact::SaudiMobile),
+}
+
+impl Contact {
+    /// The index key of this contact within an organization.
+    pub fn key(&self, organization: &OrganizationId) -> String {
+        match self {
+            Contact::Email(email) => format!("ORG#{}#{}", organization.as_str(), email.as_str()),
+            Contact::Mobile(mobile) => format!("ORG#{}#{}", organization.as_str(), mobile.as_str()),
+        }
+    }
 }
 
 impl Record {
@@ -192,6 +215,8 @@ impl Record {
                 // Kept after use, so a second click can be told "already used"; a resend
                 // replaces it, and the old link becomes unknown.
                 attributes.link_token = user.activation.email_token.as_ref().map(|token| token.sha256.clone());
+                attributes.email_key = Some(Contact::Email(user.email.clone()).key(&user.organization));
+                attributes.mobile_key = Some(Contact::Mobile(user.mobile.clone()).key(&user.organization));
                 attributes
             }
             Record::Audit(entry) => IndexAttributes {
@@ -426,6 +451,10 @@ pub trait Queries: Send + Sync {
 
     /// The user holding an unused activation link token with this SHA-256.
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError>;
+
+    /// The organization's users whose current email or mobile is `contact` (one query of
+    /// the `by_email` or `by_mobile` index; it may lag a just-committed change).
+    async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError>;
 }
 
 /// A complete store.

@@ -9,7 +9,7 @@ use domain::audit::AuditEntry;
 use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
-    AuditQuery, BadItem, CommitError, Key, Loaded, Page, PageRequest, Queries, Records, Store, StoreError, UserFilter, Write,
+    AuditQuery, BadItem, CommitError, Contact, Key, Loaded, Page, PageRequest, Queries, Records, Store, StoreError, UserFilter, Write,
 };
 use domain::user::User;
 use time::{Date, OffsetDateTime};
@@ -68,5 +68,8 @@ impl Queries for GatedStore {
     }
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
         self.inner.user_by_link_token(sha256).await
+    }
+    async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
+        self.inner.users_with_contact(organization, contact).await
     }
 }

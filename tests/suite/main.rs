@@ -26,5 +26,6 @@ mod contract;
 mod fixtures;
 mod lambda;
 mod permissions;
+mod profile;
 mod properties;
 mod template;

@@ -17,9 +17,9 @@ use domain::identity::mask_id;
 use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
-    AuditQuery, BadItem, BoxError, CommitError, Cursor, Expect, Key, LEDGER_PREFIX, LINK_TOKEN_INDEX, Loaded, Page, PageRequest, Queries,
-    Record, Records, SWEEP_INDEX, StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_partition, audit_sort_range,
-    audit_target, organization_partition, sweep_partition,
+    AuditQuery, BadItem, BoxError, CommitError, Contact, Cursor, EMAIL_INDEX, Expect, Key, LEDGER_PREFIX, LINK_TOKEN_INDEX, Loaded,
+    MOBILE_INDEX, Page, PageRequest, Queries, Record, Records, SWEEP_INDEX, StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter,
+    Write, audit_partition, audit_sort_range, audit_target, organization_partition, sweep_partition,
 };
 use domain::user::{User, UserStatus};
 use time::{Date, OffsetDateTime};
@@ -82,9 +82,14 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
     attributes.insert("sk".into(), s(key.sk));
     attributes.insert("kind".into(), s(record.kind()));
     let index = record.index_attributes();
-    for (name, value) in
-        [("sweep_day", index.sweep_day), ("sweep_at", index.sweep_at), ("link_token", index.link_token), ("audit_target", index.target)]
-    {
+    for (name, value) in [
+        ("sweep_day", index.sweep_day),
+        ("sweep_at", index.sweep_at),
+        ("link_token", index.link_token),
+        ("audit_target", index.target),
+        ("email_key", index.email_key),
+        ("mobile_key", index.mobile_key),
+    ] {
         if let Some(value) = value {
             attributes.insert(name.into(), s(value));
         }
@@ -591,6 +596,33 @@ impl Queries for DynamoStore {
             })
             .collect();
         Ok(Page { items, next: page.next })
+    }
+
+    async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
+        let (index, attribute) = match contact {
+            Contact::Email(_) => (EMAIL_INDEX, "email_key"),
+            Contact::Mobile(_) => (MOBILE_INDEX, "mobile_key"),
+        };
+        let output = self
+            .client
+            .query()
+            .table_name(self.names.of(Table::Users))
+            .index_name(index)
+            .key_condition_expression("#contact = :contact")
+            .expression_attribute_names("#contact", attribute)
+            .expression_attribute_values(":contact", s(contact.key(organization)))
+            .send()
+            .await
+            .map_err(|e| unavailable(aws_sdk_dynamodb::Error::from(e)))?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| match from_item(item).map_err(StoreError::Corrupt)? {
+                Record::User(user) => Ok(user),
+                other => Err(StoreError::Corrupt(format!("a {} in the contact index", other.kind()))),
+            })
+            .collect()
     }
 
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {

@@ -41,6 +41,10 @@ pub const CATALOG: &str = "GET /v1/catalog/services";
 pub const READ_PERMISSIONS: &str = "GET /v1/organizations/{org}/users/{id}/permissions";
 pub const SET_PERMISSIONS: &str = "PUT /v1/organizations/{org}/users/{id}/permissions";
 pub const CHECK: &str = "POST /v1/authorizations/check";
+pub const READ_PROFILE: &str = "GET /v1/organizations/{org}/users/{id}";
+pub const MODIFY_USER: &str = "PATCH /v1/organizations/{org}/users/{id}";
+pub const CONFIRM_CONTACT: &str = "POST /v1/organizations/{org}/users/{id}/contact-verifications";
+pub const CANCEL_PENDING_CONTACT: &str = "DELETE /v1/organizations/{org}/users/{id}/pending-contact-changes/{channel}";
 
 /// The functions and their routes, in the order `template.yaml` lists them.
 pub const OPERATOR: &[Route] = &[Route::private(CREATE_ORGANIZATION), Route::private(SAVE_PERSON), Route::private(CREDIT_BALANCE)];
@@ -50,6 +54,8 @@ pub const ACTIVATE: &[Route] =
 pub const DIRECTORY: &[Route] = &[Route::private(READ_BALANCE)];
 pub const GRANT: &[Route] = &[Route::private(CATALOG), Route::private(READ_PERMISSIONS), Route::private(SET_PERMISSIONS)];
 pub const AUTHORIZE: &[Route] = &[Route::private(CHECK)];
+pub const MODIFY: &[Route] =
+    &[Route::private(READ_PROFILE), Route::private(MODIFY_USER), Route::private(CONFIRM_CONTACT), Route::private(CANCEL_PENDING_CONTACT)];
 
 /// `(function binary name, its routes)` for every HTTP function.
 pub const FUNCTIONS: &[(&str, &[Route])] = &[
@@ -58,6 +64,7 @@ pub const FUNCTIONS: &[(&str, &[Route])] = &[
     ("activate", ACTIVATE),
     ("grant", GRANT),
     ("authorize", AUTHORIZE),
+    ("modify", MODIFY),
     ("directory", DIRECTORY),
 ];
 

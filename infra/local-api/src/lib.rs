@@ -75,6 +75,7 @@ pub async fn invoke(app: &App, function: &str, request: lambda_http::Request) ->
         "directory" => directory_function::handle(app, request).await,
         "grant" => grant_function::handle(app, request).await,
         "authorize" => authorize_function::handle(app, request).await,
+        "modify" => modify_function::handle(app, request).await,
         other => unreachable!("no function named {other}"),
     }
 }

@@ -121,6 +121,7 @@ pub mod billing;
 pub mod directory;
 pub mod onboarding;
 pub mod permissions;
+pub mod profile;
 
 fn jitter(ceiling: Duration) -> Duration {
     let mut bytes = [0u8; 4];

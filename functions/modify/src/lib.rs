@@ -1,0 +1,135 @@
+//! The modify function: a user's profile, changes to it, and the verification of new
+//! contact details.
+
+use domain::app::App;
+use domain::error::{Error, Kind, Rejection};
+use domain::parse;
+use domain::usecases::profile::{self, Channel};
+use domain::user::{Channels, NotificationSettings};
+use gateway::routes::{CANCEL_PENDING_CONTACT, CONFIRM_CONTACT, MODIFY, MODIFY_USER, READ_PROFILE};
+use gateway::{Incoming, Reply};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+pub async fn handle(app: &App, request: Request) -> Response<Body> {
+    gateway::serve(request, MODIFY, async |incoming| route(app, incoming).await).await
+}
+
+/// Missing → `None`; `null` → `Some(None)`; a value → `Some(Some(value))`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelsInput {
+    email: bool,
+    sms: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationsInput {
+    expiry_reminders: ChannelsInput,
+    account_notices: ChannelsInput,
+}
+
+/// The fields a PATCH may carry, and the ones it may not (named in a 422).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchInput {
+    version: u64,
+    email: Option<String>,
+    mobile: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    job_title: Option<Option<String>>,
+    language: Option<String>,
+    notifications: Option<NotificationsInput>,
+    id: Option<Value>,
+    nationality: Option<Value>,
+    grants: Option<Value>,
+    status: Option<Value>,
+    role: Option<Value>,
+    name: Option<Value>,
+    establishments: Option<Value>,
+    user_type: Option<Value>,
+    seat: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerificationInput {
+    channel: String,
+    code: String,
+}
+
+fn channel(field: &str, raw: &str) -> Result<Channel, Rejection> {
+    Channel::parse(raw).ok_or_else(|| Rejection::new(Kind::InvalidField, "the channel is email or mobile").field(field))
+}
+
+fn modification(incoming: &Incoming) -> Result<profile::Modify, Rejection> {
+    let input: PatchInput = incoming.json()?;
+    let fixed: Vec<&str> = [
+        ("id", input.id.is_some()),
+        ("nationality", input.nationality.is_some()),
+        ("grants", input.grants.is_some()),
+        ("status", input.status.is_some()),
+        ("role", input.role.is_some()),
+        ("name", input.name.is_some()),
+        ("establishments", input.establishments.is_some()),
+        ("user_type", input.user_type.is_some()),
+        ("seat", input.seat.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, sent)| sent.then_some(name))
+    .collect();
+    if !fixed.is_empty() {
+        return Err(Rejection::new(Kind::FieldNotModifiable, format!("these cannot be changed here: {}", fixed.join(", ")))
+            .field(fixed[0])
+            .detail("fields", fixed));
+    }
+    Ok(profile::Modify {
+        organization: incoming.organization()?,
+        user: incoming.user_id()?,
+        version: input.version,
+        email: input.email.as_deref().map(|e| parse::email("email", e)).transpose()?,
+        mobile: input.mobile.as_deref().map(|m| parse::mobile("mobile", m)).transpose()?,
+        job_title: match input.job_title {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(title)) => Some(Some(parse::text("job_title", &title, 100)?)),
+        },
+        language: input.language.as_deref().map(|l| parse::language("language", l)).transpose()?,
+        notifications: input.notifications.map(|n| NotificationSettings {
+            expiry_reminders: Channels { email: n.expiry_reminders.email, sms: n.expiry_reminders.sms },
+            account_notices: Channels { email: n.account_notices.email, sms: n.account_notices.sms },
+        }),
+    })
+}
+
+async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
+    match incoming.route.key {
+        READ_PROFILE => {
+            let (organization, user) = (incoming.organization()?, incoming.user_id()?);
+            Reply::json(200, &profile::profile(app, &incoming.meta(), &organization, &user).await?)
+        }
+        MODIFY_USER => {
+            let command = modification(&incoming)?;
+            Reply::json(200, &profile::modify(app, &incoming.meta(), command).await?)
+        }
+        CONFIRM_CONTACT => {
+            let (organization, user) = (incoming.organization()?, incoming.user_id()?);
+            let input: VerificationInput = incoming.json()?;
+            let channel = channel("channel", &input.channel)?;
+            Reply::json(200, &profile::confirm_contact(app, &incoming.meta(), &organization, &user, channel, &input.code).await?)
+        }
+        CANCEL_PENDING_CONTACT => {
+            let (organization, user) = (incoming.organization()?, incoming.user_id()?);
+            let channel =
+                Channel::parse(incoming.param("channel")).ok_or_else(|| Rejection::new(Kind::NotFound, "no such pending change"))?;
+            Reply::json(200, &profile::cancel_pending(app, &incoming.meta(), &organization, &user, channel).await?)
+        }
+        other => unreachable!("route {other} is not served here"),
+    }
+}
