@@ -66,12 +66,6 @@ pub fn key_timestamp(at: OffsetDateTime) -> String {
     at.to_offset(UtcOffset::UTC).format(KEY_TIMESTAMP).expect("a UTC timestamp always formats")
 }
 
-/// `YYYY-MM-DD` of the UTC day containing `at`.
-pub fn day_key(at: OffsetDateTime) -> String {
-    let date = at.to_offset(UtcOffset::UTC).date();
-    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
-}
-
 /// Serde for instants in records and responses: RFC 3339 in UTC with exactly six
 /// fractional digits, so stored instants compare correctly as text (DynamoDB compares
 /// strings byte by byte). Reading accepts any RFC 3339 form.

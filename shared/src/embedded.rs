@@ -7,7 +7,7 @@ use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::audit::AuditEntry;
 use crate::clock::key_timestamp;
@@ -16,8 +16,8 @@ use crate::messaging::{DeliveryError, EmailMessage, Mailer, SmsMessage, TextSend
 use crate::organization::OrganizationId;
 use crate::store::{
     AuditQuery, BadItem, CommitError, Contact, Cursor, Expect, Key, LEDGER_PREFIX, Loaded, Page, PageRequest, Queries, Record, Records,
-    StorageKey, StoreError, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range,
-    organization_partition, sweep_partition, user_matches,
+    StorageKey, StoreError, SweepMonth, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range,
+    organization_partition, user_matches,
 };
 use crate::user::User;
 
@@ -193,8 +193,13 @@ impl Queries for EmbeddedStore {
         })
     }
 
-    async fn due_for_sweep(&self, day: Date, until: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        let partition = sweep_partition(day);
+    async fn due_for_sweep(
+        &self,
+        month: SweepMonth,
+        until: OffsetDateTime,
+        page: PageRequest,
+    ) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        let partition = month.partition();
         let until = key_timestamp(until);
         let records = self.lock();
         // The index orders by (sweep_at, table key); a cursor carries all of them.
@@ -203,7 +208,7 @@ impl Queries for EmbeddedStore {
             .filter_map(|(key, record)| match record {
                 Record::User(user) => {
                     let attributes = record.index_attributes();
-                    match (attributes.sweep_day, attributes.sweep_at) {
+                    match (attributes.sweep_month, attributes.sweep_at) {
                         (Some(day), Some(at)) if day == partition && at <= until => Some((at, key, user)),
                         _ => None,
                     }
@@ -216,7 +221,7 @@ impl Queries for EmbeddedStore {
             None => 0,
             Some(cursor) => {
                 let key = cursor.decode()?;
-                if key.get("sweep_day") != Some(&partition) {
+                if key.get("sweep_month") != Some(&partition) {
                     return Err(StoreError::InvalidCursor);
                 }
                 let position = (
@@ -232,7 +237,7 @@ impl Queries for EmbeddedStore {
         let next = (slice.len() > page.limit).then(|| {
             let (at, key, _) = taken.last().expect("a full page has a last item");
             Cursor::encode(&BTreeMap::from([
-                ("sweep_day".to_owned(), partition.clone()),
+                ("sweep_month".to_owned(), partition.clone()),
                 ("sweep_at".to_owned(), at.clone()),
                 ("pk".to_owned(), key.pk.clone()),
                 ("sk".to_owned(), key.sk.clone()),

@@ -19,10 +19,12 @@ pub enum Template {
     ContactChangedSms,
     ExpiryReminderEmail,
     ExpiryReminderSms,
+    AccountSuspendedEmail,
+    AccountSuspendedSms,
 }
 
 impl Template {
-    pub const ALL: [Template; 8] = [
+    pub const ALL: [Template; 10] = [
         Template::ActivationEmail,
         Template::ActivationSms,
         Template::ContactVerificationEmail,
@@ -31,12 +33,18 @@ impl Template {
         Template::ContactChangedSms,
         Template::ExpiryReminderEmail,
         Template::ExpiryReminderSms,
+        Template::AccountSuspendedEmail,
+        Template::AccountSuspendedSms,
     ];
 
     pub fn is_sms(self) -> bool {
         matches!(
             self,
-            Template::ActivationSms | Template::ContactVerificationSms | Template::ContactChangedSms | Template::ExpiryReminderSms
+            Template::ActivationSms
+                | Template::ContactVerificationSms
+                | Template::ContactChangedSms
+                | Template::ExpiryReminderSms
+                | Template::AccountSuspendedSms
         )
     }
 
@@ -58,6 +66,8 @@ impl Template {
             Template::ContactChangedSms => pair!("contact_changed_sms.txt"),
             Template::ExpiryReminderEmail => pair!("expiry_reminder_email.txt"),
             Template::ExpiryReminderSms => pair!("expiry_reminder_sms.txt"),
+            Template::AccountSuspendedEmail => pair!("account_suspended_email.txt"),
+            Template::AccountSuspendedSms => pair!("account_suspended_sms.txt"),
         }
     }
 

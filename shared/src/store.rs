@@ -16,9 +16,10 @@
 //! | audit entry  | audit    | `ORG#{org}`/`PLATFORM` | `{time}#{entry}`               |
 //!
 //! Indexes (sparse: only records that need them carry the attributes):
-//! - users `by_sweep_day`: `sweep_day` = `SWEEP#{YYYY-MM-DD}`, `sweep_at` = time of the
-//!   seat's next reminder or expiry. The sweep's work is exactly the items under today's
-//!   (and a few missed days') partitions.
+//! - users `by_sweep_month`: `sweep_month` = `SWEEP#{YYYY-MM}` and `sweep_at` = the time
+//!   of the seat's next reminder or expiry. The sweep reads the items due by now in the
+//!   last thirteen monthly partitions: its work grows with the seats due, not with all
+//!   seats, and a sweep outage of up to a year is caught up.
 //! - users `by_link_token`: `link_token` = SHA-256 of the user's current activation link token.
 //! - users `by_email` / `by_mobile`: `email_key` / `mobile_key` = `ORG#{org}#{value}`: who in
 //!   an organization already uses an email or a mobile.
@@ -29,10 +30,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 use base64::Engine;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
-use crate::clock::{day_key, key_timestamp};
+use crate::clock::key_timestamp;
 use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
 use crate::identity::PersonId;
 use crate::ledger::{Balance, LedgerEntry};
@@ -53,7 +54,7 @@ impl Table {
     pub const ALL: [Table; 3] = [Table::Users, Table::Balances, Table::Audit];
 }
 
-pub const SWEEP_INDEX: &str = "by_sweep_day";
+pub const SWEEP_INDEX: &str = "by_sweep_month";
 pub const LINK_TOKEN_INDEX: &str = "by_link_token";
 pub const TARGET_INDEX: &str = "by_target";
 pub const EMAIL_INDEX: &str = "by_email";
@@ -133,7 +134,7 @@ pub enum Record {
 /// Attributes an adapter stores beside a record so the indexes can find it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexAttributes {
-    pub sweep_day: Option<String>,
+    pub sweep_month: Option<String>,
     pub sweep_at: Option<String>,
     pub link_token: Option<String>,
     pub target: Option<String>,
@@ -209,7 +210,7 @@ impl Record {
             Record::User(user) => {
                 let mut attributes = IndexAttributes::default();
                 if let Some((at, _)) = user.next_sweep() {
-                    attributes.sweep_day = Some(format!("SWEEP#{}", day_key(at)));
+                    attributes.sweep_month = Some(SweepMonth::of(at).partition());
                     attributes.sweep_at = Some(key_timestamp(at));
                 }
                 // Kept after use, so a second click can be told "already used"; a resend
@@ -446,8 +447,13 @@ pub trait Queries: Send + Sync {
     /// Ledger entries, newest first.
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError>;
 
-    /// Users whose next sweep step falls on `day` at or before `until`.
-    async fn due_for_sweep(&self, day: Date, until: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError>;
+    /// Users whose next sweep step falls in `month`, at or before `until`.
+    async fn due_for_sweep(
+        &self,
+        month: SweepMonth,
+        until: OffsetDateTime,
+        page: PageRequest,
+    ) -> Result<Page<Result<User, BadItem>>, StoreError>;
 
     /// The user holding an unused activation link token with this SHA-256.
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError>;
@@ -462,9 +468,27 @@ pub trait Store: Records + Queries {}
 
 impl<T: Records + Queries> Store for T {}
 
-/// The sweep partition key for a day.
-pub fn sweep_partition(day: Date) -> String {
-    format!("SWEEP#{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
+/// A month of the sweep index (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SweepMonth {
+    pub year: i32,
+    pub month: u8,
+}
+
+impl SweepMonth {
+    pub fn of(at: OffsetDateTime) -> Self {
+        let date = at.to_offset(time::UtcOffset::UTC).date();
+        SweepMonth { year: date.year(), month: u8::from(date.month()) }
+    }
+
+    pub fn previous(self) -> Self {
+        if self.month == 1 { SweepMonth { year: self.year - 1, month: 12 } } else { SweepMonth { month: self.month - 1, ..self } }
+    }
+
+    /// The index partition key, `SWEEP#YYYY-MM`.
+    pub fn partition(self) -> String {
+        format!("SWEEP#{:04}-{:02}", self.year, self.month)
+    }
 }
 
 /// Whether a user matches a listing filter (shared by the embedded store and by tests).

@@ -9,10 +9,11 @@ use domain::audit::AuditEntry;
 use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
-    AuditQuery, BadItem, CommitError, Contact, Key, Loaded, Page, PageRequest, Queries, Records, Store, StoreError, UserFilter, Write,
+    AuditQuery, BadItem, CommitError, Contact, Key, Loaded, Page, PageRequest, Queries, Records, Store, StoreError, SweepMonth, UserFilter,
+    Write,
 };
 use domain::user::User;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 /// Holds every commit until `readers` loads have happened: two requests that must race
@@ -63,8 +64,13 @@ impl Queries for GatedStore {
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
         self.inner.ledger(organization, page).await
     }
-    async fn due_for_sweep(&self, day: Date, until: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        self.inner.due_for_sweep(day, until, page).await
+    async fn due_for_sweep(
+        &self,
+        month: SweepMonth,
+        until: OffsetDateTime,
+        page: PageRequest,
+    ) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        self.inner.due_for_sweep(month, until, page).await
     }
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
         self.inner.user_by_link_token(sha256).await
@@ -72,4 +78,122 @@ impl Queries for GatedStore {
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
         self.inner.users_with_contact(organization, contact).await
     }
+}
+
+/// What a wrapped call is about to do, for deciding whether to fail it.
+#[derive(Debug)]
+pub enum Call<'a> {
+    Load(&'a [Key]),
+    Commit(&'a [Write]),
+    Query(&'static str),
+}
+
+/// A failure to inject at the adapter boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Throttled or down: nothing happens, the call fails.
+    Unavailable,
+    /// A transaction conflict (DynamoDB's `TransactionConflict`): nothing is written.
+    Conflict,
+    /// The write reaches the table, then the response is lost (a timeout after commit).
+    LostResponse,
+}
+
+type Plan = Box<dyn FnMut(&Call<'_>) -> Option<Fault> + Send>;
+
+/// A store that fails the calls its plan picks, and counts what it injected.
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    plan: std::sync::Mutex<Plan>,
+    pub injected: AtomicUsize,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Store>, plan: impl FnMut(&Call<'_>) -> Option<Fault> + Send + 'static) -> Arc<Self> {
+        Arc::new(FaultyStore { inner, plan: std::sync::Mutex::new(Box::new(plan)), injected: AtomicUsize::new(0) })
+    }
+
+    fn decide(&self, call: &Call<'_>) -> Option<Fault> {
+        let fault = (self.plan.lock().expect("plan"))(call);
+        if fault.is_some() {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+        }
+        fault
+    }
+}
+
+fn injected_error(what: &str) -> domain::store::BoxError {
+    format!("injected fault: {what}").into()
+}
+
+#[async_trait]
+impl Records for FaultyStore {
+    async fn load(&self, keys: &[Key]) -> Result<Loaded, StoreError> {
+        match self.decide(&Call::Load(keys)) {
+            Some(_) => Err(StoreError::Unavailable(injected_error("read throttled"))),
+            None => self.inner.load(keys).await,
+        }
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
+        match self.decide(&Call::Commit(&writes)) {
+            Some(Fault::Unavailable) => Err(CommitError::Unavailable(injected_error("write throttled"))),
+            Some(Fault::Conflict) => Err(CommitError::Conflict { failed: vec![] }),
+            Some(Fault::LostResponse) => {
+                self.inner.commit(writes).await?;
+                Err(CommitError::Unknown(injected_error("timeout after the write")))
+            }
+            None => self.inner.commit(writes).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Queries for FaultyStore {
+    async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError> {
+        match self.decide(&Call::Query("users")) {
+            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
+            None => self.inner.users(organization, filter, page).await,
+        }
+    }
+    async fn audit(&self, query: &AuditQuery, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
+        match self.decide(&Call::Query("audit")) {
+            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
+            None => self.inner.audit(query, page).await,
+        }
+    }
+    async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
+        match self.decide(&Call::Query("ledger")) {
+            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
+            None => self.inner.ledger(organization, page).await,
+        }
+    }
+    async fn due_for_sweep(
+        &self,
+        month: SweepMonth,
+        until: OffsetDateTime,
+        page: PageRequest,
+    ) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        match self.decide(&Call::Query("due_for_sweep")) {
+            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
+            None => self.inner.due_for_sweep(month, until, page).await,
+        }
+    }
+    async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
+        match self.decide(&Call::Query("user_by_link_token")) {
+            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
+            None => self.inner.user_by_link_token(sha256).await,
+        }
+    }
+    async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
+        match self.decide(&Call::Query("users_with_contact")) {
+            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
+            None => self.inner.users_with_contact(organization, contact).await,
+        }
+    }
+}
+
+/// Whether a commit writes the user record of `person`.
+pub fn writes_user(writes: &[Write], person: &domain::identity::PersonId) -> bool {
+    writes.iter().any(|write| matches!(&write.record, domain::store::Record::User(user) if &user.id == person))
 }

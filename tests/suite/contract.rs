@@ -355,7 +355,7 @@ async fn the_sweep_index_finds_only_due_seats(backend: Backend) {
     let mut found = Vec::new();
     let mut page = PageRequest::first(1);
     loop {
-        let result = store.due_for_sweep(now.date(), now, page.clone()).await.expect("page");
+        let result = store.due_for_sweep(domain::store::SweepMonth::of(now), now, page.clone()).await.expect("page");
         found.extend(result.items.into_iter().map(|item| item.expect("readable")));
         match result.next {
             Some(cursor) => page.cursor = Some(cursor),

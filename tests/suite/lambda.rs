@@ -142,3 +142,47 @@ async fn the_subscribe_binary_serves_an_api_gateway_event_as_a_lambda_process() 
         assert!(!logs.contains(secret), "the logs contain {secret}:\n{logs}");
     }
 }
+
+/// The sweep binary takes the scheduled event kept in `infra/events/scheduled.json` (the
+/// one `cargo lambda invoke` uses) and sweeps as of its `time`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_binary_runs_on_the_scheduled_event_kept_in_the_repository() {
+    let world = World::new(Backend::Moto).await;
+    let manager = citizen(1);
+    let org = world.onboard("7000000606", PricingPlan::Muqeem, &manager, &[("1-10", SizeTier::Small)]).await;
+    world.credit(&org, 100_000).await;
+    let person = domain::identity::PersonId::parse(&citizen(2)).unwrap();
+    world.active_user(&org, &domain::identity::PersonId::parse(&manager).unwrap(), &person, &["1-10"]).await;
+    let names = world.dynamo.as_ref().expect("moto world").names().clone();
+
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("infra/events/scheduled.json")).unwrap()).unwrap();
+    let at = domain::clock::one_year_after(system_tests::world::START) + time::Duration::days(1);
+    event["time"] = json!(domain::clock::rfc3339(at));
+    let runtime = RuntimeApi::start().await;
+    runtime.queue("sweep-1", event);
+    let mut process = tokio::process::Command::new(function_binary("expiry-sweep"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.host())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "expiry-sweep")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL", moto().endpoint())
+        .env("USERS_TABLE", &names.users)
+        .env("BALANCES_TABLE", &names.balances)
+        .env("AUDIT_TABLE", &names.audit)
+        .env("MAIL_FROM", MAIL_FROM)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the function starts");
+    let report = tokio::time::timeout(Duration::from_secs(60), runtime.answer("sweep-1")).await.expect("an answer").expect("no error");
+    process.kill().await.expect("stop");
+    assert_eq!(report["expired"], 1, "{report}");
+    assert_eq!(report["now"], domain::clock::key_timestamp(at));
+    assert_eq!(world.user(&org, &person).await.status, domain::user::UserStatus::Expired);
+}

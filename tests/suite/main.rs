@@ -25,6 +25,7 @@ mod billing;
 mod contract;
 mod fixtures;
 mod lambda;
+mod lifecycle;
 mod permissions;
 mod profile;
 mod properties;

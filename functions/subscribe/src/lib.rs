@@ -7,7 +7,7 @@ use domain::error::{Error, Rejection};
 use domain::organization::OrganizationId;
 use domain::parse;
 use domain::usecases::billing;
-use gateway::routes::{QUOTE, SUBSCRIBE, SUBSCRIBE_FUNCTION};
+use gateway::routes::{QUOTE, RENEW, SUBSCRIBE, SUBSCRIBE_FUNCTION};
 use gateway::{Incoming, Reply, keyed_reply};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
@@ -27,6 +27,14 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
             let command = subscription(&incoming)?;
             let digest = domain::idempotency::request_digest(&incoming.json_value()?);
             Ok(keyed_reply(billing::subscribe(app, &incoming.meta(), command, key, &digest).await?))
+        }
+        RENEW => {
+            let key = incoming.idempotency_key()?;
+            let command = billing::Renew { organization: incoming.organization()?, user: incoming.user_id()? };
+            // The key covers the user renewed: the same key for another user is a reuse.
+            let body = if incoming.body_is_empty() { serde_json::json!({}) } else { incoming.json_value()? };
+            let digest = domain::idempotency::request_digest(&serde_json::json!({ "user": command.user, "body": body }));
+            Ok(keyed_reply(billing::renew(app, &incoming.meta(), command, key, &digest).await?))
         }
         other => unreachable!("route {other} is not served here"),
     }

@@ -18,11 +18,11 @@ use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
     AuditQuery, BadItem, BoxError, CommitError, Contact, Cursor, EMAIL_INDEX, Expect, Key, LEDGER_PREFIX, LINK_TOKEN_INDEX, Loaded,
-    MOBILE_INDEX, Page, PageRequest, Queries, Record, Records, SWEEP_INDEX, StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter,
-    Write, audit_partition, audit_sort_range, audit_target, organization_partition, sweep_partition,
+    MOBILE_INDEX, Page, PageRequest, Queries, Record, Records, SWEEP_INDEX, StoreError, SweepMonth, TARGET_INDEX, Table, USER_PREFIX,
+    UserFilter, Write, audit_partition, audit_sort_range, audit_target, organization_partition,
 };
 use domain::user::{User, UserStatus};
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::tables::{TTL_ATTRIBUTE, TableNames};
 
@@ -83,7 +83,7 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
     attributes.insert("kind".into(), s(record.kind()));
     let index = record.index_attributes();
     for (name, value) in [
-        ("sweep_day", index.sweep_day),
+        ("sweep_month", index.sweep_month),
         ("sweep_at", index.sweep_at),
         ("link_token", index.link_token),
         ("audit_target", index.target),
@@ -569,18 +569,23 @@ impl Queries for DynamoStore {
         })
     }
 
-    async fn due_for_sweep(&self, day: Date, until: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        let partition = sweep_partition(day);
+    async fn due_for_sweep(
+        &self,
+        month: SweepMonth,
+        until: OffsetDateTime,
+        page: PageRequest,
+    ) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        let partition = month.partition();
         let listing = Listing {
             table: Table::Users,
             index: Some(SWEEP_INDEX),
-            key_condition: "sweep_day = :day AND sweep_at <= :until",
+            key_condition: "sweep_month = :month AND sweep_at <= :until",
             filter: None,
             names: HashMap::new(),
-            values: HashMap::from([(":day".to_owned(), s(&partition)), (":until".to_owned(), s(key_timestamp(until)))]),
+            values: HashMap::from([(":month".to_owned(), s(&partition)), (":until".to_owned(), s(key_timestamp(until)))]),
             forward: true,
-            cursor_attributes: &["pk", "sk", "sweep_day", "sweep_at"],
-            cursor_must_match: vec![("sweep_day", partition)],
+            cursor_attributes: &["pk", "sk", "sweep_month", "sweep_at"],
+            cursor_must_match: vec![("sweep_month", partition)],
         };
         let page = self.list(listing, &page).await?;
         let items = page

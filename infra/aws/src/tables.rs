@@ -62,9 +62,9 @@ pub fn table_specs() -> Vec<TableSpec> {
     vec![
         TableSpec {
             table: Table::Users,
-            attributes: vec!["pk", "sk", "sweep_day", "sweep_at", "link_token", "email_key", "mobile_key"],
+            attributes: vec!["pk", "sk", "sweep_month", "sweep_at", "link_token", "email_key", "mobile_key"],
             indexes: vec![
-                IndexSpec { name: SWEEP_INDEX, partition_key: "sweep_day", sort_key: Some("sweep_at") },
+                IndexSpec { name: SWEEP_INDEX, partition_key: "sweep_month", sort_key: Some("sweep_at") },
                 IndexSpec { name: LINK_TOKEN_INDEX, partition_key: "link_token", sort_key: None },
                 IndexSpec { name: EMAIL_INDEX, partition_key: "email_key", sort_key: None },
                 IndexSpec { name: MOBILE_INDEX, partition_key: "mobile_key", sort_key: None },

@@ -44,16 +44,19 @@ pub const CHECK: &str = "POST /v1/authorizations/check";
 pub const READ_PROFILE: &str = "GET /v1/organizations/{org}/users/{id}";
 pub const MODIFY_USER: &str = "PATCH /v1/organizations/{org}/users/{id}";
 pub const CONFIRM_CONTACT: &str = "POST /v1/organizations/{org}/users/{id}/contact-verifications";
+pub const SUSPEND_USER: &str = "POST /v1/organizations/{org}/users/{id}/suspension";
+pub const RENEW: &str = "POST /v1/organizations/{org}/users/{id}/renewal";
 pub const CANCEL_PENDING_CONTACT: &str = "DELETE /v1/organizations/{org}/users/{id}/pending-contact-changes/{channel}";
 
 /// The functions and their routes, in the order `template.yaml` lists them.
 pub const OPERATOR: &[Route] = &[Route::private(CREATE_ORGANIZATION), Route::private(SAVE_PERSON), Route::private(CREDIT_BALANCE)];
-pub const SUBSCRIBE_FUNCTION: &[Route] = &[Route::private(QUOTE), Route::private(SUBSCRIBE)];
+pub const SUBSCRIBE_FUNCTION: &[Route] = &[Route::private(QUOTE), Route::private(SUBSCRIBE), Route::private(RENEW)];
 pub const ACTIVATE: &[Route] =
     &[Route { key: CONFIRM_EMAIL, public: true }, Route::private(CONFIRM_MOBILE), Route::private(RESEND_ACTIVATION)];
 pub const DIRECTORY: &[Route] = &[Route::private(READ_BALANCE)];
 pub const GRANT: &[Route] = &[Route::private(CATALOG), Route::private(READ_PERMISSIONS), Route::private(SET_PERMISSIONS)];
 pub const AUTHORIZE: &[Route] = &[Route::private(CHECK)];
+pub const SUSPEND: &[Route] = &[Route::private(SUSPEND_USER)];
 pub const MODIFY: &[Route] =
     &[Route::private(READ_PROFILE), Route::private(MODIFY_USER), Route::private(CONFIRM_CONTACT), Route::private(CANCEL_PENDING_CONTACT)];
 
@@ -65,6 +68,7 @@ pub const FUNCTIONS: &[(&str, &[Route])] = &[
     ("grant", GRANT),
     ("authorize", AUTHORIZE),
     ("modify", MODIFY),
+    ("suspend", SUSPEND),
     ("directory", DIRECTORY),
 ];
 

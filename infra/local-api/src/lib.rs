@@ -76,6 +76,7 @@ pub async fn invoke(app: &App, function: &str, request: lambda_http::Request) ->
         "grant" => grant_function::handle(app, request).await,
         "authorize" => authorize_function::handle(app, request).await,
         "modify" => modify_function::handle(app, request).await,
+        "suspend" => suspend_function::handle(app, request).await,
         other => unreachable!("no function named {other}"),
     }
 }
@@ -156,6 +157,20 @@ impl Server {
                 Some(outbox) => json_reply(200, &json!({ "messages": outbox.messages() })),
                 None => local_error(404, "not_found", "messages go through SES and SNS in this configuration"),
             }),
+            ("POST", "/local/expiry-sweep") => {
+                // Runs the scheduled sweep now, or as of `?time=<RFC 3339>` to replay a day.
+                let time = query.split('&').find_map(|pair| pair.strip_prefix("time=")).map(|t| t.replace("%3A", ":"));
+                let now = match time.as_deref().map(domain::clock::parse_rfc3339) {
+                    None => self.app.clock.now(),
+                    Some(Some(at)) => at,
+                    Some(None) => return Some(local_error(400, "invalid_request", "time is an RFC 3339 timestamp")),
+                };
+                let options = domain::usecases::lifecycle::SweepOptions::default();
+                Some(match domain::usecases::lifecycle::sweep(&self.app, "local-sweep", now, options).await {
+                    Ok(report) => json_reply(200, &serde_json::to_value(report).unwrap_or_default()),
+                    Err(error) => to_hyper(gateway::error_response(&error, "local-sweep")),
+                })
+            }
             ("GET", "/local/activate") => {
                 let token = query.split('&').find_map(|pair| pair.strip_prefix("token=")).unwrap_or("");
                 let request_id = format!("local-{}", domain::secrets::random_hex(8));

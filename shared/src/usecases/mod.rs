@@ -119,6 +119,7 @@ macro_rules! retrying {
 pub mod activation;
 pub mod billing;
 pub mod directory;
+pub mod lifecycle;
 pub mod onboarding;
 pub mod permissions;
 pub mod profile;

@@ -1,0 +1,31 @@
+//! The expiry sweep, run daily by an EventBridge schedule: expires seats past their end and
+//! sends the 30-, 7- and 1-day reminders. "Now" is the scheduled event's `time`, so any day
+//! can be replayed by invoking it with another time.
+
+use domain::app::App;
+use domain::clock::parse_rfc3339;
+use domain::usecases::lifecycle::{self, SweepOptions, SweepReport};
+use serde::Deserialize;
+
+/// The parts of an EventBridge scheduled event the sweep reads.
+#[derive(Debug, Deserialize)]
+pub struct ScheduledEvent {
+    /// Present in EventBridge events; used to name the run in the audit trail.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub time: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("the event's time is not an RFC 3339 timestamp")]
+    BadTime,
+    #[error("the sweep failed")]
+    Failed(#[source] domain::error::Error),
+}
+
+pub async fn handle(app: &App, event: ScheduledEvent, invocation: &str) -> Result<SweepReport, SweepError> {
+    let now = parse_rfc3339(&event.time).ok_or(SweepError::BadTime)?;
+    let run = event.id.unwrap_or_else(|| invocation.to_owned());
+    lifecycle::sweep(app, &run, now, SweepOptions::default()).await.map_err(SweepError::Failed)
+}
