@@ -1,6 +1,8 @@
-//! A moto server for the tests: started once per test binary on a free loopback port from
-//! the project's `.venv` (see `infra/check.sh`), shared by every test, which isolate
-//! themselves with their own table names, email addresses and mobile numbers.
+//! Moto servers for the tests: started once per test binary on free loopback ports from
+//! the project's `.venv` (see `infra/check.sh`), shared by the tests, which isolate
+//! themselves with their own table names, email addresses and mobile numbers. A moto
+//! server handles one request at a time (see `tests/moto/server.py`), so there are several
+//! (`MOTO_SERVERS`, default 4) and each test world uses one of them.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -43,10 +45,8 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
 }
 
-/// The shared moto server, started on first use.
-pub fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
+fn start() -> Moto {
+    {
         let port = free_port();
         let process = Command::new(python())
             .arg(workspace_root().join("tests/moto/server.py"))
@@ -62,7 +62,22 @@ pub fn moto() -> &'static Moto {
             std::thread::sleep(Duration::from_millis(50));
         }
         Moto { address, _process: process }
+    }
+}
+
+fn servers() -> &'static [Moto] {
+    static SERVERS: OnceLock<Vec<Moto>> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        let count = std::env::var("MOTO_SERVERS").ok().and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(4);
+        (0..count).map(|_| start()).collect()
     })
+}
+
+/// The moto server for a test world, picked by the world's tag.
+pub fn moto_for(tag: &str) -> &'static Moto {
+    let servers = servers();
+    let index = tag.bytes().fold(0usize, |hash, b| hash.wrapping_mul(31).wrapping_add(b as usize)) % servers.len();
+    &servers[index]
 }
 
 impl Moto {

@@ -27,7 +27,7 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 use crate::http::{self, Answer};
-use crate::moto::{MAIL_FROM, moto};
+use crate::moto::{MAIL_FROM, Moto, moto_for};
 
 /// The two messaging ports, for wrapping together.
 pub struct Messaging {
@@ -59,6 +59,13 @@ pub struct World {
     pub tag: String,
 }
 
+impl World {
+    /// The moto server this world uses (moto worlds only).
+    pub fn moto(&self) -> &'static Moto {
+        moto_for(&self.tag)
+    }
+}
+
 pub fn code_key() -> CodeKey {
     CodeKey::new(vec![42; 32]).expect("32 bytes")
 }
@@ -69,7 +76,9 @@ pub fn settings() -> Settings {
         pricing: PricingConfig::bundled(),
         code_key: Some(code_key()),
         activation_link_prefix: "https://portal.example.sa/activate#token=".to_owned(),
-        retry: RetryPolicy { attempts: 40, ..RetryPolicy::default() },
+        // The emulator answers an order of magnitude slower than DynamoDB and one request
+        // at a time, so conflicting writers back off longer here than in production.
+        retry: RetryPolicy { attempts: 40, base: std::time::Duration::from_millis(20), cap: std::time::Duration::from_secs(1) },
     }
 }
 
@@ -94,7 +103,7 @@ impl World {
                 (store, Messaging { mailer: silent.clone(), texts: silent })
             }
             Backend::Moto => {
-                let moto = moto();
+                let moto = moto_for(&tag);
                 moto.verify_mail_domain().await;
                 let config = moto.sdk_config().await;
                 let client = aws_sdk_dynamodb::Client::new(&config);
@@ -280,7 +289,7 @@ impl World {
                     _ => None,
                 })
                 .collect(),
-            None => moto().emails_to(to.as_str()).await,
+            None => self.moto().emails_to(to.as_str()).await,
         }
     }
 
@@ -295,7 +304,7 @@ impl World {
                     _ => None,
                 })
                 .collect(),
-            None => moto().sms_to(to.as_str()).await,
+            None => self.moto().sms_to(to.as_str()).await,
         }
     }
 }

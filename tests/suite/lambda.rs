@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use domain::organization::{PricingPlan, SizeTier};
 use serde_json::{Value, json};
-use system_tests::moto::{MAIL_FROM, moto, workspace_root};
+use system_tests::moto::{MAIL_FROM, workspace_root};
 use system_tests::runtime_api::RuntimeApi;
 use system_tests::world::{Backend, World};
 use tokio::io::AsyncReadExt;
@@ -96,7 +96,7 @@ async fn the_subscribe_binary_serves_an_api_gateway_event_as_a_lambda_process() 
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", moto().endpoint())
+        .env("AWS_ENDPOINT_URL", world.moto().endpoint())
         .env("USERS_TABLE", &names.users)
         .env("BALANCES_TABLE", &names.balances)
         .env("AUDIT_TABLE", &names.audit)
@@ -170,7 +170,7 @@ async fn the_sweep_binary_runs_on_the_scheduled_event_kept_in_the_repository() {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", moto().endpoint())
+        .env("AWS_ENDPOINT_URL", world.moto().endpoint())
         .env("USERS_TABLE", &names.users)
         .env("BALANCES_TABLE", &names.balances)
         .env("AUDIT_TABLE", &names.audit)

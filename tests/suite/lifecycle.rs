@@ -13,7 +13,7 @@ use domain::user::{Reminder, UserStatus};
 use serde_json::json;
 use system_tests::faults::{Call, Fault, FaultyStore, GatedStore, writes_user};
 use system_tests::invariants::assert_books_balance;
-use system_tests::moto::{moto, recording_lock};
+use system_tests::moto::recording_lock;
 use system_tests::world::{Backend, Client, START, World};
 use time::{Duration, OffsetDateTime};
 
@@ -297,9 +297,9 @@ async fn the_sweep_never_scans() {
     let fleet = fleet(World::new(Backend::Moto).await).await;
     let users_table = fleet.world.dynamo.as_ref().unwrap().names().users.clone();
     let _recording = recording_lock().lock().await;
-    moto().start_recording().await;
+    fleet.world.moto().start_recording().await;
     let report = sweep(&fleet.world.app, "run-1", first_run(), SweepOptions::default()).await.unwrap();
-    let requests = moto().recorded_targets(&users_table).await;
+    let requests = fleet.world.moto().recorded_targets(&users_table).await;
     assert_eq!((report.expired, report.reminded), (2, 5));
     assert!(!requests.iter().any(|r| r.ends_with(".Scan")), "{requests:?}");
     let queries = requests.iter().filter(|r| r.ends_with(".Query")).count();

@@ -6,7 +6,7 @@ use domain::organization::{PricingPlan, SizeTier};
 use domain::store::Record;
 use domain::user::UserStatus;
 use serde_json::{Value, json};
-use system_tests::moto::{moto, recording_lock};
+use system_tests::moto::recording_lock;
 use system_tests::world::{Backend, Client, World};
 use time::Duration;
 
@@ -383,10 +383,10 @@ async fn a_check_reads_exactly_one_dynamodb_item() {
     for (user, establishment, service_code) in
         [(&cast.admin, "1-10", "iqama.renew"), (&cast.manager, "1-20", "reports.print"), (&cast.member, "1-20", "x")]
     {
-        moto().start_recording().await;
+        cast.world.moto().start_recording().await;
         let answer = cast.check(&service, user, establishment, service_code).await;
         assert_eq!(answer.status, 200);
-        let requests = moto().recorded_targets(&tables).await;
+        let requests = cast.world.moto().recorded_targets(&tables).await;
         assert_eq!(requests, vec!["DynamoDB_20120810.GetItem".to_owned()], "one GetItem per check");
     }
 }
