@@ -214,6 +214,14 @@ async fn users_page_in_id_order_with_filters(backend: Backend) {
             Box::new(|u: &User| u.status == UserStatus::Suspended) as Box<dyn Fn(&User) -> bool>,
         ),
         (
+            UserFilter {
+                status: Some(UserStatus::Suspended),
+                now: Some(now),
+                establishments: Some(BTreeSet::from([establishment("1-100")])),
+            },
+            Box::new(|u: &User| u.status == UserStatus::Suspended && u.establishments.contains(&establishment("1-100"))),
+        ),
+        (
             UserFilter { status: Some(UserStatus::Expired), now: Some(now), ..Default::default() },
             Box::new(move |u: &User| u.effective_status(now) == UserStatus::Expired),
         ),

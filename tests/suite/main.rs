@@ -23,6 +23,7 @@ macro_rules! both {
 mod activation;
 mod billing;
 mod contract;
+mod directory;
 mod fixtures;
 mod lambda;
 mod lifecycle;

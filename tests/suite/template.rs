@@ -139,3 +139,51 @@ fn every_function_builds_a_distinct_workspace_binary() {
     assert!(template["Globals"]["Function"]["Architectures"].as_vec().is_some(), "the architecture comes from a parameter");
     assert_eq!(template["Parameters"]["Architecture"]["Default"].as_str(), Some("arm64"));
 }
+
+fn mentions_audit_table(resource: &Yaml) -> bool {
+    match resource {
+        Yaml::Array(items) => items.iter().any(mentions_audit_table),
+        Yaml::String(text) => text.contains("AuditTable"),
+        other => format!("{other:?}").contains("AuditTable"),
+    }
+}
+
+fn actions(statement: &Yaml) -> Vec<String> {
+    match &statement["Action"] {
+        Yaml::Array(items) => items.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+        Yaml::String(one) => vec![one.clone()],
+        _ => vec![],
+    }
+}
+
+#[test]
+fn no_function_may_change_or_delete_audit_entries() {
+    let template = template();
+    let forbidden = ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"];
+    for (name, body) in resources(&template) {
+        if body["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let statements: Vec<Yaml> = body["Properties"]["Policies"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .flat_map(|policy| policy["Statement"].as_vec().cloned().unwrap_or_default())
+            .collect();
+        let on_audit: Vec<&Yaml> = statements.iter().filter(|s| mentions_audit_table(&s["Resource"])).collect();
+        for statement in &on_audit {
+            if statement["Effect"].as_str() == Some("Allow") {
+                for action in actions(statement) {
+                    assert!(!forbidden.contains(&action.as_str()) && !action.ends_with('*'), "{name} may {action} on the audit table");
+                }
+            }
+        }
+        let writes = on_audit.iter().any(|s| s["Effect"].as_str() == Some("Allow") && actions(s).iter().any(|a| a == "dynamodb:PutItem"));
+        if writes {
+            let denied: Vec<String> = on_audit.iter().filter(|s| s["Effect"].as_str() == Some("Deny")).flat_map(|s| actions(s)).collect();
+            for action in forbidden {
+                assert!(denied.iter().any(|d| d == action), "{name} writes audit entries but does not deny {action}");
+            }
+        }
+    }
+}

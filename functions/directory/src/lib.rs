@@ -1,9 +1,16 @@
-//! The directory function: reads the balance and ledger, the users, the audit trail.
+//! The directory function: reads the balance and ledger, the users, the audit trail, and
+//! exports the ledger and the audit trail as CSV.
+
+use std::collections::BTreeSet;
 
 use domain::app::App;
-use domain::error::Error;
-use domain::usecases::directory;
-use gateway::routes::{DIRECTORY, READ_BALANCE};
+use domain::audit::{AuditAction, AuditEntry};
+use domain::error::{Error, Rejection};
+use domain::ledger::{LedgerEntry, LedgerReason};
+use domain::parse;
+use domain::store::Cursor;
+use domain::usecases::directory::{self, AuditFilter, Exported};
+use gateway::routes::{DIRECTORY, LIST_USERS, ORGANIZATION_AUDIT, READ_BALANCE, USER_AUDIT};
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 
@@ -16,12 +23,150 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
 }
 
 async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
+    let organization = incoming.organization()?;
+    let meta = incoming.meta();
     match incoming.route.key {
+        READ_BALANCE if wants_csv(&incoming) => {
+            let exported = directory::export_ledger(app, &meta, &organization, cursor(&incoming)).await?;
+            Ok(csv_reply(ledger_csv(&exported.rows)?, &format!("ledger-{}.csv", organization.as_str()), exported))
+        }
         READ_BALANCE => {
-            let organization = incoming.organization()?;
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
-            Reply::json(200, &directory::balance(app, &incoming.meta(), &organization, page).await?)
+            Reply::json(200, &directory::balance(app, &meta, &organization, page).await?)
+        }
+        LIST_USERS => {
+            let status = incoming.query("status").map(|s| parse::user_status("status", s)).transpose()?;
+            let establishment = incoming.query("establishment").map(|e| parse::establishment_id("establishment", e)).transpose()?;
+            let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
+            Reply::json(200, &directory::users(app, &meta, &organization, status, establishment, page).await?)
+        }
+        ORGANIZATION_AUDIT | USER_AUDIT => {
+            let user = if incoming.route.key == USER_AUDIT { Some(incoming.user_id()?) } else { None };
+            let filter = audit_filter(&incoming)?;
+            if wants_csv(&incoming) {
+                let exported = directory::export_audit(app, &meta, &organization, user.as_ref(), &filter, cursor(&incoming)).await?;
+                let name = match &user {
+                    Some(user) => format!("audit-{}-{}.csv", organization.as_str(), user.as_str()),
+                    None => format!("audit-{}.csv", organization.as_str()),
+                };
+                return Ok(csv_reply(audit_csv(&exported.rows)?, &name, exported));
+            }
+            let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
+            Reply::json(200, &directory::audit(app, &meta, &organization, user.as_ref(), &filter, page).await?)
         }
         other => unreachable!("route {other} is not served here"),
     }
+}
+
+/// `Accept: text/csv`, or `?format=csv` for links in a browser.
+fn wants_csv(incoming: &Incoming) -> bool {
+    incoming.query("format") == Some("csv") || incoming.header("accept").is_some_and(|accept| accept.contains("text/csv"))
+}
+
+fn cursor(incoming: &Incoming) -> Option<Cursor> {
+    incoming.query("cursor").filter(|c| !c.is_empty()).map(Cursor::from_client)
+}
+
+/// `?action=a,b`, `?from=`, `?to=` (RFC 3339).
+fn audit_filter(incoming: &Incoming) -> Result<AuditFilter, Rejection> {
+    let actions = match incoming.query("action") {
+        None => None,
+        Some(list) => Some(
+            list.split(',')
+                .filter(|a| !a.is_empty())
+                .map(|a| AuditAction::parse(a).ok_or_else(|| Rejection::invalid_request("action", format!("there is no action {a:?}"))))
+                .collect::<Result<BTreeSet<_>, _>>()?,
+        ),
+    };
+    let instant = |name: &str| {
+        incoming
+            .query(name)
+            .map(|raw| {
+                domain::clock::parse_rfc3339(raw)
+                    .ok_or_else(|| Rejection::invalid_request(name, "an RFC 3339 time, e.g. 2026-11-23T00:00:00Z"))
+            })
+            .transpose()
+    };
+    Ok(AuditFilter { actions, from: instant("from")?, to: instant("to")? })
+}
+
+/// A CSV answer; `next-cursor` continues an export longer than one answer.
+fn csv_reply<T>(body: Vec<u8>, file_name: &str, exported: Exported<T>) -> Reply {
+    let reply = Reply::csv(body, file_name);
+    match exported.next_cursor {
+        Some(next) => reply.with_header("next-cursor", next),
+        None => reply,
+    }
+}
+
+/// UTF-8 with a byte-order mark (so spreadsheet programs show Arabic correctly), RFC 4180
+/// quoting by the `csv` crate.
+fn write_csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Result<Vec<u8>, Error> {
+    let mut writer = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
+    writer.write_record(header).map_err(Error::internal)?;
+    for row in rows {
+        writer.write_record(&row).map_err(Error::internal)?;
+    }
+    writer.into_inner().map_err(|e| Error::internal(e.to_string()))
+}
+
+fn audit_csv(entries: &[AuditEntry]) -> Result<Vec<u8>, Error> {
+    let header = ["time", "actor_kind", "actor", "action", "target", "establishments", "changes", "request_id"];
+    write_csv(
+        &header,
+        entries.iter().map(|entry| {
+            let actor = serde_json::to_value(&entry.actor).unwrap_or_default();
+            vec![
+                domain::clock::rfc3339(entry.at),
+                actor["kind"].as_str().unwrap_or_default().to_owned(),
+                actor["id"].as_str().unwrap_or_default().to_owned(),
+                entry.action.as_str().to_owned(),
+                entry.target.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                entry.establishments.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(" "),
+                entry.changes.to_string(),
+                entry.request_id.clone(),
+            ]
+        }),
+    )
+}
+
+fn ledger_csv(entries: &[LedgerEntry]) -> Result<Vec<u8>, Error> {
+    let header = [
+        "sequence",
+        "time",
+        "direction",
+        "amount_halalas",
+        "balance_after_halalas",
+        "reason",
+        "reference",
+        "person",
+        "actor",
+        "request_id",
+    ];
+    write_csv(
+        &header,
+        entries.iter().map(|entry| {
+            let (reason, reference, person) = match &entry.reason {
+                LedgerReason::Credit { payment_reference } => ("credit".to_owned(), payment_reference.clone(), String::new()),
+                LedgerReason::Seat { seat_id, person, purchase } => (
+                    format!("seat_{}", serde_json::to_value(purchase).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+                    seat_id.clone(),
+                    person.as_str().to_owned(),
+                ),
+            };
+            let actor = serde_json::to_value(&entry.actor).unwrap_or_default();
+            vec![
+                entry.sequence.to_string(),
+                domain::clock::rfc3339(entry.at),
+                serde_json::to_value(entry.direction).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                entry.amount.get().to_string(),
+                entry.balance_after.get().to_string(),
+                reason,
+                reference,
+                person,
+                format!("{}:{}", actor["kind"].as_str().unwrap_or_default(), actor["id"].as_str().unwrap_or_default()),
+                entry.request_id.clone(),
+            ]
+        }),
+    )
 }

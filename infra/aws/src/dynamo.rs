@@ -396,6 +396,8 @@ fn user_filter(filter: &UserFilter, names: &mut HashMap<String, String>, values:
         values.insert(":wanted".into(), status_value(status));
         let clause = match filter.now {
             None => "#status = :wanted".to_owned(),
+            // DynamoDB refuses names and values an expression does not use.
+            Some(_) if status == UserStatus::Suspended => "#status = :wanted".to_owned(),
             Some(now) => {
                 names.extend([("#role".into(), "role".into()), ("#seat".into(), "seat".into()), ("#ends_at".into(), "ends_at".into())]);
                 values.insert(":now".into(), s(key_timestamp(now)));

@@ -34,6 +34,9 @@ pub const CREDIT_BALANCE: &str = "POST /v1/organizations/{org}/balance/credits";
 pub const QUOTE: &str = "POST /v1/organizations/{org}/subscriptions/quote";
 pub const SUBSCRIBE: &str = "POST /v1/organizations/{org}/subscriptions";
 pub const READ_BALANCE: &str = "GET /v1/organizations/{org}/balance";
+pub const LIST_USERS: &str = "GET /v1/organizations/{org}/users";
+pub const ORGANIZATION_AUDIT: &str = "GET /v1/organizations/{org}/audit";
+pub const USER_AUDIT: &str = "GET /v1/organizations/{org}/users/{id}/audit";
 pub const CONFIRM_EMAIL: &str = "POST /v1/activations/email";
 pub const CONFIRM_MOBILE: &str = "POST /v1/activations/mobile";
 pub const RESEND_ACTIVATION: &str = "POST /v1/organizations/{org}/users/{id}/activation/resend";
@@ -53,7 +56,8 @@ pub const OPERATOR: &[Route] = &[Route::private(CREATE_ORGANIZATION), Route::pri
 pub const SUBSCRIBE_FUNCTION: &[Route] = &[Route::private(QUOTE), Route::private(SUBSCRIBE), Route::private(RENEW)];
 pub const ACTIVATE: &[Route] =
     &[Route { key: CONFIRM_EMAIL, public: true }, Route::private(CONFIRM_MOBILE), Route::private(RESEND_ACTIVATION)];
-pub const DIRECTORY: &[Route] = &[Route::private(READ_BALANCE)];
+pub const DIRECTORY: &[Route] =
+    &[Route::private(READ_BALANCE), Route::private(LIST_USERS), Route::private(ORGANIZATION_AUDIT), Route::private(USER_AUDIT)];
 pub const GRANT: &[Route] = &[Route::private(CATALOG), Route::private(READ_PERMISSIONS), Route::private(SET_PERMISSIONS)];
 pub const AUTHORIZE: &[Route] = &[Route::private(CHECK)];
 pub const SUSPEND: &[Route] = &[Route::private(SUSPEND_USER)];

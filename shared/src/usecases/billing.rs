@@ -481,9 +481,12 @@ pub async fn subscribe(
     let mut keys = subscription_keys(meta, &command);
     keys.push(Key::Idempotency(organization_id.clone(), IdempotencyScope::Subscribe, digest.clone()));
 
-    // A commit whose outcome was unknown. If the next read finds its exact response stored,
-    // it was ours, and its activation messages still have to go out.
+    // A commit whose outcome is uncertain: unknown, or refused because the key was taken
+    // (which is also what a retry of our own commit after a lost response looks like). If
+    // the next read finds its exact response stored — it holds fresh random seat IDs — it
+    // was ours, and its activation messages still have to go out.
     let mut unconfirmed: Option<(SubscriptionReceipt, IdempotencyRecord, Vec<Option<Outgoing>>)> = None;
+    let mut key_taken = false;
     let (receipt, record, outgoing) = match retrying!(app, {
         let now = app.clock.now();
         let loaded = app.store.load(&keys).await?;
@@ -493,6 +496,9 @@ pub async fn subscribe(
         {
             if let Some(ours) = unconfirmed.take_if(|(_, ours, _)| ours.body == record.body) {
                 return Ok(Attempt::Done(Ok(ours)));
+            }
+            if key_taken {
+                return Err(in_flight());
             }
             return replay_or_refuse(record, request_digest, Kind::IdempotencyKeyReused).map(|r| Attempt::Done(Err(r)));
         }
@@ -591,7 +597,11 @@ pub async fn subscribe(
         writes.push(Write { record: Record::Idempotency(record.clone()), expect: Expect::AbsentOrExpiredBefore(now) });
         match commit(app, writes).await? {
             Committed::Yes => Ok(Attempt::Done(Ok((receipt, record, outgoing)))),
-            Committed::Conflict(failed) if failed.contains(&idempotency_position) => Err(in_flight()),
+            Committed::Conflict(failed) if failed.contains(&idempotency_position) => {
+                key_taken = true;
+                unconfirmed = Some((receipt, record, outgoing));
+                Ok(Attempt::Retry)
+            }
             Committed::Conflict(_) => Ok(Attempt::Retry),
             Committed::Unknown => {
                 unconfirmed = Some((receipt, record, outgoing));
@@ -729,6 +739,10 @@ pub async fn renew(
         Key::User(organization_id.clone(), command.user.clone()),
         Key::Idempotency(organization_id.clone(), IdempotencyScope::Renew, digest.clone()),
     ];
+    // As in `subscribe`: a commit refused for a taken key, or of unknown outcome, was ours
+    // if the stored response is exactly the one it wrote.
+    let mut unconfirmed: Option<String> = None;
+    let mut key_taken = false;
     keys.extend(caller_key(meta, organization_id));
 
     Ok(retrying!(app, {
@@ -738,6 +752,12 @@ pub async fn renew(
         if let Some(record) = loaded.idempotency(organization_id, IdempotencyScope::Renew, &digest)
             && record.is_live_at(now)
         {
+            if unconfirmed.take_if(|ours| ours == &record.body).is_some() {
+                return Ok(Attempt::Done(KeyedResponse { status: record.status, body: record.body.clone(), replayed: false }));
+            }
+            if key_taken {
+                return Err(in_flight());
+            }
             return replay_or_refuse(record, request_digest, Kind::IdempotencyKeyReused).map(Attempt::Done);
         }
         let target = loaded.user(organization_id, &command.user).ok_or_else(Rejection::user_not_found)?;
@@ -834,8 +854,16 @@ pub async fn renew(
         ];
         match commit(app, writes).await? {
             Committed::Yes => Ok(Attempt::Done(KeyedResponse { status: 201, body, replayed: false })),
-            Committed::Conflict(failed) if failed.contains(&0) => Err(in_flight()),
-            Committed::Conflict(_) | Committed::Unknown => Ok(Attempt::Retry),
+            Committed::Conflict(failed) if failed.contains(&0) => {
+                key_taken = true;
+                unconfirmed = Some(body);
+                Ok(Attempt::Retry)
+            }
+            Committed::Conflict(_) => Ok(Attempt::Retry),
+            Committed::Unknown => {
+                unconfirmed = Some(body);
+                Ok(Attempt::Retry)
+            }
         }
     }))
 }
