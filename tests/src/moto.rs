@@ -51,6 +51,8 @@ fn start() -> Moto {
         let process = Command::new(python())
             .arg(workspace_root().join("tests/moto/server.py"))
             .arg(port.to_string())
+            // The request recorder's file, out of the working tree.
+            .env("MOTO_RECORDER_FILEPATH", std::env::temp_dir().join(format!("moto-recording-{port}")))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

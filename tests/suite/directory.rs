@@ -217,6 +217,12 @@ async fn exports_are_rfc_4180_csv_and_are_audited(backend: Backend) {
     let own = client.call("GET", &format!("{path}/audit?format=csv"), Some(&token), &[], None).await;
     let (_, own_rows) = parse_csv(&own.body);
     assert!(own_rows.iter().all(|r| r["target"] == cast.citizen_user.as_str()));
+    for listing in ["/v1/organizations/7000000505/audit", "/v1/organizations/7000000505/balance"] {
+        let unknown = client.call("GET", &format!("{listing}?format=xml"), Some(&token), &[], None).await;
+        assert_eq!((unknown.status, unknown.json()["error"]["field"].clone()), (400, json!("format")), "{listing}: csv or json only");
+        let forced = client.call("GET", &format!("{listing}?format=json"), Some(&token), &[("accept", "text/csv")], None).await;
+        assert_eq!(forced.header("content-type"), Some("application/json"), "{listing}: format=json wins over Accept");
+    }
 
     // The ledger the same way; it sums to the balance.
     let ledger = client.call("GET", "/v1/organizations/7000000505/balance", Some(&token), &[("accept", "text/csv")], None).await;

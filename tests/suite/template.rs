@@ -24,6 +24,15 @@ pub fn resources(template: &Yaml) -> Vec<(String, Yaml)> {
         .collect()
 }
 
+/// The product's functions: every `AWS::Serverless::Function` but the inline custom-resource
+/// handler that applies the account's SMS settings at deploy time.
+pub fn product_functions(template: &Yaml) -> Vec<(String, Yaml)> {
+    resources(template)
+        .into_iter()
+        .filter(|(_, body)| body["Type"].as_str() == Some("AWS::Serverless::Function") && body["Properties"]["InlineCode"].is_badvalue())
+        .collect()
+}
+
 fn text(yaml: &Yaml) -> String {
     yaml.as_str().map(str::to_owned).unwrap_or_else(|| panic!("expected text, found {yaml:?}"))
 }
@@ -93,10 +102,7 @@ fn the_tables_the_code_creates_are_the_tables_the_template_deploys() {
 pub fn template_routes() -> BTreeSet<(String, String, String, bool)> {
     let template = template();
     let mut routes = BTreeSet::new();
-    for (_, body) in resources(&template) {
-        if body["Type"].as_str() != Some("AWS::Serverless::Function") {
-            continue;
-        }
+    for (_, body) in product_functions(&template) {
         let binary = text(&body["Metadata"]["BuildProperties"]["Binary"]);
         for (_, event) in body["Properties"]["Events"].as_hash().into_iter().flatten() {
             if event["Type"].as_str() != Some("HttpApi") {
@@ -125,10 +131,7 @@ fn every_route_is_served_by_the_function_the_template_sends_it_to() {
 fn every_function_builds_a_distinct_workspace_binary() {
     let template = template();
     let mut binaries = BTreeSet::new();
-    for (name, body) in resources(&template) {
-        if body["Type"].as_str() != Some("AWS::Serverless::Function") {
-            continue;
-        }
+    for (name, body) in product_functions(&template) {
         assert_eq!(body["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{name}");
         let binary = text(&body["Metadata"]["BuildProperties"]["Binary"]);
         let manifest = workspace_root().join("functions").join(&binary).join("Cargo.toml");
@@ -138,6 +141,29 @@ fn every_function_builds_a_distinct_workspace_binary() {
     }
     assert!(template["Globals"]["Function"]["Architectures"].as_vec().is_some(), "the architecture comes from a parameter");
     assert_eq!(template["Parameters"]["Architecture"]["Default"].as_str(), Some("arm64"));
+}
+
+#[test]
+fn the_sms_settings_handler_may_only_set_sms_attributes() {
+    let template = template();
+    let inline: Vec<(String, Yaml)> = resources(&template)
+        .into_iter()
+        .filter(|(_, body)| body["Type"].as_str() == Some("AWS::Serverless::Function") && !body["Properties"]["InlineCode"].is_badvalue())
+        .collect();
+    assert_eq!(inline.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["SmsSettingsFunction"]);
+    let (_, body) = &inline[0];
+    let allowed: Vec<String> = body["Properties"]["Policies"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .flat_map(|policy| policy["Statement"].as_vec().cloned().unwrap_or_default())
+        .flat_map(|statement| actions(&statement))
+        .collect();
+    assert_eq!(allowed, ["sns:SetSMSAttributes"]);
+    assert!(body["Properties"]["InlineCode"].as_str().unwrap().contains("\"DefaultSMSType\": \"Transactional\""));
+    let settings = &template["Resources"]["SmsSettings"]["Properties"];
+    assert_eq!(settings["MonthlySpendLimit"].as_str(), Some("SmsMonthlySpendLimit"), "the spend limit is a parameter");
+    assert_eq!(template["Parameters"]["SmsMonthlySpendLimit"]["Type"].as_str(), Some("Number"));
 }
 
 fn mentions_audit_table(resource: &Yaml) -> bool {
@@ -185,5 +211,40 @@ fn no_function_may_change_or_delete_audit_entries() {
                 assert!(denied.iter().any(|d| d == action), "{name} writes audit entries but does not deny {action}");
             }
         }
+    }
+}
+
+/// `(method, path, public)` of every operation in `openapi.yaml`.
+fn openapi_routes() -> BTreeSet<(String, String, bool)> {
+    let text = std::fs::read_to_string(workspace_root().join("openapi.yaml")).expect("openapi.yaml");
+    let spec = YamlLoader::load_from_str(&text).expect("openapi.yaml is YAML").remove(0);
+    assert_eq!(spec["openapi"].as_str(), Some("3.1.0"));
+    let mut routes = BTreeSet::new();
+    for (path, item) in spec["paths"].as_hash().expect("paths") {
+        let path = path.as_str().expect("a path");
+        for (method, operation) in item.as_hash().expect("operations") {
+            let method = method.as_str().expect("a method").to_uppercase();
+            let public = operation["security"].as_vec().is_some_and(|s| s.is_empty());
+            assert!(
+                operation["responses"]["default"]["$ref"].as_str() == Some("#/components/responses/Error"),
+                "{method} {path}: errors are documented"
+            );
+            routes.insert((method, path.to_owned(), public));
+        }
+    }
+    routes
+}
+
+#[test]
+fn the_openapi_file_describes_exactly_the_mounted_and_deployed_routes() {
+    let described = openapi_routes();
+    let deployed: BTreeSet<(String, String, bool)> =
+        template_routes().into_iter().map(|(_, method, path, public)| (method, path, public)).collect();
+    assert_eq!(described, deployed, "openapi.yaml and template.yaml");
+    for (method, path, _) in &described {
+        // The local server finds each described route on a concrete path.
+        let concrete = path.replace("{org}", "7001234567").replace("{id}", "1000000008").replace("{channel}", "email");
+        let matched = local_api::find_route(method, &concrete).unwrap_or_else(|| panic!("the local server does not mount {method} {path}"));
+        assert_eq!(matched.route.key, format!("{method} {path}"));
     }
 }

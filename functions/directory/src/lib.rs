@@ -26,11 +26,11 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
     let organization = incoming.organization()?;
     let meta = incoming.meta();
     match incoming.route.key {
-        READ_BALANCE if wants_csv(&incoming) => {
-            let exported = directory::export_ledger(app, &meta, &organization, cursor(&incoming)).await?;
-            Ok(csv_reply(ledger_csv(&exported.rows)?, &format!("ledger-{}.csv", organization.as_str()), exported))
-        }
         READ_BALANCE => {
+            if wants_csv(&incoming)? {
+                let exported = directory::export_ledger(app, &meta, &organization, cursor(&incoming)).await?;
+                return Ok(csv_reply(ledger_csv(&exported.rows)?, &format!("ledger-{}.csv", organization.as_str()), exported));
+            }
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
             Reply::json(200, &directory::balance(app, &meta, &organization, page).await?)
         }
@@ -43,7 +43,7 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
         ORGANIZATION_AUDIT | USER_AUDIT => {
             let user = if incoming.route.key == USER_AUDIT { Some(incoming.user_id()?) } else { None };
             let filter = audit_filter(&incoming)?;
-            if wants_csv(&incoming) {
+            if wants_csv(&incoming)? {
                 let exported = directory::export_audit(app, &meta, &organization, user.as_ref(), &filter, cursor(&incoming)).await?;
                 let name = match &user {
                     Some(user) => format!("audit-{}-{}.csv", organization.as_str(), user.as_str()),
@@ -58,9 +58,14 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
     }
 }
 
-/// `Accept: text/csv`, or `?format=csv` for links in a browser.
-fn wants_csv(incoming: &Incoming) -> bool {
-    incoming.query("format") == Some("csv") || incoming.header("accept").is_some_and(|accept| accept.contains("text/csv"))
+/// `?format=csv` (for links in a browser) or `Accept: text/csv`; `?format=json` forces JSON.
+fn wants_csv(incoming: &Incoming) -> Result<bool, Rejection> {
+    match incoming.query("format") {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(_) => Err(Rejection::invalid_request("format", "format is csv or json")),
+        None => Ok(incoming.header("accept").is_some_and(|accept| accept.contains("text/csv"))),
+    }
 }
 
 fn cursor(incoming: &Incoming) -> Option<Cursor> {

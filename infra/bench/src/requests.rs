@@ -1,0 +1,169 @@
+//! DynamoDB requests per operation, counted at the emulator: moto's request recorder lists
+//! every request with its `X-Amz-Target`. Each operation goes through the HTTP edge the
+//! functions share (the in-process server), against DynamoDB, SES and SNS on moto.
+
+use domain::identity::{PersonId, with_check_digit};
+use domain::organization::{OrganizationId, PricingPlan, SizeTier};
+use domain::usecases::lifecycle::{SweepOptions, sweep};
+use serde_json::{Value, json};
+use system_tests::world::{Backend, Client, World};
+
+pub struct Count {
+    pub operation: &'static str,
+    /// Requests by operation name, e.g. `GetItem: 1`.
+    pub requests: Vec<(String, usize)>,
+    pub total: usize,
+    /// The fewest requests the operation can be done in, and why.
+    pub minimum: usize,
+    pub note: &'static str,
+}
+
+fn person(kind: char, n: u32) -> PersonId {
+    PersonId::parse(&with_check_digit(&format!("{kind}{n:08}"))).expect("valid")
+}
+
+/// The token at the end of the activation link in an email body.
+fn link_token(body: &str) -> String {
+    let start = body.find("token=").expect("the email carries a link") + "token=".len();
+    body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+}
+
+/// The six-digit code in a message.
+fn six_digits(body: &str) -> String {
+    let chars: Vec<char> = body.chars().collect();
+    chars.windows(6).map(|w| w.iter().collect::<String>()).find(|w| w.chars().all(|c| c.is_ascii_digit())).expect("a code")
+}
+
+struct Recorder<'a> {
+    world: &'a World,
+    prefix: String,
+    counts: Vec<Count>,
+}
+
+impl Recorder<'_> {
+    async fn start(&self) {
+        self.world.moto().start_recording().await;
+    }
+
+    async fn stop(&mut self, operation: &'static str, minimum: usize, note: &'static str) {
+        let targets = self.world.moto().recorded_targets(&self.prefix).await;
+        let mut requests: Vec<(String, usize)> = Vec::new();
+        for target in &targets {
+            let name = target.rsplit('.').next().unwrap_or(target).to_owned();
+            match requests.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => requests.push((name, 1)),
+            }
+        }
+        self.counts.push(Count { operation, total: targets.len(), requests, minimum, note });
+    }
+}
+
+fn expect(answer: &system_tests::http::Answer, status: u16, what: &str) -> Value {
+    assert_eq!(answer.status, status, "{what}: {}", answer.text());
+    answer.json()
+}
+
+pub async fn count() -> Vec<Count> {
+    let world = World::new(Backend::Moto).await;
+    let client: Client = world.serve().await;
+    let prefix = world.dynamo.as_ref().expect("a moto world").names().users.trim_end_matches("-users").to_owned();
+    let mut recorder = Recorder { world: &world, prefix, counts: Vec::new() };
+
+    let manager = person('1', 1);
+    let organization: OrganizationId =
+        world.onboard("7000000801", PricingPlan::Muqeem, manager.as_str(), &[("1-10", SizeTier::Medium), ("1-20", SizeTier::Small)]).await;
+    world.credit(&organization, 100_000_000).await;
+    let org = organization.as_str();
+    let token = client.token_for(&manager);
+    let one = world.register(person('2', 1).as_str(), &["1-10"], Some(400)).await;
+    let many: Vec<PersonId> = {
+        let mut many = Vec::new();
+        for n in 100..125 {
+            many.push(world.register(person('2', n).as_str(), &["1-10", "1-20"], Some(400)).await);
+        }
+        many
+    };
+    let subscription = |persons: &[PersonId]| json!({ "persons": persons.iter().map(|p| json!({ "id": p.as_str(), "establishments": ["1-10"], "user_type": "residents_and_partners" })).collect::<Vec<_>>() });
+    let subscriptions = format!("/v1/organizations/{org}/subscriptions");
+
+    recorder.start().await;
+    expect(&client.post_keyed(&subscriptions, &token, "bench-one", &subscription(std::slice::from_ref(&one))).await, 201, "subscribe one");
+    recorder
+        .stop(
+            "subscribe, 1 person",
+            2,
+            "read organization, balance, persons and users at once; commit seat, charge, ledger and audit at once",
+        )
+        .await;
+
+    recorder.start().await;
+    expect(&client.post_keyed(&subscriptions, &token, "bench-many", &subscription(&many)).await, 201, "subscribe 25");
+    recorder.stop("subscribe, 25 persons", 2, "as for one person: one batch read, one transaction of up to 100 items").await;
+
+    // Activation: the link from the email, the code from the SMS, as moto received them.
+    let user = world.user(&organization, &one).await;
+    let (_, email) = world.emails_to(&user.email).await.pop().expect("the activation email");
+    recorder.start().await;
+    expect(
+        &client.call("POST", "/v1/activations/email", None, &[], Some(&json!({ "token": link_token(&email) }))).await,
+        200,
+        "email link",
+    );
+    recorder.stop("activate: email link", 2, "find the user by the token's digest (index), then one conditional write").await;
+    let sms = world.sms_to(&user.mobile).await.pop().expect("the activation SMS");
+    let body = json!({ "organization_id": org, "code": six_digits(&sms) });
+    recorder.start().await;
+    expect(&client.post("/v1/activations/mobile", &client.token_for(&one), &body).await, 200, "SMS code");
+    recorder.stop("activate: SMS code", 2, "read the user, one conditional write").await;
+
+    // Grant, check, modify, renew, suspend.
+    let user_path = format!("/v1/organizations/{org}/users/{}", one.as_str());
+    let version = expect(&client.get(&format!("{user_path}/permissions"), &token).await, 200, "permissions")["version"].clone();
+    let grants = json!({ "version": version, "grants": { "1-10": ["iqama.renew", "exit_reentry_visa.issue"] } });
+    recorder.start().await;
+    expect(&client.call("PUT", &format!("{user_path}/permissions"), Some(&token), &[], Some(&grants)).await, 200, "grant");
+    recorder.stop("grant", 2, "read caller and user at once, one conditional write").await;
+
+    let check = json!({ "organization_id": org, "user_id": one.as_str(), "establishment_id": "1-10", "service": "iqama.renew" });
+    recorder.start().await;
+    let decision = expect(&client.post("/v1/authorizations/check", &client.service_token(), &check).await, 200, "check");
+    assert_eq!(decision["allowed"], true, "{decision}");
+    recorder.stop("check", 1, "the user record alone decides").await;
+
+    let version = expect(&client.get(&user_path, &token).await, 200, "profile")["version"].clone();
+    recorder.start().await;
+    expect(
+        &client.call("PATCH", &user_path, Some(&token), &[], Some(&json!({ "version": version, "job_title": "HR officer" }))).await,
+        200,
+        "modify",
+    );
+    recorder.stop("modify: job title", 2, "read caller and user at once, one conditional write").await;
+    let version = expect(&client.get(&user_path, &token).await, 200, "profile")["version"].clone();
+    let changed = json!({ "version": version, "email": "new.address@bench.example" });
+    recorder.start().await;
+    expect(&client.call("PATCH", &user_path, Some(&token), &[], Some(&changed)).await, 200, "modify email");
+    recorder.stop(
+        "modify: new email",
+        3,
+        "+1 Query on by_email: is the address another user's in the organization (a guard item per contact would overflow a 25-person subscription's transaction)",
+    )
+    .await;
+
+    recorder.start().await;
+    expect(&client.post_keyed(&format!("{user_path}/renewal"), &token, "bench-renew", &json!({})).await, 201, "renew");
+    recorder.stop("renew", 2, "as subscribe").await;
+
+    let suspended = format!("/v1/organizations/{org}/users/{}/suspension", many[0].as_str());
+    recorder.start().await;
+    expect(&client.post(&suspended, &token, &json!({ "reason": "left the company" })).await, 200, "suspend");
+    recorder.stop("suspend", 2, "read caller and user at once, one conditional write").await;
+
+    // The sweep 30 days before the seats end: 25 reminders due.
+    let due = domain::clock::one_year_after(system_tests::world::START) - time::Duration::days(30);
+    recorder.start().await;
+    let report = sweep(&world.app, "bench-sweep", due, SweepOptions::default()).await.expect("the sweep runs");
+    assert!(report.reminded > 0, "the sweep had work");
+    recorder.stop("sweep (reminders due)", 0, "no Scan: one Query per month of the catch-up window, then one write per due seat").await;
+    recorder.counts
+}

@@ -1,0 +1,108 @@
+//! Size, cold start and peak memory of a function binary, next to its floor.
+//!
+//! Each run starts the binary as Lambda would, against a loopback Runtime API: the cold start
+//! is the time from spawning the process to its first `GET /runtime/invocation/next`. It then
+//! gets one invocation (an HTTP API event without authorizer claims, which the function
+//! refuses before any I/O; the sweep gets an event whose `time` it refuses), and the peak
+//! resident set (`VmHWM`) is read once it has answered. The SDK endpoint points at a closed
+//! loopback port: start-up does no network I/O.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use system_tests::runtime_api::RuntimeApi;
+
+pub struct Startup {
+    pub size_bytes: u64,
+    /// Median over the runs, in milliseconds.
+    pub cold_start_ms: f64,
+    /// Median over the runs, in KiB.
+    pub peak_rss_kib: u64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) { (values[middle - 1] + values[middle]) / 2.0 } else { values[middle] }
+}
+
+fn event(scheduled: bool) -> Value {
+    if scheduled {
+        return json!({ "id": "bench", "time": "not a time", "detail-type": "Scheduled Event", "source": "aws.events" });
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": "GET /v1/organizations/{org}/balance",
+        "rawPath": "/v1/organizations/7001234567/balance",
+        "rawQueryString": "",
+        "headers": {},
+        "pathParameters": { "org": "7001234567" },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "bench", "domainName": "bench.local", "domainPrefix": "bench",
+            "http": { "method": "GET", "path": "/v1/organizations/7001234567/balance", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "bench" },
+            "requestId": "bench", "routeKey": "GET /v1/organizations/{org}/balance", "stage": "$default",
+            "time": "23/Nov/2026:08:00:00 +0000", "timeEpoch": 1795420800000u64
+        },
+        "isBase64Encoded": false
+    })
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+async fn run_once(binary: &Path, scheduled: bool) -> (f64, u64) {
+    let runtime = RuntimeApi::start().await;
+    runtime.queue("bench-1", event(scheduled));
+    let started = Instant::now();
+    let mut process = tokio::process::Command::new(binary)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.host())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_REGION", "me-south-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("USERS_TABLE", "bench-users")
+        .env("BALANCES_TABLE", "bench-balances")
+        .env("AUDIT_TABLE", "bench-audit")
+        .env("MAIL_FROM", "no-reply@bench.example")
+        .env("CODE_HMAC_KEY", "2a".repeat(32))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
+    let pid = process.id().expect("a pid");
+    let _ = tokio::time::timeout(Duration::from_secs(30), runtime.answer("bench-1"))
+        .await
+        .unwrap_or_else(|_| panic!("{} answers within 30 s", binary.display()));
+    let cold = runtime.first_next_at().expect("the function asked for work").duration_since(started);
+    let rss = peak_rss_kib(pid);
+    process.kill().await.expect("stop the function");
+    (cold.as_secs_f64() * 1000.0, rss)
+}
+
+pub async fn measure(binary: &Path, scheduled: bool, runs: usize) -> Startup {
+    let size_bytes = std::fs::metadata(binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display())).len();
+    // One untimed start warms the page cache, as a provisioned sandbox would have it.
+    run_once(binary, scheduled).await;
+    let mut colds = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let (cold, peak) = run_once(binary, scheduled).await;
+        colds.push(cold);
+        rss.push(peak as f64);
+    }
+    Startup { size_bytes, cold_start_ms: median(colds), peak_rss_kib: median(rss) as u64 }
+}
