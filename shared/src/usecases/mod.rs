@@ -73,7 +73,8 @@ pub(crate) async fn commit(app: &App, writes: Vec<crate::store::Write>) -> Resul
             tracing::warn!(error = %cause, "commit outcome unknown; re-reading");
             Ok(Committed::Unknown)
         }
-        Err(CommitError::Unavailable(cause)) => Err(Error::Internal(cause)),
+        // Kept whole, so the edge can tell a dependency outage (503) from a bug (500).
+        Err(CommitError::Unavailable(cause)) => Err(Error::Internal(Box::new(CommitError::Unavailable(cause)))),
     }
 }
 
