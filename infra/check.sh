@@ -27,7 +27,22 @@ cargo build --workspace --bins --locked
 
 step "Tests: unit, store contract (embedded + DynamoDB on moto), API, Lambda process"
 # The Lambda process tests run the binaries just built.
+rm -rf target/reliability
 LAMBDA_BINARY_DIR="$PWD/target/debug" cargo test --workspace --locked
+
+step "Reliability and security figures (recorded by the tests above)"
+python3 - <<'PY'
+import json, pathlib
+for path in sorted(pathlib.Path("target/reliability").glob("*.json")):
+    run = json.loads(path.read_text())
+    figures = run["figures"]
+    if "scenarios" in figures:
+        for s in figures["scenarios"]:
+            print(f'  {run["test"]}: {s["scenario"]}: {s["faults_injected"]} faults injected, client saw {s["client_saw"]}, {s["outcomes"]} outcome')
+        print(f'  {run["test"]}: invariant violations {figures["invariant_violations"]}')
+    else:
+        print(f'  {run["test"]}: ' + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items()))
+PY
 
 step "Template lint: cfn-lint and sam validate --lint"
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-me-south-1}

@@ -30,4 +30,6 @@ mod lifecycle;
 mod permissions;
 mod profile;
 mod properties;
+mod reliability;
+mod security;
 mod template;
