@@ -327,7 +327,21 @@ fn record_json(record: &Record) -> String {
         Record::Idempotency(r) => serde_json::to_value(r),
     }
     .expect("records serialize");
-    format!("{}:{}", record.kind(), value)
+    format!("{}:{}", record.kind(), canonical(value))
+}
+
+/// Object keys sorted at every level, so two snapshots compare equal whatever order a store
+/// hands map entries back in (DynamoDB maps have none; serde_json keeps insertion order when
+/// a dependency turns on its `preserve_order` feature).
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let sorted: std::collections::BTreeMap<String, Value> = map.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }
 
 pub fn operator() -> RequestMeta {
