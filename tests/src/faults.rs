@@ -120,6 +120,14 @@ impl FaultyStore {
         }
         fault
     }
+
+    /// Fails a query (as throttled) when the plan picks it.
+    fn query_allowed(&self, query: &'static str) -> Result<(), StoreError> {
+        match self.decide(&Call::Query(query)) {
+            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
+            None => Ok(()),
+        }
+    }
 }
 
 fn injected_error(what: &str) -> domain::store::BoxError {
@@ -151,22 +159,16 @@ impl Records for FaultyStore {
 #[async_trait]
 impl Queries for FaultyStore {
     async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError> {
-        match self.decide(&Call::Query("users")) {
-            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
-            None => self.inner.users(organization, filter, page).await,
-        }
+        self.query_allowed("users")?;
+        self.inner.users(organization, filter, page).await
     }
     async fn audit(&self, query: &AuditQuery, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
-        match self.decide(&Call::Query("audit")) {
-            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
-            None => self.inner.audit(query, page).await,
-        }
+        self.query_allowed("audit")?;
+        self.inner.audit(query, page).await
     }
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
-        match self.decide(&Call::Query("ledger")) {
-            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
-            None => self.inner.ledger(organization, page).await,
-        }
+        self.query_allowed("ledger")?;
+        self.inner.ledger(organization, page).await
     }
     async fn due_for_sweep(
         &self,
@@ -174,22 +176,16 @@ impl Queries for FaultyStore {
         until: OffsetDateTime,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        match self.decide(&Call::Query("due_for_sweep")) {
-            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
-            None => self.inner.due_for_sweep(month, until, page).await,
-        }
+        self.query_allowed("due_for_sweep")?;
+        self.inner.due_for_sweep(month, until, page).await
     }
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
-        match self.decide(&Call::Query("user_by_link_token")) {
-            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
-            None => self.inner.user_by_link_token(sha256).await,
-        }
+        self.query_allowed("user_by_link_token")?;
+        self.inner.user_by_link_token(sha256).await
     }
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
-        match self.decide(&Call::Query("users_with_contact")) {
-            Some(_) => Err(StoreError::Unavailable(injected_error("query throttled"))),
-            None => self.inner.users_with_contact(organization, contact).await,
-        }
+        self.query_allowed("users_with_contact")?;
+        self.inner.users_with_contact(organization, contact).await
     }
 }
 

@@ -6,6 +6,7 @@ pub mod faults;
 pub mod http;
 pub mod invariants;
 pub mod logs;
+pub mod messages;
 pub mod moto;
 pub mod runtime_api;
 pub mod world;

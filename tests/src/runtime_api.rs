@@ -4,9 +4,11 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use aws_adapters::TableNames;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -16,6 +18,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+use crate::moto::MAIL_FROM;
 
 #[derive(Default)]
 struct State {
@@ -56,6 +60,31 @@ impl RuntimeApi {
             }
         });
         api
+    }
+
+    /// `binary` started as Lambda starts a function against this Runtime API: a clean
+    /// environment with the runtime's variables and JSON logs, a region and test credentials,
+    /// the SDK pointed at `endpoint`, the table names and the mail sender. The caller adds
+    /// what else the function reads, and where its output goes.
+    pub fn function(&self, binary: &Path, name: &str, endpoint: &str, tables: &TableNames) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", self.host())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("USERS_TABLE", &tables.users)
+            .env("BALANCES_TABLE", &tables.balances)
+            .env("AUDIT_TABLE", &tables.audit)
+            .env("MAIL_FROM", MAIL_FROM)
+            .kill_on_drop(true);
+        command
     }
 
     /// `AWS_LAMBDA_RUNTIME_API` for the function process.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use domain::organization::{PricingPlan, SizeTier};
 use serde_json::{Value, json};
-use system_tests::moto::{MAIL_FROM, workspace_root};
+use system_tests::moto::workspace_root;
 use system_tests::runtime_api::RuntimeApi;
 use system_tests::world::{Backend, World};
 use tokio::io::AsyncReadExt;
@@ -86,25 +86,11 @@ async fn the_subscribe_binary_serves_an_api_gateway_event_as_a_lambda_process() 
             &body,
         ),
     );
-    let mut process = tokio::process::Command::new(function_binary("subscribe"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.host())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "subscribe")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", world.moto().endpoint())
-        .env("USERS_TABLE", &names.users)
-        .env("BALANCES_TABLE", &names.balances)
-        .env("AUDIT_TABLE", &names.audit)
-        .env("MAIL_FROM", MAIL_FROM)
+    let mut process = runtime
+        .function(&function_binary("subscribe"), "subscribe", &world.moto().endpoint(), &names)
         .env("CODE_HMAC_KEY", "2a".repeat(32))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the function starts");
 
@@ -161,23 +147,10 @@ async fn the_sweep_binary_runs_on_the_scheduled_event_kept_in_the_repository() {
     event["time"] = json!(domain::clock::rfc3339(at));
     let runtime = RuntimeApi::start().await;
     runtime.queue("sweep-1", event);
-    let mut process = tokio::process::Command::new(function_binary("expiry-sweep"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.host())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "expiry-sweep")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", world.moto().endpoint())
-        .env("USERS_TABLE", &names.users)
-        .env("BALANCES_TABLE", &names.balances)
-        .env("AUDIT_TABLE", &names.audit)
-        .env("MAIL_FROM", MAIL_FROM)
+    let mut process = runtime
+        .function(&function_binary("expiry-sweep"), "expiry-sweep", &world.moto().endpoint(), &names)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the function starts");
     let report = tokio::time::timeout(Duration::from_secs(60), runtime.answer("sweep-1")).await.expect("an answer").expect("no error");

@@ -75,8 +75,9 @@ impl Load {
         if operator { self.client.post(path, &token, body).await } else { self.client.post_keyed(path, &token, key, body).await }
     }
 
-    /// Notes an answer: the first success of a key is the reference every replay must equal.
-    async fn note(&self, key: &str, answer: &Answer, replay: bool) {
+    /// Notes an answer: the first success of a key is the reference every later answer to it
+    /// must equal (a duplicate that raced the original may be the one that ran).
+    async fn note(&self, key: &str, answer: &Answer) {
         let mut seen = self.seen.lock().await;
         seen.requests += 1;
         match answer.status {
@@ -88,8 +89,6 @@ impl Load {
                     }
                 }
                 None => {
-                    // A duplicate that raced the original may be the one that ran.
-                    let _ = replay;
                     seen.first.insert(key.to_owned(), (answer.status, answer.body.clone()));
                 }
             },
@@ -158,8 +157,8 @@ impl Load {
             let answer = if duplicate && dice.roll(2) == 0 {
                 // Both at once: one runs, the other waits or is told the key is in flight.
                 let (a, b) = tokio::join!(self.send(org, &path, &key, &body, operator), self.send(org, &path, &key, &body, operator));
-                self.note(&key, &a, false).await;
-                self.note(&key, &b, true).await;
+                self.note(&key, &a).await;
+                self.note(&key, &b).await;
                 let mut seen = self.seen.lock().await;
                 seen.duplicates += 1;
                 seen.concurrent_duplicates += 1;
@@ -167,7 +166,7 @@ impl Load {
                 if a.status < 300 { a } else { b }
             } else {
                 let answer = self.send(org, &path, &key, &body, operator).await;
-                self.note(&key, &answer, false).await;
+                self.note(&key, &answer).await;
                 if duplicate {
                     let mut seen = self.seen.lock().await;
                     seen.duplicates += 1;
@@ -215,7 +214,7 @@ async fn the_books_balance_under_concurrent_load_with_duplicates(backend: Backen
     let replays = std::mem::take(&mut load.seen.lock().await.replay_later);
     for (org, key, path, body) in &replays {
         let answer = load.send(*org, path, key, body, key.starts_with("REF-")).await;
-        load.note(key, &answer, true).await;
+        load.note(key, &answer).await;
     }
 
     let records = world.records().await;

@@ -6,6 +6,7 @@ use domain::identity::{PersonId, with_check_digit};
 use domain::organization::{OrganizationId, PricingPlan, SizeTier};
 use domain::usecases::lifecycle::{SweepOptions, sweep};
 use serde_json::{Value, json};
+use system_tests::messages::{link_token, sms_code};
 use system_tests::world::{Backend, Client, World};
 
 pub struct Count {
@@ -20,18 +21,6 @@ pub struct Count {
 
 fn person(kind: char, n: u32) -> PersonId {
     PersonId::parse(&with_check_digit(&format!("{kind}{n:08}"))).expect("valid")
-}
-
-/// The token at the end of the activation link in an email body.
-fn link_token(body: &str) -> String {
-    let start = body.find("token=").expect("the email carries a link") + "token=".len();
-    body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
-}
-
-/// The six-digit code in a message.
-fn six_digits(body: &str) -> String {
-    let chars: Vec<char> = body.chars().collect();
-    chars.windows(6).map(|w| w.iter().collect::<String>()).find(|w| w.chars().all(|c| c.is_ascii_digit())).expect("a code")
 }
 
 struct Recorder<'a> {
@@ -112,7 +101,7 @@ pub async fn count() -> Vec<Count> {
     );
     recorder.stop("activate: email link", 2, "find the user by the token's digest (index), then one conditional write").await;
     let sms = world.sms_to(&user.mobile).await.pop().expect("the activation SMS");
-    let body = json!({ "organization_id": org, "code": six_digits(&sms) });
+    let body = json!({ "organization_id": org, "code": sms_code(&sms) });
     recorder.start().await;
     expect(&client.post("/v1/activations/mobile", &client.token_for(&one), &body).await, 200, "SMS code");
     recorder.stop("activate: SMS code", 2, "read the user, one conditional write").await;

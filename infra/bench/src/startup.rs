@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use aws_adapters::TableNames;
 use serde_json::{Value, json};
 use system_tests::runtime_api::RuntimeApi;
 
@@ -62,25 +63,12 @@ async fn run_once(binary: &Path, scheduled: bool) -> (f64, u64) {
     let runtime = RuntimeApi::start().await;
     runtime.queue("bench-1", event(scheduled));
     let started = Instant::now();
-    let mut process = tokio::process::Command::new(binary)
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.host())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("AWS_REGION", "me-south-1")
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("USERS_TABLE", "bench-users")
-        .env("BALANCES_TABLE", "bench-balances")
-        .env("AUDIT_TABLE", "bench-audit")
-        .env("MAIL_FROM", "no-reply@bench.example")
+    // The SDK endpoint is a closed loopback port: start-up does no network I/O.
+    let mut process = runtime
+        .function(binary, "bench", "http://127.0.0.1:9", &TableNames::with_prefix("bench"))
         .env("CODE_HMAC_KEY", "2a".repeat(32))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
     let pid = process.id().expect("a pid");
