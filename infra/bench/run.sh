@@ -23,7 +23,7 @@ cargo build --release --locked \
   -p floor -p local-api --bins
 
 echo "==> the decision benchmark: ours against cedar-policy ($SECONDS s)"
-cargo bench --locked -p bench --bench decision -- --noplot
+cargo bench --locked -p decision-bench --bench decision -- --noplot
 
 echo "==> start-up, requests, load ($SECONDS s)"
 cargo build --locked -p bench --bin bench
