@@ -132,7 +132,7 @@ async fn forged_expired_and_unsigned_tokens_get_401() {
     let path = "/v1/organizations/7000000941/balance";
     assert_eq!(client.get(path, &client.token_for(&PersonId::parse(&manager).unwrap())).await.status, 200, "the real token works");
 
-    let (issuer, audience) = (client.jwt.issuer.clone(), client.jwt.audience.clone());
+    let (issuer, audience) = (client.jwt.issuer().to_owned(), client.jwt.audience().to_owned());
     let encode = |value: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
     let claims = json!({ "sub": manager, "iss": issuer, "aud": audience, "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 600 });
     let unsigned = format!("{}.{}.", encode(json!({ "alg": "none", "typ": "JWT" })), encode(claims.clone()));

@@ -15,13 +15,27 @@ pub const DEFAULT_SECRET: &str = "local-development-secret-not-for-production-us
 #[derive(Clone)]
 pub struct JwtConfig {
     secret: Vec<u8>,
-    pub issuer: String,
-    pub audience: String,
+    issuer: String,
+    audience: String,
+    /// Built once: the HMAC key and the rules every token is checked against.
+    key: DecodingKey,
+    validation: Validation,
 }
 
 impl JwtConfig {
     pub fn new(secret: &[u8], issuer: &str, audience: &str) -> Self {
-        JwtConfig { secret: secret.to_vec(), issuer: issuer.to_owned(), audience: audience.to_owned() }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 0;
+        JwtConfig {
+            secret: secret.to_vec(),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            key: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     pub fn from_env() -> Self {
@@ -29,6 +43,14 @@ impl JwtConfig {
         let issuer = std::env::var("LOCAL_JWT_ISSUER").unwrap_or_else(|_| DEFAULT_ISSUER.to_owned());
         let audience = std::env::var("LOCAL_JWT_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
         JwtConfig::new(secret.as_bytes(), &issuer, &audience)
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 
     /// Signs a token for `subject`, with `role` (`operator`, `service`) when given.
@@ -45,12 +67,7 @@ impl JwtConfig {
     /// Verifies signature (HS256 only: `none` and other algorithms are refused), expiry,
     /// issuer and audience, and returns the claims as API Gateway would pass them.
     pub fn verify(&self, token: &str) -> Result<HashMap<String, String>, jsonwebtoken::errors::Error> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &DecodingKey::from_secret(&self.secret), &validation)?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)?;
         Ok(data.claims.into_iter().map(|(name, value)| (name, claim_text(value))).collect())
     }
 }
