@@ -3,7 +3,7 @@
 # server with the release profile (the one `sam build` ships), runs every measurement and
 # appends the results, with the machine, date and commit, to BENCHMARKS.md.
 # Needs the .venv of infra/check.sh (moto) and wrk (installed with apt-get when missing).
-# Usage: bash infra/bench/run.sh [--runs 15]
+# Usage: bash infra/bench/run.sh [--runs 21]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS=0

@@ -2,7 +2,7 @@
 //! with its baseline and budget, and prints the Markdown section. Run it through
 //! `bash infra/bench/run.sh`, which builds what it measures first.
 //!
-//! bench --binaries <release dir> --criterion <target/criterion> --commit <sha> [--runs 15]
+//! bench --binaries <release dir> --criterion <target/criterion> --commit <sha> [--runs 21]
 
 mod load;
 mod requests;
@@ -40,7 +40,7 @@ struct Options {
 fn options() -> Options {
     let mut arguments = std::env::args().skip(1);
     let mut options =
-        Options { binaries: "target/release".into(), criterion: "target/criterion".into(), commit: "unknown".into(), runs: 15 };
+        Options { binaries: "target/release".into(), criterion: "target/criterion".into(), commit: "unknown".into(), runs: 21 };
     while let Some(flag) = arguments.next() {
         let value = arguments.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
@@ -94,17 +94,20 @@ async fn main() {
 
     // 1. Size, cold start and peak memory against the floors.
     eprintln!("bench: start-up of every function and floor ({} runs each)", options.runs);
-    let binary = |name: &str| options.binaries.join(name);
-    let mut floors = std::collections::BTreeMap::new();
-    for floor in ["floor-storage", "floor-messaging"] {
-        floors.insert(floor, startup::measure(&binary(floor), false, options.runs).await);
-    }
+    const FLOORS: [&str; 2] = ["floor-storage", "floor-messaging"];
+    let paths: Vec<(PathBuf, bool)> = FLOORS
+        .iter()
+        .map(|floor| (options.binaries.join(floor), false))
+        .chain(FUNCTIONS.iter().map(|(name, _)| (options.binaries.join(name), *name == "expiry-sweep")))
+        .collect();
+    let binaries: Vec<(&Path, bool)> = paths.iter().map(|(path, scheduled)| (path.as_path(), *scheduled)).collect();
+    let measured = startup::measure_all(&binaries, options.runs).await;
+    let floors: std::collections::BTreeMap<&str, &startup::Startup> = FLOORS.iter().copied().zip(&measured).collect();
     writeln!(out, "### Functions against their floor (budget: every ratio ≤ {FLOOR_RATIO_BUDGET})\n").unwrap();
     writeln!(out, "| Binary | Size (MB) | ratio | Cold start (ms) | ratio | Peak RSS (MB) | ratio | Budget |").unwrap();
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|").unwrap();
-    for (name, floor) in [("floor-storage", "floor-storage"), ("floor-messaging", "floor-messaging")] {
-        let f = &floors[floor];
-        let mb = |bytes: u64| bytes as f64 / 1_000_000.0;
+    let mb = |bytes: u64| bytes as f64 / 1_000_000.0;
+    for (name, f) in FLOORS.iter().zip(&measured) {
         writeln!(
             out,
             "| {name} (floor) | {:.2} | — | {:.1} | — | {:.1} | — | — |",
@@ -114,9 +117,8 @@ async fn main() {
         )
         .unwrap();
     }
-    for (name, floor) in FUNCTIONS {
-        let measured = startup::measure(&binary(name), *name == "expiry-sweep", options.runs).await;
-        let f = &floors[floor];
+    for ((name, floor), measured) in FUNCTIONS.iter().zip(&measured[FLOORS.len()..]) {
+        let f = floors[floor];
         let size = measured.size_bytes as f64 / f.size_bytes as f64;
         let cold = measured.cold_start_ms / f.cold_start_ms;
         let rss = measured.peak_rss_kib as f64 / f.peak_rss_kib as f64;
@@ -124,7 +126,7 @@ async fn main() {
         writeln!(
             out,
             "| {name} (vs {floor}) | {:.2} | {size:.2} | {:.1} | {cold:.2} | {:.1} | {rss:.2} | {} |",
-            measured.size_bytes as f64 / 1_000_000.0,
+            mb(measured.size_bytes),
             measured.cold_start_ms,
             measured.peak_rss_kib as f64 / 1024.0,
             verdict(within)
@@ -152,7 +154,7 @@ async fn main() {
     eprintln!("bench: wrk against the local server ({} s per route)", load::DURATION_SECONDS);
     let scratch = std::env::temp_dir().join(format!("bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch dir");
-    let loads = load::measure(&binary("local-api"), &scratch).await;
+    let loads = load::measure(&options.binaries.join("local-api"), &scratch).await;
     let _ = std::fs::remove_dir_all(&scratch);
     writeln!(
         out,

@@ -5,7 +5,8 @@
 //! gets one invocation (an HTTP API event without authorizer claims, which the function
 //! refuses before any I/O; the sweep gets an event whose `time` it refuses), and the peak
 //! resident set (`VmHWM`) is read once it has answered. The SDK endpoint points at a closed
-//! loopback port: start-up does no network I/O.
+//! loopback port: start-up does no network I/O. Floors and functions are started in
+//! interleaved rounds (see `measure_all`).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -81,16 +82,33 @@ async fn run_once(binary: &Path, scheduled: bool) -> (f64, u64) {
     (cold.as_secs_f64() * 1000.0, rss)
 }
 
-pub async fn measure(binary: &Path, scheduled: bool, runs: usize) -> Startup {
-    let size_bytes = std::fs::metadata(binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display())).len();
-    // One untimed start warms the page cache, as a provisioned sandbox would have it.
-    run_once(binary, scheduled).await;
-    let mut colds = Vec::new();
-    let mut rss = Vec::new();
-    for _ in 0..runs {
-        let (cold, peak) = run_once(binary, scheduled).await;
-        colds.push(cold);
-        rss.push(peak as f64);
+/// Measures every binary (`(path, scheduled)`) in interleaved rounds: each round starts
+/// every binary once, in an order rotated from the round before, so that a drift of the
+/// machine (another tenant, frequency, page cache) falls on functions and floors alike
+/// instead of on whichever was measured last. One untimed round first warms the page cache,
+/// as a provisioned sandbox would have it. Medians over `runs` rounds.
+pub async fn measure_all(binaries: &[(&Path, bool)], runs: usize) -> Vec<Startup> {
+    let count = binaries.len();
+    let mut colds = vec![Vec::with_capacity(runs); count];
+    let mut rss = vec![Vec::with_capacity(runs); count];
+    for round in 0..=runs {
+        for step in 0..count {
+            let index = (round + step) % count;
+            let (binary, scheduled) = binaries[index];
+            let (cold, peak) = run_once(binary, scheduled).await;
+            if round > 0 {
+                colds[index].push(cold);
+                rss[index].push(peak as f64);
+            }
+        }
     }
-    Startup { size_bytes, cold_start_ms: median(colds), peak_rss_kib: median(rss) as u64 }
+    binaries
+        .iter()
+        .zip(colds.into_iter().zip(rss))
+        .map(|((binary, _), (colds, rss))| Startup {
+            size_bytes: std::fs::metadata(binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display())).len(),
+            cold_start_ms: median(colds),
+            peak_rss_kib: median(rss) as u64,
+        })
+        .collect()
 }
