@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::permissions::load_scene;
+use super::permissions::{Scene, load_scene};
 use super::{RequestMeta, audit_entry};
 use crate::app::App;
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
@@ -17,8 +17,8 @@ use crate::ledger::LedgerEntry;
 use crate::money::Halalas;
 use crate::organization::{EstablishmentId, OrganizationId};
 use crate::person::PersonName;
-use crate::policy::{Action, Standing, Visibility, authorize};
-use crate::store::{AuditQuery, Key, Loaded, PageRequest, Record, UserFilter, Write};
+use crate::policy::{Action, Visibility, authorize};
+use crate::store::{AuditQuery, Key, PageRequest, Record, UserFilter, Write};
 use crate::user::{Role, User, UserStatus, UserType};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,31 +34,12 @@ pub struct BalanceView {
     pub next_cursor: Option<String>,
 }
 
-async fn organization_and_caller(app: &App, meta: &RequestMeta, organization: &OrganizationId, extra: &[Key]) -> Result<Loaded, Error> {
-    let mut keys = vec![Key::Organization(organization.clone())];
-    if let Some(me) = meta.caller.person() {
-        keys.push(Key::User(organization.clone(), me.clone()));
-    }
-    keys.extend_from_slice(extra);
-    Ok(app.store.load(&keys).await?)
-}
-
-fn standing<'a>(
-    meta: &RequestMeta,
-    loaded: &'a Loaded,
-    organization: &OrganizationId,
-    now: OffsetDateTime,
-) -> Result<Standing<'a>, Rejection> {
-    let caller = meta.caller.person().and_then(|me| loaded.user(organization, me));
-    Standing::of(&meta.caller, loaded.organization(organization), caller, now)
-}
-
 /// The balance with a page of its ledger (manager or operator).
 pub async fn balance(app: &App, meta: &RequestMeta, organization: &OrganizationId, page: PageRequest) -> Result<BalanceView, Error> {
     let now = app.clock.now();
-    let loaded = organization_and_caller(app, meta, organization, &[Key::Balance(organization.clone())]).await?;
-    authorize(standing(meta, &loaded, organization, now)?, Action::ReadBalance)?;
-    let balance = loaded.balance(organization).ok_or_else(Rejection::not_found)?;
+    let scene = Scene::load(app, meta, organization, &[Key::Balance(organization.clone())]).await?;
+    authorize(scene.standing(meta, organization, now)?, Action::ReadBalance)?;
+    let balance = scene.loaded.balance(organization).ok_or_else(Rejection::not_found)?;
     let ledger = app.store.ledger(organization, page).await?;
     Ok(BalanceView {
         organization_id: organization.clone(),
@@ -137,8 +118,8 @@ pub async fn users(
     page: PageRequest,
 ) -> Result<UserListing, Error> {
     let now = app.clock.now();
-    let loaded = organization_and_caller(app, meta, organization, &[]).await?;
-    let visibility = authorize(standing(meta, &loaded, organization, now)?, Action::ListUsers)?;
+    let scene = Scene::load(app, meta, organization, &[]).await?;
+    let visibility = authorize(scene.standing(meta, organization, now)?, Action::ListUsers)?;
     let establishments = visible_establishments(&visibility, establishment.as_ref())?;
     let filter = UserFilter { status, establishments, now: Some(now) };
     let listed = app.store.users(organization, &filter, page).await?;
@@ -181,8 +162,8 @@ async fn audit_query(
     let now = app.clock.now();
     let visibility = match user {
         None => {
-            let loaded = organization_and_caller(app, meta, organization, &[]).await?;
-            authorize(standing(meta, &loaded, organization, now)?, Action::ReadOrganizationAudit)?
+            let scene = Scene::load(app, meta, organization, &[]).await?;
+            authorize(scene.standing(meta, organization, now)?, Action::ReadOrganizationAudit)?
         }
         Some(target) => {
             let scene = load_scene(app, meta, organization, target).await?;
@@ -259,8 +240,8 @@ pub async fn export_ledger(
     cursor: Option<crate::store::Cursor>,
 ) -> Result<Exported<LedgerEntry>, Error> {
     let now = app.clock.now();
-    let loaded = organization_and_caller(app, meta, organization, &[]).await?;
-    authorize(standing(meta, &loaded, organization, now)?, Action::ReadBalance)?;
+    let scene = Scene::load(app, meta, organization, &[]).await?;
+    authorize(scene.standing(meta, organization, now)?, Action::ReadBalance)?;
     let listed = app.store.ledger(organization, PageRequest { cursor, limit: EXPORT_ROWS }).await?;
     record_export(app, meta, organization, AuditAction::LedgerExported, json!({ "format": "csv", "rows": listed.items.len() })).await?;
     Ok(Exported { rows: listed.items, next_cursor: listed.next.map(|cursor| cursor.as_str().to_owned()) })
@@ -275,5 +256,5 @@ async fn record_export(
     changes: serde_json::Value,
 ) -> Result<(), Error> {
     let entry = audit_entry(meta, organization, action, None, changes, app.clock.now());
-    app.store.commit(vec![Write::create(Record::Audit(entry))]).await.map_err(|e| Error::Internal(Box::new(e)))
+    app.store.commit(vec![Write::create(Record::Audit(entry))]).await.map_err(Error::internal)
 }

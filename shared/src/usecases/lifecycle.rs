@@ -338,7 +338,7 @@ async fn sweep_user(app: &App, run: &str, listed: User, now: OffsetDateTime, nam
                     None => return Ok(Swept::AlreadyDone),
                 }
             }
-            Err(CommitError::Unavailable(cause)) => return Err(Error::Internal(Box::new(CommitError::Unavailable(cause)))),
+            Err(error @ CommitError::Unavailable(_)) => return Err(Error::internal(error)),
         }
     }
     Err(Rejection::busy().into())

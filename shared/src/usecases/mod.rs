@@ -74,7 +74,7 @@ pub(crate) async fn commit(app: &App, writes: Vec<crate::store::Write>) -> Resul
             Ok(Committed::Unknown)
         }
         // Kept whole, so the edge can tell a dependency outage (503) from a bug (500).
-        Err(CommitError::Unavailable(cause)) => Err(Error::Internal(Box::new(CommitError::Unavailable(cause)))),
+        Err(error @ CommitError::Unavailable(_)) => Err(Error::internal(error)),
     }
 }
 

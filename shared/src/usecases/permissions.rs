@@ -46,14 +46,21 @@ pub(crate) struct Scene {
 }
 
 pub(crate) async fn load_scene(app: &App, meta: &RequestMeta, organization: &OrganizationId, target: &PersonId) -> Result<Scene, Error> {
-    let mut keys = vec![Key::Organization(organization.clone()), Key::User(organization.clone(), target.clone())];
-    if let Some(me) = meta.caller.person() {
-        keys.push(Key::User(organization.clone(), me.clone()));
-    }
-    Ok(Scene { loaded: app.store.load(&keys).await? })
+    Scene::load(app, meta, organization, &[Key::User(organization.clone(), target.clone())]).await
 }
 
 impl Scene {
+    /// The organization, the calling person's user record (when the caller is a person) and
+    /// `extra`, in one read.
+    pub async fn load(app: &App, meta: &RequestMeta, organization: &OrganizationId, extra: &[Key]) -> Result<Scene, Error> {
+        let mut keys = vec![Key::Organization(organization.clone())];
+        if let Some(me) = meta.caller.person() {
+            keys.push(Key::User(organization.clone(), me.clone()));
+        }
+        keys.extend_from_slice(extra);
+        Ok(Scene { loaded: app.store.load(&keys).await? })
+    }
+
     pub fn standing(
         &self,
         meta: &RequestMeta,
