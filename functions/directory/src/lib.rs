@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use domain::app::App;
-use domain::audit::{AuditAction, AuditEntry};
+use domain::audit::{Actor, AuditAction, AuditEntry};
 use domain::error::{Error, Rejection};
 use domain::ledger::{LedgerEntry, LedgerReason};
 use domain::parse;
@@ -115,16 +115,28 @@ fn write_csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Result
     writer.into_inner().map_err(|e| Error::internal(e.to_string()))
 }
 
+/// A unit enum's name as the JSON API spells it (`debit`, `renewal`).
+fn wire_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// An actor's kind and ID, as the JSON API spells them.
+fn actor_fields(actor: &Actor) -> (String, String) {
+    let value = serde_json::to_value(actor).unwrap_or_default();
+    let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+    (field("kind"), field("id"))
+}
+
 fn audit_csv(entries: &[AuditEntry]) -> Result<Vec<u8>, Error> {
     let header = ["time", "actor_kind", "actor", "action", "target", "establishments", "changes", "request_id"];
     write_csv(
         &header,
         entries.iter().map(|entry| {
-            let actor = serde_json::to_value(&entry.actor).unwrap_or_default();
+            let (actor_kind, actor) = actor_fields(&entry.actor);
             vec![
                 domain::clock::rfc3339(entry.at),
-                actor["kind"].as_str().unwrap_or_default().to_owned(),
-                actor["id"].as_str().unwrap_or_default().to_owned(),
+                actor_kind,
+                actor,
                 entry.action.as_str().to_owned(),
                 entry.target.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
                 entry.establishments.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(" "),
@@ -153,23 +165,21 @@ fn ledger_csv(entries: &[LedgerEntry]) -> Result<Vec<u8>, Error> {
         entries.iter().map(|entry| {
             let (reason, reference, person) = match &entry.reason {
                 LedgerReason::Credit { payment_reference } => ("credit".to_owned(), payment_reference.clone(), String::new()),
-                LedgerReason::Seat { seat_id, person, purchase } => (
-                    format!("seat_{}", serde_json::to_value(purchase).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
-                    seat_id.clone(),
-                    person.as_str().to_owned(),
-                ),
+                LedgerReason::Seat { seat_id, person, purchase } => {
+                    (format!("seat_{}", wire_name(purchase)), seat_id.clone(), person.as_str().to_owned())
+                }
             };
-            let actor = serde_json::to_value(&entry.actor).unwrap_or_default();
+            let (actor_kind, actor) = actor_fields(&entry.actor);
             vec![
                 entry.sequence.to_string(),
                 domain::clock::rfc3339(entry.at),
-                serde_json::to_value(entry.direction).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                wire_name(&entry.direction),
                 entry.amount.get().to_string(),
                 entry.balance_after.get().to_string(),
                 reason,
                 reference,
                 person,
-                format!("{}:{}", actor["kind"].as_str().unwrap_or_default(), actor["id"].as_str().unwrap_or_default()),
+                format!("{actor_kind}:{actor}"),
                 entry.request_id.clone(),
             ]
         }),
