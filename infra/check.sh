@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 SECONDS=0
 step() { printf '\n==> %s (%ss)\n' "$*" "$SECONDS"; }
 
-step "Python tools: .venv with infra/requirements.txt"
-wanted=$(sha256sum infra/requirements.txt | cut -d' ' -f1)
+step "Python tools: .venv with infra/requirements.txt (versions fixed by infra/constraints.txt)"
+wanted=$(cat infra/requirements.txt infra/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$wanted" ]; then
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+  .venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt \
+    -c infra/constraints.txt
   echo "$wanted" > .venv/.installed
 fi
 

@@ -14,7 +14,7 @@ if ! command -v wrk > /dev/null; then
 fi
 if [ ! -x .venv/bin/moto_server ]; then
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+  .venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt -c infra/constraints.txt
 fi
 
 echo "==> release build of every function, the floors and the local server ($SECONDS s)"
