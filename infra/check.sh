@@ -9,13 +9,8 @@ SECONDS=0
 step() { printf '\n==> %s (%ss)\n' "$*" "$SECONDS"; }
 
 step "Python tools: .venv with infra/requirements.txt (versions fixed by infra/constraints.txt)"
-wanted=$(cat infra/requirements.txt infra/constraints.txt | sha256sum | cut -d' ' -f1)
-if [ "$(cat .venv/.installed 2>/dev/null)" != "$wanted" ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt \
-    -c infra/constraints.txt
-  echo "$wanted" > .venv/.installed
-fi
+source infra/venv.sh
+ensure_venv
 
 step "Formatting"
 cargo fmt --all -- --check

@@ -12,10 +12,8 @@ if ! command -v wrk > /dev/null; then
   echo "==> installing wrk"
   if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk > /dev/null; else sudo apt-get install -y -qq wrk > /dev/null; fi
 fi
-if [ ! -x .venv/bin/moto_server ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt -c infra/constraints.txt
-fi
+source infra/venv.sh
+ensure_venv
 
 echo "==> release build of every function, the floors and the local server ($SECONDS s)"
 cargo build --release --locked \

@@ -43,102 +43,53 @@ pub enum AuditScope {
     Platform,
 }
 
-/// Every kind of change. The string forms are part of the API (filters, CSV).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum AuditAction {
-    #[serde(rename = "organization.onboarded")]
-    OrganizationOnboarded,
-    #[serde(rename = "registry.person_saved")]
-    RegistryPersonSaved,
-    #[serde(rename = "balance.credited")]
-    BalanceCredited,
-    #[serde(rename = "user.subscribed")]
-    UserSubscribed,
-    #[serde(rename = "activation.email_confirmed")]
-    ActivationEmailConfirmed,
-    #[serde(rename = "activation.mobile_confirmed")]
-    ActivationMobileConfirmed,
-    #[serde(rename = "activation.mobile_code_rejected")]
-    ActivationMobileCodeRejected,
-    #[serde(rename = "activation.resent")]
-    ActivationResent,
-    #[serde(rename = "permissions.changed")]
-    PermissionsChanged,
-    #[serde(rename = "user.modified")]
-    UserModified,
-    #[serde(rename = "contact.change_confirmed")]
-    ContactChangeConfirmed,
-    #[serde(rename = "contact.code_rejected")]
-    ContactCodeRejected,
-    #[serde(rename = "contact.change_cancelled")]
-    ContactChangeCancelled,
-    #[serde(rename = "user.suspended")]
-    UserSuspended,
-    #[serde(rename = "seat.renewed")]
-    SeatRenewed,
-    #[serde(rename = "seat.reminder_sent")]
-    SeatReminderSent,
-    #[serde(rename = "seat.reminder_failed")]
-    SeatReminderFailed,
-    #[serde(rename = "seat.expired")]
-    SeatExpired,
-    #[serde(rename = "audit.exported")]
-    AuditExported,
-    #[serde(rename = "ledger.exported")]
-    LedgerExported,
+macro_rules! audit_actions {
+    ($($variant:ident => $name:literal),+ $(,)?) => {
+        /// Every kind of change. The string forms are part of the API (filters, CSV).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum AuditAction {
+            $(#[serde(rename = $name)] $variant),+
+        }
+
+        impl AuditAction {
+            /// Every action, written once with its name above, so a new one cannot be left out.
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(AuditAction::$variant => $name),+ }
+            }
+        }
+    };
+}
+
+audit_actions! {
+    OrganizationOnboarded => "organization.onboarded",
+    OrganizationSettingsChanged => "organization.settings_changed",
+    RegistryPersonSaved => "registry.person_saved",
+    BalanceCredited => "balance.credited",
+    UserSubscribed => "user.subscribed",
+    ActivationEmailConfirmed => "activation.email_confirmed",
+    ActivationMobileConfirmed => "activation.mobile_confirmed",
+    ActivationMobileCodeRejected => "activation.mobile_code_rejected",
+    ActivationResent => "activation.resent",
+    PermissionsChanged => "permissions.changed",
+    UserModified => "user.modified",
+    UserIqamaUpdated => "user.iqama_updated",
+    ContactChangeConfirmed => "contact.change_confirmed",
+    ContactCodeRejected => "contact.code_rejected",
+    ContactChangeCancelled => "contact.change_cancelled",
+    UserSuspended => "user.suspended",
+    SeatRenewed => "seat.renewed",
+    SeatReminderSent => "seat.reminder_sent",
+    SeatReminderFailed => "seat.reminder_failed",
+    SeatExpired => "seat.expired",
+    AuditExported => "audit.exported",
+    LedgerExported => "ledger.exported",
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 20] = [
-        AuditAction::OrganizationOnboarded,
-        AuditAction::RegistryPersonSaved,
-        AuditAction::BalanceCredited,
-        AuditAction::UserSubscribed,
-        AuditAction::ActivationEmailConfirmed,
-        AuditAction::ActivationMobileConfirmed,
-        AuditAction::ActivationMobileCodeRejected,
-        AuditAction::ActivationResent,
-        AuditAction::PermissionsChanged,
-        AuditAction::UserModified,
-        AuditAction::ContactChangeConfirmed,
-        AuditAction::ContactCodeRejected,
-        AuditAction::ContactChangeCancelled,
-        AuditAction::UserSuspended,
-        AuditAction::SeatRenewed,
-        AuditAction::SeatReminderSent,
-        AuditAction::SeatReminderFailed,
-        AuditAction::SeatExpired,
-        AuditAction::AuditExported,
-        AuditAction::LedgerExported,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditAction::OrganizationOnboarded => "organization.onboarded",
-            AuditAction::RegistryPersonSaved => "registry.person_saved",
-            AuditAction::BalanceCredited => "balance.credited",
-            AuditAction::UserSubscribed => "user.subscribed",
-            AuditAction::ActivationEmailConfirmed => "activation.email_confirmed",
-            AuditAction::ActivationMobileConfirmed => "activation.mobile_confirmed",
-            AuditAction::ActivationMobileCodeRejected => "activation.mobile_code_rejected",
-            AuditAction::ActivationResent => "activation.resent",
-            AuditAction::PermissionsChanged => "permissions.changed",
-            AuditAction::UserModified => "user.modified",
-            AuditAction::ContactChangeConfirmed => "contact.change_confirmed",
-            AuditAction::ContactCodeRejected => "contact.code_rejected",
-            AuditAction::ContactChangeCancelled => "contact.change_cancelled",
-            AuditAction::UserSuspended => "user.suspended",
-            AuditAction::SeatRenewed => "seat.renewed",
-            AuditAction::SeatReminderSent => "seat.reminder_sent",
-            AuditAction::SeatReminderFailed => "seat.reminder_failed",
-            AuditAction::SeatExpired => "seat.expired",
-            AuditAction::AuditExported => "audit.exported",
-            AuditAction::LedgerExported => "ledger.exported",
-        }
-    }
-
     pub fn parse(input: &str) -> Option<Self> {
-        AuditAction::ALL.into_iter().find(|action| action.as_str() == input)
+        AuditAction::ALL.iter().copied().find(|action| action.as_str() == input)
     }
 }
 
@@ -168,7 +119,7 @@ mod tests {
     #[test]
     fn every_action_has_one_stable_name_used_by_serde_and_filters() {
         let mut seen = BTreeSet::new();
-        for action in AuditAction::ALL {
+        for &action in AuditAction::ALL {
             assert_eq!(serde_json::to_value(action).unwrap(), Value::String(action.as_str().to_owned()));
             assert_eq!(AuditAction::parse(action.as_str()), Some(action));
             assert!(seen.insert(action.as_str()), "{} listed twice", action.as_str());

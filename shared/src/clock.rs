@@ -1,9 +1,37 @@
 //! Time as a port, so every rule about expiry can be tested by moving a clock.
+//!
+//! Instants are UTC on the wire and in storage, with microsecond precision everywhere (the
+//! clocks truncate, so an instant written once reads back equal). Calendar rules — iqama
+//! validity, seat years, reminder days, the sweep's "today", day filters — use Saudi days:
+//! Asia/Riyadh, UTC+3 all year (Saudi Arabia keeps no daylight saving time).
 
 use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
-use time::{Date, Duration, Month, OffsetDateTime, UtcOffset, format_description::BorrowedFormatItem, macros::format_description};
+use time::{
+    Date, Duration, Month, OffsetDateTime, Time, UtcOffset,
+    format_description::BorrowedFormatItem,
+    macros::{format_description, offset},
+};
+
+/// Asia/Riyadh: UTC+3, no daylight saving time.
+pub const RIYADH: UtcOffset = offset!(+3);
+
+/// The Saudi calendar day an instant falls on.
+pub fn saudi_day(at: OffsetDateTime) -> Date {
+    at.to_offset(RIYADH).date()
+}
+
+/// The first instant of a Saudi day (00:00 in Riyadh), in UTC.
+pub fn start_of_saudi_day(day: Date) -> OffsetDateTime {
+    day.with_time(Time::MIDNIGHT).assume_offset(RIYADH).to_offset(UtcOffset::UTC)
+}
+
+/// Drops sub-microsecond digits: the precision every stored and shown instant has.
+pub fn to_micros(at: OffsetDateTime) -> OffsetDateTime {
+    let nanos = at.nanosecond();
+    at.replace_nanosecond(nanos - nanos % 1_000).expect("a smaller nanosecond is valid")
+}
 
 /// An instant stored as RFC 3339 text, for lists of instants in records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -14,13 +42,21 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
 }
 
+/// A clock a person (or a test) can move: the local server's `/local/clock` moves it.
+pub trait Adjustable: Clock {
+    /// Moves the clock forward by `by`.
+    fn advance(&self, by: Duration);
+    /// Sets the clock to `to`; returns false (and leaves it) if `to` is in its past.
+    fn set(&self, to: OffsetDateTime) -> bool;
+}
+
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        to_micros(OffsetDateTime::now_utc())
     }
 }
 
@@ -43,19 +79,80 @@ impl ManualClock {
     }
 }
 
-impl Clock for ManualClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Adjustable for ManualClock {
+    fn advance(&self, by: Duration) {
+        ManualClock::advance(self, by);
+    }
+
+    fn set(&self, to: OffsetDateTime) -> bool {
+        if to < self.now() {
+            return false;
+        }
+        ManualClock::set(self, to);
+        true
     }
 }
 
-/// Seats last one calendar year: 2026-02-28 → 2027-02-28, and 2028-02-29 → 2029-02-28.
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        to_micros(*self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+/// A clock that runs like the real one from a chosen start, and can be moved forward or
+/// set while it runs: the local server's clock, so a person can try time-bound rules
+/// (link and code expiry, iqama and seat expiry, reminders) by hand.
+#[derive(Debug)]
+pub struct TravelClock {
+    offset: Mutex<Duration>,
+}
+
+impl TravelClock {
+    /// Starts at `start` (or at the real time) and runs from there.
+    pub fn starting_at(start: Option<OffsetDateTime>) -> Self {
+        let offset = start.map_or(Duration::ZERO, |start| start - OffsetDateTime::now_utc());
+        TravelClock { offset: Mutex::new(offset) }
+    }
+
+    fn offset(&self) -> std::sync::MutexGuard<'_, Duration> {
+        self.offset.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Adjustable for TravelClock {
+    /// Moves the clock forward (never back: the rules assume time does not run backwards).
+    fn advance(&self, by: Duration) {
+        if by.is_positive() {
+            *self.offset() += by;
+        }
+    }
+
+    fn set(&self, to: OffsetDateTime) -> bool {
+        let mut offset = self.offset();
+        let now = OffsetDateTime::now_utc() + *offset;
+        if to < now {
+            return false;
+        }
+        *offset += to - now;
+        true
+    }
+}
+
+impl Clock for TravelClock {
+    fn now(&self) -> OffsetDateTime {
+        to_micros(OffsetDateTime::now_utc() + *self.offset())
+    }
+}
+
+/// Seats last one calendar year of Saudi days: 2026-02-28 → 2027-02-28, and 2028-02-29 →
+/// 2029-02-28, counted in Riyadh (23:30 UTC on 28 Feb 2028 is already 29 Feb there).
 pub fn one_year_after(start: OffsetDateTime) -> OffsetDateTime {
-    let date = start.date();
+    let local = start.to_offset(RIYADH);
+    let date = local.date();
     let next_year = date.year() + 1;
     let day = date.day().min(time::util::days_in_month(date.month(), next_year));
     let next = Date::from_calendar_date(next_year, date.month(), day).unwrap_or(date);
-    start.replace_date(next)
+    local.replace_date(next).to_offset(UtcOffset::UTC)
 }
 
 const KEY_TIMESTAMP: &[BorrowedFormatItem<'static>] =
@@ -109,10 +206,6 @@ pub fn parse_rfc3339(input: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(input, &time::format_description::well_known::Rfc3339).ok()
 }
 
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.to_offset(UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).expect("a UTC timestamp always formats")
-}
-
 /// Parses a `YYYY-MM-DD` date.
 pub fn parse_date(input: &str) -> Option<Date> {
     let mut parts = input.trim().splitn(3, '-');
@@ -133,9 +226,36 @@ mod tests {
     use time::macros::datetime;
 
     #[test]
-    fn a_seat_lasts_one_calendar_year() {
+    fn a_seat_lasts_one_calendar_year_of_saudi_days() {
         assert_eq!(one_year_after(datetime!(2026-11-23 10:00 UTC)), datetime!(2027-11-23 10:00 UTC));
         assert_eq!(one_year_after(datetime!(2028-02-29 10:00 UTC)), datetime!(2029-02-28 10:00 UTC));
+        // 22:00 UTC on 28 Feb 2028 is 01:00 on 29 Feb in Riyadh: a leap day there.
+        assert_eq!(one_year_after(datetime!(2028-02-28 22:00 UTC)), datetime!(2029-02-27 22:00 UTC));
+    }
+
+    #[test]
+    fn saudi_days_begin_at_midnight_in_riyadh() {
+        assert_eq!(saudi_day(datetime!(2026-11-25 20:59 UTC)), time::macros::date!(2026 - 11 - 25));
+        assert_eq!(saudi_day(datetime!(2026-11-25 21:00 UTC)), time::macros::date!(2026 - 11 - 26));
+        assert_eq!(start_of_saudi_day(time::macros::date!(2026 - 11 - 26)), datetime!(2026-11-25 21:00 UTC));
+    }
+
+    #[test]
+    fn clocks_keep_microseconds() {
+        let clock = ManualClock::at(datetime!(2026-01-02 03:04:05.123456789 UTC));
+        assert_eq!(clock.now(), datetime!(2026-01-02 03:04:05.123456 UTC));
+    }
+
+    #[test]
+    fn a_travel_clock_moves_forward_only() {
+        let clock = TravelClock::starting_at(Some(datetime!(2027-11-20 06:00 UTC)));
+        let start = clock.now();
+        assert!(start >= datetime!(2027-11-20 06:00 UTC) && start < datetime!(2027-11-20 06:01 UTC));
+        clock.advance(Duration::days(30));
+        assert!(clock.now() >= start + Duration::days(30));
+        assert!(!clock.set(start), "the past is refused");
+        assert!(clock.set(start + Duration::days(400)));
+        assert!(clock.now() >= start + Duration::days(400));
     }
 
     #[test]

@@ -21,8 +21,7 @@ use crate::store::{
 };
 use crate::user::User;
 
-/// DynamoDB's limit on items in one transaction.
-pub const MAX_TRANSACTION_ITEMS: usize = 100;
+pub use crate::store::MAX_WRITES as MAX_TRANSACTION_ITEMS;
 
 #[derive(Default)]
 pub struct EmbeddedStore {
@@ -259,6 +258,20 @@ impl Queries for EmbeddedStore {
                         Contact::Mobile(_) => attributes.mobile_key,
                     };
                     (found.as_deref() == Some(key.as_str())).then(|| user.clone())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn memberships(&self, person: &crate::identity::PersonId) -> Result<Vec<OrganizationId>, StoreError> {
+        let key = crate::store::person_key(person);
+        let records = self.lock();
+        Ok(records
+            .values()
+            .filter_map(|record| match record {
+                Record::User(user) if record.index_attributes().person_key.as_deref() == Some(key.as_str()) => {
+                    Some(user.organization.clone())
                 }
                 _ => None,
             })

@@ -25,6 +25,7 @@ pub mod parse;
 pub mod person;
 pub mod policy;
 pub mod pricing;
+pub mod search;
 pub mod secrets;
 pub mod store;
 pub mod usecases;

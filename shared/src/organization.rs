@@ -111,6 +111,20 @@ pub struct Establishment {
     pub size: SizeTier,
 }
 
+/// What the manager decides for the whole organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationSettings {
+    /// A registered employee of an establishment may buy their own seat for it, paid from
+    /// the organization's balance (Qiwa: "the user can subscribe by himself").
+    pub employee_self_subscription: bool,
+}
+
+impl Default for OrganizationSettings {
+    fn default() -> Self {
+        OrganizationSettings { employee_self_subscription: true }
+    }
+}
+
 /// An organization: one unified number owning one or more establishments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organization {
@@ -119,6 +133,8 @@ pub struct Organization {
     pub plan: PricingPlan,
     pub manager: PersonId,
     pub establishments: Vec<Establishment>,
+    #[serde(default)]
+    pub settings: OrganizationSettings,
     #[serde(with = "crate::clock::utc")]
     pub created_at: OffsetDateTime,
     pub version: u64,

@@ -1,14 +1,22 @@
 //! Who may do what. Every use case asks this module; no route decides rights on its own.
 //!
 //! A caller's standing in an organization comes from its user record there:
-//! - no record (another organization's user, or a stranger): the organization does not
-//!   exist as far as the caller can tell — 404, never 403;
+//! - no record (another organization's user, or a stranger): an outsider, to whom the
+//!   organization does not exist — 404, never 403 — except that a registered employee of
+//!   one of its establishments may buy their own seat there (Qiwa: "the user can subscribe
+//!   by himself"), unless the manager turned that off;
+//! - anyone whose iqama has expired: refused with `iqama_expired`, whatever they ask;
 //! - the manager: everything in the organization;
 //! - a delegated admin (an active member whose grants include `user_management` on some
 //!   establishments): user management on those establishments only;
 //! - any other member: only their own things.
 //!
 //! Operators onboard organizations and credit balances; platform services ask the check API.
+//!
+//! A caller who may not act on users gets one answer whatever the target: the target is
+//! looked up only after the caller's right to that kind of action is established, and a
+//! user the caller may not see answers exactly as a user that does not exist
+//! (`target_of`). No route tells a member, or an outsider, which users exist.
 
 use std::collections::BTreeSet;
 
@@ -20,6 +28,7 @@ use crate::error::{Kind, Rejection};
 use crate::grants::Grants;
 use crate::identity::PersonId;
 use crate::organization::{EstablishmentId, Organization};
+use crate::person::Person;
 use crate::user::User;
 
 /// The authenticated caller, from the verified token's claims.
@@ -33,6 +42,20 @@ pub enum Caller {
     Service(String),
     /// No token: only the email activation route accepts this (the link is the proof).
     Anonymous,
+}
+
+impl Caller {
+    /// Who owns an idempotency key: the full identity, never logged. Keys of different
+    /// callers never meet, even when the text is the same (as Stripe scopes keys to the
+    /// account).
+    pub fn key_owner(&self) -> String {
+        match self {
+            Caller::Person(id) => format!("person:{}", id.as_str()),
+            Caller::Operator(subject) => format!("operator:{subject}"),
+            Caller::Service(subject) => format!("service:{subject}"),
+            Caller::Anonymous => "anonymous".to_owned(),
+        }
+    }
 }
 
 impl Caller {
@@ -60,13 +83,31 @@ pub enum Standing<'a> {
     Manager(&'a User),
     DelegatedAdmin(&'a User),
     Member(&'a User),
+    /// A person with no user record in the organization.
+    Outsider(&'a PersonId),
 }
 
 impl<'a> Standing<'a> {
     /// Works out the standing. `organization` and `caller_user` are what the store holds
-    /// (the caller's own user record in that organization, if any).
+    /// (the caller's own user record in that organization, if any). A person with no record
+    /// there is refused as if the organization did not exist.
     pub fn of(
-        caller: &Caller,
+        caller: &'a Caller,
+        organization: Option<&Organization>,
+        caller_user: Option<&'a User>,
+        now: OffsetDateTime,
+    ) -> Result<Standing<'a>, Rejection> {
+        match Standing::with_outsiders(caller, organization, caller_user, now)? {
+            Standing::Outsider(_) => Err(Rejection::not_found()),
+            standing => Ok(standing),
+        }
+    }
+
+    /// As `of`, but a person with no record in the organization is an `Outsider` rather
+    /// than refused: only for actions an outsider may take (buying their own seat), which
+    /// `authorize` judges.
+    pub fn with_outsiders(
+        caller: &'a Caller,
         organization: Option<&Organization>,
         caller_user: Option<&'a User>,
         now: OffsetDateTime,
@@ -80,8 +121,11 @@ impl<'a> Standing<'a> {
             Caller::Person(id) => {
                 let user = caller_user.filter(|user| &user.id == id && user.organization == organization.id);
                 let Some(user) = user else {
-                    return Err(Rejection::not_found());
+                    return Ok(Standing::Outsider(id));
                 };
+                if !user.iqama_valid_at(now) {
+                    return Err(iqama_expired());
+                }
                 if user.is_manager() {
                     Ok(Standing::Manager(user))
                 } else if user.can_act_at(now) && !user.grants.administered().is_empty() {
@@ -95,10 +139,78 @@ impl<'a> Standing<'a> {
 
     pub fn user(&self) -> Option<&'a User> {
         match self {
-            Standing::Operator => None,
+            Standing::Operator | Standing::Outsider(_) => None,
             Standing::Manager(user) | Standing::DelegatedAdmin(user) | Standing::Member(user) => Some(user),
         }
     }
+
+    /// Whether this caller can see `target` at all: the manager sees everyone, a delegated
+    /// admin itself, the manager and the users of its establishments, anyone else only
+    /// themselves.
+    fn sees(&self, target: &User) -> bool {
+        match self {
+            Standing::Operator | Standing::Outsider(_) => false,
+            Standing::Manager(_) => true,
+            Standing::DelegatedAdmin(admin) => {
+                target.id == admin.id || target.is_manager() || shares_establishment(&admin.grants.administered(), target)
+            }
+            Standing::Member(me) => target.id == me.id,
+        }
+    }
+}
+
+/// The refusal of anyone whose iqama has expired.
+pub fn iqama_expired() -> Rejection {
+    Rejection::new(Kind::IqamaExpired, "the iqama has expired; access returns when the registry shows a renewed iqama")
+}
+
+/// A kind of action on one user, before the user is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUser {
+    View,
+    Modify,
+    ConfirmOwnContact,
+    CancelPendingChange,
+    ResendActivation,
+    Suspend,
+    Renew,
+    SetGrants,
+}
+
+/// Finds the user an action is about, in the order that reveals nothing: first whether the
+/// caller may take this kind of action on anyone (an outsider gets 404 `not_found`, a
+/// member asking for an administrator's action 403 `not_an_administrator`, whatever the
+/// target); then the target, where one the caller may not see is as absent as one that does
+/// not exist (404 `user_not_found`). What the caller may do to the target found is then
+/// `authorize`'s to say.
+pub fn target_of<'a>(standing: Standing<'_>, kind: OnUser, id: &PersonId, found: Option<&'a User>) -> Result<&'a User, Rejection> {
+    match standing {
+        Standing::Operator => return Err(refuse(Kind::Forbidden, "operators do not act inside organizations")),
+        Standing::Outsider(_) => return Err(Rejection::not_found()),
+        Standing::Member(me) => match kind {
+            OnUser::View => {}
+            OnUser::ConfirmOwnContact => {
+                if &me.id != id {
+                    return Err(only_the_user());
+                }
+            }
+            _ => return Err(not_an_administrator()),
+        },
+        Standing::Manager(me) | Standing::DelegatedAdmin(me) => {
+            if kind == OnUser::ConfirmOwnContact && &me.id != id {
+                return Err(only_the_user());
+            }
+        }
+    }
+    found.filter(|target| standing.sees(target)).ok_or_else(Rejection::user_not_found)
+}
+
+fn only_the_user() -> Rejection {
+    refuse(Kind::Forbidden, "only the user confirms their own contact details")
+}
+
+fn not_an_administrator() -> Rejection {
+    refuse(Kind::NotAnAdministrator, "this needs the manager or user management rights")
 }
 
 /// Actions outside any one organization.
@@ -133,7 +245,18 @@ pub fn acting_on_own_account(caller: &Caller) -> Result<&PersonId, Rejection> {
 pub enum Action<'a> {
     ReadBalance,
     CreditBalance,
-    Subscribe { establishments: &'a BTreeSet<EstablishmentId> },
+    /// Reading the organization's profile: its name, establishments and settings.
+    ViewOrganization,
+    ChangeSettings,
+    Subscribe {
+        establishments: &'a BTreeSet<EstablishmentId>,
+    },
+    /// A person buying their own seat, for establishments of the organization.
+    SubscribeSelf {
+        organization: &'a Organization,
+        person: Option<&'a Person>,
+        establishments: &'a BTreeSet<EstablishmentId>,
+    },
     ListUsers,
     ReadOrganizationAudit,
     ViewUser(&'a User),
@@ -143,7 +266,10 @@ pub enum Action<'a> {
     ResendActivation(&'a User),
     Suspend(&'a User),
     Renew(&'a User),
-    SetGrants { target: &'a User, after: &'a Grants },
+    SetGrants {
+        target: &'a User,
+        after: &'a Grants,
+    },
 }
 
 /// What a permitted caller may see in listings.
@@ -201,13 +327,26 @@ fn manager_may_manage(manager: &User, target: &User, allow_self: bool) -> Result
 pub fn authorize(standing: Standing<'_>, action: Action<'_>) -> Result<Visibility, Rejection> {
     use Action::*;
     use Standing::*;
-    let not_admin = || refuse(Kind::NotAnAdministrator, "this needs the manager or user management rights");
+    let not_admin = not_an_administrator;
     match (standing, action) {
-        (Operator, CreditBalance | ReadBalance) => Ok(Visibility::Everything),
+        (Operator, CreditBalance | ReadBalance | ViewOrganization) => Ok(Visibility::Everything),
         (Operator, _) => Err(refuse(Kind::Forbidden, "operators do not act inside organizations")),
+        (Outsider(me), SubscribeSelf { organization, person, establishments }) => {
+            self_subscription(me, organization, person, establishments)
+        }
+        (Outsider(_), _) => Err(Rejection::not_found()),
         (_, CreditBalance) => Err(refuse(Kind::OperatorOnly, "only a platform operator credits balances")),
-        (Manager(_), ReadBalance) => Ok(Visibility::Everything),
+        (Manager(_), ReadBalance | ChangeSettings) => Ok(Visibility::Everything),
         (_, ReadBalance) => Err(refuse(Kind::ManagerOnly, "only the manager sees the balance")),
+        (_, ChangeSettings) => Err(refuse(Kind::ManagerOnly, "only the manager changes the organization's settings")),
+        (Manager(_), ViewOrganization) => Ok(Visibility::Everything),
+        (DelegatedAdmin(admin), ViewOrganization) => Ok(Visibility::Establishments(admin.grants.administered())),
+        (Member(me), ViewOrganization) => Ok(Visibility::OwnEntries(me.id.clone())),
+        (Manager(_), SubscribeSelf { .. }) => Ok(Visibility::Everything),
+        (DelegatedAdmin(admin), SubscribeSelf { establishments, .. }) => authorize(DelegatedAdmin(admin), Subscribe { establishments }),
+        (Member(me), SubscribeSelf { organization, person, establishments }) => {
+            self_subscription(&me.id, organization, person, establishments)
+        }
 
         (Manager(_), Subscribe { .. } | ListUsers | ReadOrganizationAudit) => Ok(Visibility::Everything),
         (DelegatedAdmin(admin), Subscribe { establishments }) => {
@@ -272,6 +411,35 @@ pub fn authorize(standing: Standing<'_>, action: Action<'_>) -> Result<Visibilit
     }
 }
 
+/// A registered employee buying their own seat: only for establishments that employ them,
+/// and only while the organization allows it. To someone employed by none of the
+/// organization's establishments, the organization does not exist.
+fn self_subscription(
+    me: &PersonId,
+    organization: &Organization,
+    person: Option<&Person>,
+    establishments: &BTreeSet<EstablishmentId>,
+) -> Result<Visibility, Rejection> {
+    let employed_here =
+        person.filter(|p| &p.id == me).is_some_and(|p| organization.establishments.iter().any(|e| p.employers.contains(&e.id)));
+    if !employed_here {
+        return Err(Rejection::not_found());
+    }
+    if !organization.settings.employee_self_subscription {
+        return Err(refuse(
+            Kind::SelfSubscriptionDisabled,
+            "the manager has turned off employees subscribing themselves; ask an administrator to add you",
+        ));
+    }
+    let person = person.expect("checked above");
+    if let Some(outside) = establishments.iter().find(|e| !person.employers.contains(*e)) {
+        return Err(refuse(Kind::NotAnEmployee, "you can subscribe yourself only to establishments that employ you")
+            .field("persons[0].establishments")
+            .detail("establishment", outside.as_str()));
+    }
+    Ok(Visibility::OwnEntries(me.clone()))
+}
+
 /// A delegated admin may change only cells on establishments where it holds
 /// `user_management`, and only for services it holds there itself — adding or removing.
 /// So it can never hand out (or take away) more than it has, and `user_management` can
@@ -307,6 +475,7 @@ pub enum CheckReason {
     NotSubscribed,
     NotActive,
     Suspended,
+    IqamaExpired,
     SeatExpired,
     UnknownService,
     ServiceNotOnPlatform,
@@ -329,6 +498,9 @@ pub fn check_access(user: Option<&User>, establishment: &EstablishmentId, servic
     };
     if user.status == UserStatus::Suspended {
         return CheckReason::Suspended;
+    }
+    if !user.iqama_valid_at(now) {
+        return CheckReason::IqamaExpired;
     }
     if !user.is_manager() {
         if user.status == UserStatus::Expired || !user.seat_valid_at(now) {

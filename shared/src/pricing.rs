@@ -78,6 +78,7 @@ mod tests {
                 .enumerate()
                 .map(|(n, size)| Establishment { id: EstablishmentId::parse(&format!("1-{n}")).unwrap(), name: "E".into(), size: *size })
                 .collect(),
+            settings: Default::default(),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             version: 1,
         }

@@ -23,7 +23,12 @@
 //! - users `by_link_token`: `link_token` = SHA-256 of the user's current activation link token.
 //! - users `by_email` / `by_mobile`: `email_key` / `mobile_key` = `ORG#{org}#{value}`: who in
 //!   an organization already uses an email or a mobile.
+//! - users `by_person`: `person_key` = `PERSON#{id}`: the person's user records in every
+//!   organization (a registry update of the iqama reaches them all).
 //! - audit `by_target`: `audit_target` = `ORG#{org}#USER#{id}`, `sk`.
+//!
+//! User records also carry `search_text` (not a key): their ID and names, normalized for
+//! search (`search::normalize`), which listings filter on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -43,6 +48,9 @@ use crate::user::{User, UserStatus};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The most writes one atomic commit holds (DynamoDB's limit on a transaction's items).
+pub const MAX_WRITES: usize = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     Users,
@@ -59,6 +67,7 @@ pub const LINK_TOKEN_INDEX: &str = "by_link_token";
 pub const TARGET_INDEX: &str = "by_target";
 pub const EMAIL_INDEX: &str = "by_email";
 pub const MOBILE_INDEX: &str = "by_mobile";
+pub const PERSON_INDEX: &str = "by_person";
 
 /// Where a record lives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,6 +93,11 @@ pub fn audit_partition(scope: &AuditScope) -> String {
         AuditScope::Organization(organization) => organization_partition(organization),
         AuditScope::Platform => "PLATFORM".to_owned(),
     }
+}
+
+/// The `by_person` index key of a person's user records.
+pub fn person_key(id: &PersonId) -> String {
+    format!("PERSON#{}", id.as_str())
 }
 
 pub fn audit_target(organization: &OrganizationId, user: &PersonId) -> String {
@@ -140,6 +154,8 @@ pub struct IndexAttributes {
     pub target: Option<String>,
     pub email_key: Option<String>,
     pub mobile_key: Option<String>,
+    pub person_key: Option<String>,
+    pub search_text: Option<String>,
 }
 
 /// A contact value, as looked up in the `by_email` and `by_mobile` indexes.
@@ -218,6 +234,8 @@ impl Record {
                 attributes.link_token = user.activation.email_token.as_ref().map(|token| token.sha256.clone());
                 attributes.email_key = Some(Contact::Email(user.email.clone()).key(&user.organization));
                 attributes.mobile_key = Some(Contact::Mobile(user.mobile.clone()).key(&user.organization));
+                attributes.person_key = Some(person_key(&user.id));
+                attributes.search_text = Some(crate::search::searchable(user));
                 attributes
             }
             Record::Audit(entry) => IndexAttributes {
@@ -269,6 +287,10 @@ impl Write {
 pub enum StoreError {
     #[error("the store is unavailable")]
     Unavailable(#[source] BoxError),
+    /// The store is not set up as this code expects (a table or index is missing): a
+    /// deployment mistake, which retrying does not mend.
+    #[error("the store is misconfigured")]
+    Misconfigured(#[source] BoxError),
     #[error("a stored item could not be read: {0}")]
     Corrupt(String),
     #[error("the cursor is not valid for this listing")]
@@ -284,6 +306,9 @@ pub enum CommitError {
     Conflict { failed: Vec<usize> },
     #[error("the store is unavailable; nothing was written")]
     Unavailable(#[source] BoxError),
+    /// A table is missing or not as expected; nothing was written and retrying will not help.
+    #[error("the store is misconfigured; nothing was written")]
+    Misconfigured(#[source] BoxError),
     /// The request may or may not have been applied (a timeout after sending, say).
     #[error("the outcome of the write is unknown")]
     Unknown(#[source] BoxError),
@@ -400,6 +425,8 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
     pub status: Option<UserStatus>,
+    /// Users whose ID or name contains this text, already normalized (`search::normalize`).
+    pub search: Option<String>,
     /// Users assigned to any of these establishments.
     pub establishments: Option<BTreeSet<EstablishmentId>>,
     /// Used to classify members whose seat ended before the sweep marked them expired.
@@ -458,9 +485,13 @@ pub trait Queries: Send + Sync {
     /// The user holding an unused activation link token with this SHA-256.
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError>;
 
-    /// The organization's users whose current email or mobile is `contact` (one query of
-    /// the `by_email` or `by_mobile` index; it may lag a just-committed change).
+    /// The organization's users whose current email or mobile is `contact` (the `by_email`
+    /// or `by_mobile` index, every page; it may lag a just-committed change).
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError>;
+
+    /// The organizations in which this person has a user record (the `by_person` index,
+    /// every page; it may lag a just-committed change).
+    async fn memberships(&self, person: &PersonId) -> Result<Vec<OrganizationId>, StoreError>;
 }
 
 /// A complete store.
@@ -499,7 +530,8 @@ pub fn user_matches(user: &User, filter: &UserFilter) -> bool {
         (Some(wanted), None) => user.status == wanted,
     };
     let establishment_ok = filter.establishments.as_ref().is_none_or(|wanted| user.establishments.iter().any(|e| wanted.contains(e)));
-    status_ok && establishment_ok
+    let search_ok = filter.search.as_ref().is_none_or(|wanted| crate::search::searchable(user).contains(wanted.as_str()));
+    status_ok && establishment_ok && search_ok
 }
 
 /// Whether an audit entry matches a query's filters (time range aside, which is a key range).

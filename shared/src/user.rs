@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
 
 use crate::clock::Timestamp;
 use crate::contact::{Email, Language, SaudiMobile};
@@ -201,6 +201,13 @@ pub struct User {
     pub profile_version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seat: Option<Seat>,
+    /// A renewal bought ahead: the next year, starting where `seat` ends. At most one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_seat: Option<Seat>,
+    /// A resident's iqama expiry (from the registry, kept current by registry updates), so
+    /// that the check API decides from this record alone. `None` for citizens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iqama_expiry: Option<Date>,
     /// Seats this user held before the current one (renewed, expired or suspended).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub past_seats: Vec<Seat>,
@@ -231,15 +238,66 @@ impl User {
         self.role == Role::Manager
     }
 
-    /// A seat past its end grants nothing, whatever the stored status says: expiry is
-    /// enforced at request time, not left to the sweep.
-    pub fn seat_valid_at(&self, now: OffsetDateTime) -> bool {
-        self.seat.as_ref().is_some_and(|seat| seat.is_valid_at(now))
+    /// The paid periods, current first: the seat and any renewal bought ahead of it.
+    pub fn periods(&self) -> impl Iterator<Item = &Seat> {
+        self.seat.iter().chain(self.next_seat.iter())
     }
 
-    /// May this user act at all right now? Managers always may; members need to be
-    /// active with a seat that has not run out.
+    /// A paid period covers `now`. A period past its end grants nothing, whatever the
+    /// stored status says: expiry is enforced at request time, not left to the sweep. A
+    /// renewal follows its seat without a gap, so access never lapses at the old end.
+    pub fn seat_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.periods().any(|seat| seat.is_valid_at(now))
+    }
+
+    /// The last paid period: where access ends, and what reminders and expiry are about.
+    pub fn last_period(&self) -> Option<&Seat> {
+        self.next_seat.as_ref().or(self.seat.as_ref())
+    }
+
+    pub fn last_period_mut(&mut self) -> Option<&mut Seat> {
+        match &mut self.next_seat {
+            Some(next) => Some(next),
+            None => self.seat.as_mut(),
+        }
+    }
+
+    /// The period that covers `now`, or else the one that ended last.
+    pub fn current_seat(&self, now: OffsetDateTime) -> Option<&Seat> {
+        self.periods().find(|seat| seat.is_valid_at(now)).or(self.seat.as_ref())
+    }
+
+    /// A renewal bought ahead that has not started at `now`.
+    pub fn upcoming_seat(&self, now: OffsetDateTime) -> Option<&Seat> {
+        self.next_seat.as_ref().filter(|seat| now < seat.starts_at)
+    }
+
+    /// Moves a seat that has ended behind a renewal that has started into `past_seats`, so
+    /// `seat` is the current period again. Changes nothing else; callers write the result.
+    pub fn roll_periods(&mut self, now: OffsetDateTime) {
+        let renewal_started = self.next_seat.as_ref().is_some_and(|next| next.starts_at <= now);
+        if renewal_started {
+            let ended = std::mem::replace(&mut self.seat, self.next_seat.take());
+            self.past_seats.extend(ended);
+        }
+    }
+
+    /// A resident's iqama is valid on a Saudi day up to and including its expiry date;
+    /// citizens have none to expire.
+    pub fn iqama_valid_on(&self, day: Date) -> bool {
+        self.iqama_expiry.is_none_or(|expiry| day <= expiry)
+    }
+
+    pub fn iqama_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.iqama_valid_on(crate::clock::saudi_day(now))
+    }
+
+    /// May this user act at all right now? Nobody whose iqama has expired may; managers
+    /// otherwise always may; members need to be active with a seat that has not run out.
     pub fn can_act_at(&self, now: OffsetDateTime) -> bool {
+        if !self.iqama_valid_at(now) {
+            return false;
+        }
         match self.role {
             Role::Manager => true,
             Role::Member => self.status == UserStatus::Active && self.seat_valid_at(now),
@@ -262,12 +320,13 @@ impl User {
         matches!(self.status, UserStatus::Active | UserStatus::PendingActivation) && self.seat_valid_at(now)
     }
 
-    /// The next thing the expiry sweep must do for this user, if anything.
+    /// The next thing the expiry sweep must do for this user, if anything: reminders and
+    /// expiry follow the last paid period, so a renewal moves them a year on.
     pub fn next_sweep(&self) -> Option<(OffsetDateTime, SweepStep)> {
         if matches!(self.status, UserStatus::Suspended | UserStatus::Expired) {
             return None;
         }
-        let seat = self.seat.as_ref()?;
+        let seat = self.last_period()?;
         let reminder = Reminder::ALL
             .into_iter()
             .find(|reminder| !seat.reminders_sent.contains(reminder))
@@ -275,14 +334,15 @@ impl User {
         Some(reminder.unwrap_or((seat.ends_at, SweepStep::Expire)))
     }
 
-    /// What is due at `now`: expiry once the seat has ended, otherwise the most urgent
-    /// reminder whose time has come (earlier ones that were missed are skipped, not sent late).
+    /// What is due at `now`: expiry once the last period has ended, otherwise the most
+    /// urgent reminder whose time has come (earlier ones that were missed are skipped, not
+    /// sent late).
     pub fn sweep_due_at(&self, now: OffsetDateTime) -> Option<SweepStep> {
         let (first_due, _) = self.next_sweep()?;
         if now < first_due {
             return None;
         }
-        let seat = self.seat.as_ref()?;
+        let seat = self.last_period()?;
         if now >= seat.ends_at {
             return Some(SweepStep::Expire);
         }
@@ -324,6 +384,8 @@ mod tests {
             grants_version: 1,
             profile_version: 1,
             seat: Some(Seat { id: "s".into(), starts_at: now, ends_at, price: Halalas::ZERO, reminders_sent: BTreeSet::new() }),
+            next_seat: None,
+            iqama_expiry: None,
             past_seats: vec![],
             activation: Activation::default(),
             pending_email: None,
@@ -365,6 +427,37 @@ mod tests {
         let user = member_with_seat(end);
         assert_eq!(user.sweep_due_at(end - Duration::days(5)), Some(SweepStep::Remind(Reminder::SevenDays)));
         assert_eq!(user.sweep_due_at(end + Duration::days(5)), Some(SweepStep::Expire));
+    }
+
+    #[test]
+    fn a_renewal_ahead_keeps_access_past_the_old_end_and_moves_the_sweep_to_the_new_end() {
+        let end = datetime!(2027-11-23 10:00 UTC);
+        let mut user = member_with_seat(end);
+        let new_end = crate::clock::one_year_after(end);
+        user.next_seat =
+            Some(Seat { id: "r".into(), starts_at: end, ends_at: new_end, price: Halalas::ZERO, reminders_sent: BTreeSet::new() });
+        assert!(user.can_act_at(end - Duration::seconds(1)));
+        assert!(user.can_act_at(end), "no gap at the old end");
+        assert_eq!(user.effective_status(end + Duration::days(1)), UserStatus::Active);
+        assert_eq!(user.sweep_due_at(end - Duration::days(30)), None, "no reminder for the old end");
+        assert_eq!(user.sweep_due_at(end), None, "no expiry at the old end");
+        assert_eq!(user.next_sweep(), Some((new_end - Duration::days(30), SweepStep::Remind(Reminder::ThirtyDays))));
+        assert!(!user.can_act_at(new_end));
+
+        user.roll_periods(end + Duration::days(1));
+        assert_eq!(user.seat.as_ref().map(|s| s.id.as_str()), Some("r"));
+        assert!(user.next_seat.is_none() && user.past_seats.iter().any(|s| s.id == "s"));
+    }
+
+    #[test]
+    fn an_expired_iqama_ends_access_on_the_next_saudi_day() {
+        let end = datetime!(2027-11-23 10:00 UTC);
+        let mut user = member_with_seat(end);
+        user.iqama_expiry = Some(time::macros::date!(2026 - 11 - 25));
+        assert!(user.can_act_at(datetime!(2026-11-25 20:59 UTC)), "still 25 Nov in Riyadh");
+        assert!(!user.can_act_at(datetime!(2026-11-25 21:00 UTC)), "26 Nov in Riyadh");
+        user.role = Role::Manager;
+        assert!(!user.can_act_at(datetime!(2026-11-26 08:00 UTC)), "managers too");
     }
 
     #[test]

@@ -78,6 +78,9 @@ impl Queries for GatedStore {
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
         self.inner.users_with_contact(organization, contact).await
     }
+    async fn memberships(&self, person: &domain::identity::PersonId) -> Result<Vec<OrganizationId>, StoreError> {
+        self.inner.memberships(person).await
+    }
 }
 
 /// What a wrapped call is about to do, for deciding whether to fail it.
@@ -186,6 +189,10 @@ impl Queries for FaultyStore {
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
         self.query_allowed("users_with_contact")?;
         self.inner.users_with_contact(organization, contact).await
+    }
+    async fn memberships(&self, person: &domain::identity::PersonId) -> Result<Vec<OrganizationId>, StoreError> {
+        self.query_allowed("memberships")?;
+        self.inner.memberships(person).await
     }
 }
 

@@ -43,7 +43,7 @@ pub fn assert_books_balance(records: &[Record]) -> BTreeMap<OrganizationId, Book
             }
             Record::User(user) => {
                 let seats = held_seats.entry(user.organization.clone()).or_default();
-                seats.extend(user.seat.iter().chain(user.past_seats.iter()).map(|s| s.id.clone()));
+                seats.extend(user.periods().chain(user.past_seats.iter()).map(|s| s.id.clone()));
             }
             _ => {}
         }

@@ -156,7 +156,11 @@ impl World {
             id: person.clone(),
             name: PersonName { ar: Some("مستخدم تجريبي".into()), en: Some(format!("Person {}", &id[6..])) },
             nationality: Nationality::parse(if person.is_citizen() { "SA" } else { "IN" }).expect("valid"),
-            iqama_expiry: if person.is_citizen() { None } else { Some(self.now().date() + Duration::days(iqama_days.unwrap_or(365))) },
+            iqama_expiry: if person.is_citizen() {
+                None
+            } else {
+                Some(domain::clock::saudi_day(self.now()) + Duration::days(iqama_days.unwrap_or(365)))
+            },
             employers: employers.iter().map(|e| EstablishmentId::parse(e).expect("valid")).collect::<BTreeSet<_>>(),
             email: self.unique_email(&format!("p{}", &id[6..])),
             mobile: self.unique_mobile(),
@@ -273,7 +277,7 @@ impl World {
     /// Starts the local server over this world's app.
     pub async fn serve(&self) -> Client {
         let jwt = JwtConfig::new(b"test-secret-test-secret-test-secret", "https://test.invalid/", "establishment-users");
-        let server = Server { app: self.app.clone(), jwt: jwt.clone(), outbox: self.outbox.clone() };
+        let server = Server { app: self.app.clone(), jwt: jwt.clone(), outbox: self.outbox.clone(), clock: Some(self.clock.clone()) };
         let (address, _task) = server.bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("the local server binds");
         Client { address, jwt }
     }

@@ -187,6 +187,10 @@ async fn users_page_in_id_order_with_filters(backend: Backend) {
             // Active on paper, but the seat has run out.
             user.seat.as_mut().expect("seat").ends_at = now - Duration::hours(1);
         }
+        if n % 4 == 0 {
+            user.name =
+                domain::person::PersonName { ar: Some("فاطمة الزهراني".into()), en: Some("Fatimah Al-Zahrani".into()) };
+        }
         expected.push(user.clone());
         writes.push(Write::create(Record::User(user)));
     }
@@ -218,6 +222,7 @@ async fn users_page_in_id_order_with_filters(backend: Backend) {
                 status: Some(UserStatus::Suspended),
                 now: Some(now),
                 establishments: Some(BTreeSet::from([establishment("1-100")])),
+                search: None,
             },
             Box::new(|u: &User| u.status == UserStatus::Suspended && u.establishments.contains(&establishment("1-100"))),
         ),
@@ -232,6 +237,15 @@ async fn users_page_in_id_order_with_filters(backend: Backend) {
         (
             UserFilter { establishments: Some(BTreeSet::from([establishment("1-300"), establishment("1-999")])), ..Default::default() },
             Box::new(|u: &User| u.establishments.contains(&establishment("1-300"))),
+        ),
+        (
+            // Typed without the hamza and with ه for ة, as people do.
+            UserFilter { search: Some(domain::search::normalize("فاطمه")), ..Default::default() },
+            Box::new(|u: &User| u.name.en.as_deref() == Some("Fatimah Al-Zahrani")),
+        ),
+        (
+            UserFilter { search: Some(domain::search::normalize("AL-ZAHRANI")), status: Some(UserStatus::Suspended), ..Default::default() },
+            Box::new(|u: &User| u.name.en.as_deref() == Some("Fatimah Al-Zahrani") && u.status == UserStatus::Suspended),
         ),
     ] {
         let mut found = Vec::new();

@@ -202,7 +202,7 @@ async fn exports_are_rfc_4180_csv_and_are_audited(backend: Backend) {
     assert!(rows.iter().all(|r| !r["time"].is_empty() && !r["request_id"].is_empty()));
 
     // A time range, and one user's trail.
-    let last = domain::clock::rfc3339(world.now());
+    let last = domain::clock::key_timestamp(world.now());
     let ranged = client
         .call(
             "GET",

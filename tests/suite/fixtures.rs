@@ -65,6 +65,8 @@ pub fn full_user(organization: &OrganizationId, id: &PersonId, now: OffsetDateTi
             price: domain::money::Halalas::new(15000),
             reminders_sent: BTreeSet::from([domain::user::Reminder::ThirtyDays]),
         }),
+        next_seat: None,
+        iqama_expiry: if id.is_citizen() { None } else { Some(now.date() + Duration::days(400)) },
         past_seats: vec![Seat {
             id: "seat_0".into(),
             starts_at: now - Duration::days(400),

@@ -139,23 +139,82 @@ async fn the_sweep_binary_runs_on_the_scheduled_event_kept_in_the_repository() {
     world.credit(&org, 100_000).await;
     let person = domain::identity::PersonId::parse(&citizen(2)).unwrap();
     world.active_user(&org, &domain::identity::PersonId::parse(&manager).unwrap(), &person, &["1-10"]).await;
-    let names = world.dynamo.as_ref().expect("moto world").names().clone();
 
     let mut event: Value =
         serde_json::from_str(&std::fs::read_to_string(workspace_root().join("infra/events/scheduled.json")).unwrap()).unwrap();
     let at = domain::clock::one_year_after(system_tests::world::START) + time::Duration::days(1);
-    event["time"] = json!(domain::clock::rfc3339(at));
+    event["time"] = json!(domain::clock::key_timestamp(at));
+    let report = invoke_once(&world, "expiry-sweep", event).await.expect("no error");
+    assert_eq!(report["expired"], 1, "{report}");
+    assert_eq!(report["now"], domain::clock::key_timestamp(at));
+    assert_eq!(world.user(&org, &person).await.status, domain::user::UserStatus::Expired);
+}
+
+/// Runs `function`'s binary as a Lambda process on the world's emulator tables for one
+/// event: its response, or the error it reported.
+async fn invoke_once(world: &World, function: &str, event: Value) -> Result<Value, Value> {
+    let names = world.dynamo.as_ref().expect("moto world").names().clone();
     let runtime = RuntimeApi::start().await;
-    runtime.queue("sweep-1", event);
+    runtime.queue("once", event);
     let mut process = runtime
-        .function(&function_binary("expiry-sweep"), "expiry-sweep", &world.moto().endpoint(), &names)
+        .function(&function_binary(function), function, &world.moto().endpoint(), &names)
+        .env("CODE_HMAC_KEY", "2a".repeat(32))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("the function starts");
-    let report = tokio::time::timeout(Duration::from_secs(60), runtime.answer("sweep-1")).await.expect("an answer").expect("no error");
-    process.kill().await.expect("stop");
-    assert_eq!(report["expired"], 1, "{report}");
-    assert_eq!(report["now"], domain::clock::key_timestamp(at));
-    assert_eq!(world.user(&org, &person).await.status, domain::user::UserStatus::Expired);
+    let answer = tokio::time::timeout(Duration::from_secs(60), runtime.answer("once")).await.expect("the function answers within a minute");
+    process.kill().await.expect("stop the function");
+    answer
+}
+
+/// The API Gateway events kept in `infra/events/` (what `cargo lambda invoke --data-file`
+/// sends) stay true to the routes: each runs through its function's binary, against the
+/// demo data on the emulator, in the order a walkthrough would, and is answered by its
+/// route with success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_kept_in_the_repository_is_answered_by_its_function() {
+    let world = World::new(Backend::Moto).await;
+    local_api::demo::seed(&world.app).await.expect("the demo data");
+    let events = workspace_root().join("infra/events");
+    let expected = [
+        ("operator", 201),
+        ("subscribe", 201),
+        ("activate", 200),
+        ("grant", 200),
+        ("authorize", 200),
+        ("modify", 200),
+        ("directory", 200),
+        ("suspend", 200),
+    ];
+    let mut on_disk: Vec<String> = std::fs::read_dir(&events)
+        .expect("infra/events")
+        .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json") && name != "scheduled.json")
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = expected.iter().map(|(function, _)| format!("{function}.json")).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed, "every HTTP function has one event, and every event is tried");
+    let served: std::collections::BTreeSet<&str> = gateway::routes::FUNCTIONS.iter().map(|(function, _)| *function).collect();
+    assert_eq!(served, expected.iter().map(|(function, _)| *function).collect(), "one event per HTTP function");
+
+    for (function, status) in expected {
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(events.join(format!("{function}.json"))).unwrap()).unwrap();
+        let routes = gateway::routes::FUNCTIONS.iter().find(|(name, _)| *name == function).expect("a function").1;
+        let key = event["routeKey"].as_str().expect("a route key");
+        assert!(routes.iter().any(|route| route.key == key), "{function}.json: {key} is not a route of {function}");
+        let answer = invoke_once(&world, function, event).await.expect("the function answers without an error");
+        assert_eq!(answer["statusCode"], status, "{function}.json: {answer}");
+    }
+}
+
+/// A sweep event it cannot use is refused with a stable error type the Lambda service
+/// records, not the name of a Rust type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_refuses_an_event_without_a_time_with_a_named_error() {
+    let world = World::new(Backend::Moto).await;
+    let error = invoke_once(&world, "expiry-sweep", json!({ "id": "x", "time": "yesterday" })).await.expect_err("refused");
+    assert_eq!(error["errorType"], "BadEventTime", "{error}");
+    assert_eq!(error["errorMessage"], "the event's time is not an RFC 3339 timestamp");
 }

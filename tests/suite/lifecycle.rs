@@ -146,8 +146,9 @@ async fn renewal_extends_a_seat_once_per_key(backend: Backend) {
     assert_eq!(renewed.status, 201, "{}", renewed.text());
     let body = renewed.json();
     assert_eq!(body["amount_charged_halalas"], 15_000, "renewal is never free");
-    assert_eq!(body["seat"]["starts_at"], domain::clock::key_timestamp(seat.ends_at), "from the current end");
-    assert_eq!(body["seat"]["ends_at"], domain::clock::key_timestamp(one_year_after(seat.ends_at)));
+    assert_eq!(body["seat"]["id"], seat.id.as_str(), "the paid year runs to its end");
+    assert_eq!(body["next_seat"]["starts_at"], domain::clock::key_timestamp(seat.ends_at), "from the current end");
+    assert_eq!(body["next_seat"]["ends_at"], domain::clock::key_timestamp(one_year_after(seat.ends_at)));
     let replay = renew(client, &cast.manager, &person, "renew-1").await;
     assert_eq!((replay.status, replay.body.clone()), (201, renewed.body.clone()));
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));

@@ -31,5 +31,6 @@ mod permissions;
 mod profile;
 mod properties;
 mod reliability;
+mod rules;
 mod security;
 mod template;

@@ -173,11 +173,11 @@ async fn who_may_grant_what(backend: Backend) {
             expect: (403, "outside_administered_establishments"),
         },
         Case {
-            rule: "not for users of other establishments",
+            rule: "not for users of other establishments: they look absent",
             caller: &cast.admin,
             target: &cast.outsider,
             grants: json!({"1-20": ["reports.print"]}),
-            expect: (403, "outside_administered_establishments"),
+            expect: (404, "user_not_found"),
         },
         Case {
             rule: "Saudi-only services go to citizens",

@@ -250,7 +250,8 @@ impl Model {
                 return Err("cannot_manage_self");
             }
             if self.assigned[target].is_disjoint(&administered) {
-                return Err("outside_administered_establishments");
+                // A user the delegated admin cannot see answers as one that does not exist.
+                return Err("user_not_found");
             }
             let before = Model::cells(&self.grants[target]);
             let after = Model::cells(matrix);

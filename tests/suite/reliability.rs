@@ -95,6 +95,8 @@ impl Load {
             402 => seen.refused_for_balance += 1,
             409 if answer.code() == "idempotency_key_in_flight" => seen.in_flight_409 += 1,
             422 if answer.code() == "already_subscribed" => {}
+            // One renewal ahead at most: renewing a seat renewed already is refused.
+            422 if answer.code() == "already_renewed" => {}
             503 => {}
             other => seen.violations.push(format!("{key}: unexpected {other} {}", answer.text())),
         }

@@ -10,7 +10,7 @@ use domain::ledger::{LedgerEntry, LedgerReason};
 use domain::parse;
 use domain::store::Cursor;
 use domain::usecases::directory::{self, AuditFilter, Exported};
-use gateway::routes::{DIRECTORY, LIST_USERS, ORGANIZATION_AUDIT, READ_BALANCE, USER_AUDIT};
+use gateway::routes::{DIRECTORY, LIST_USERS, ORGANIZATION_AUDIT, READ_BALANCE, READ_ORGANIZATION, USER_AUDIT};
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 
@@ -26,6 +26,7 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
     let organization = incoming.organization()?;
     let meta = incoming.meta();
     match incoming.route.key {
+        READ_ORGANIZATION => Reply::json(200, &domain::usecases::organizations::organization(app, &meta, &organization).await?),
         READ_BALANCE => {
             if wants_csv(&incoming)? {
                 let exported = directory::export_ledger(app, &meta, &organization, cursor(&incoming)).await?;
@@ -35,10 +36,13 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
             Reply::json(200, &directory::balance(app, &meta, &organization, page).await?)
         }
         LIST_USERS => {
-            let status = incoming.query("status").map(|s| parse::user_status("status", s)).transpose()?;
-            let establishment = incoming.query("establishment").map(|e| parse::establishment_id("establishment", e)).transpose()?;
+            let query = directory::UserQuery {
+                status: incoming.query("status").map(|s| parse::user_status("status", s)).transpose()?,
+                establishment: incoming.query("establishment").map(|e| parse::establishment_id("establishment", e)).transpose()?,
+                search: incoming.query("q").map(|q| parse::text("q", q, 100)).transpose()?,
+            };
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
-            Reply::json(200, &directory::users(app, &meta, &organization, status, establishment, page).await?)
+            Reply::json(200, &directory::users(app, &meta, &organization, query, page).await?)
         }
         ORGANIZATION_AUDIT | USER_AUDIT => {
             let user = if incoming.route.key == USER_AUDIT { Some(incoming.user_id()?) } else { None };
@@ -72,7 +76,8 @@ fn cursor(incoming: &Incoming) -> Option<Cursor> {
     incoming.query("cursor").filter(|c| !c.is_empty()).map(Cursor::from_client)
 }
 
-/// `?action=a,b`, `?from=`, `?to=` (RFC 3339).
+/// `?action=a,b`, `?from=`, `?to=`: an RFC 3339 instant, or a date, which means that Saudi
+/// day (from its first instant, to its last).
 fn audit_filter(incoming: &Incoming) -> Result<AuditFilter, Rejection> {
     let actions = match incoming.query("action") {
         None => None,
@@ -83,16 +88,24 @@ fn audit_filter(incoming: &Incoming) -> Result<AuditFilter, Rejection> {
                 .collect::<Result<BTreeSet<_>, _>>()?,
         ),
     };
-    let instant = |name: &str| {
+    let bound = |name: &str, end_of_day: bool| {
         incoming
             .query(name)
             .map(|raw| {
                 domain::clock::parse_rfc3339(raw)
-                    .ok_or_else(|| Rejection::invalid_request(name, "an RFC 3339 time, e.g. 2026-11-23T00:00:00Z"))
+                    .or_else(|| {
+                        domain::clock::parse_date(raw).map(|day| match end_of_day {
+                            false => domain::clock::start_of_saudi_day(day),
+                            true => domain::clock::start_of_saudi_day(day.next_day().unwrap_or(day)) - time::Duration::microseconds(1),
+                        })
+                    })
+                    .ok_or_else(|| {
+                        Rejection::invalid_request(name, "an RFC 3339 time (2026-11-23T00:00:00+03:00) or a Saudi date (2026-11-23)")
+                    })
             })
             .transpose()
     };
-    Ok(AuditFilter { actions, from: instant("from")?, to: instant("to")? })
+    Ok(AuditFilter { actions, from: bound("from", false)?, to: bound("to", true)? })
 }
 
 /// A CSV answer; `next-cursor` continues an export longer than one answer.
@@ -134,7 +147,7 @@ fn audit_csv(entries: &[AuditEntry]) -> Result<Vec<u8>, Error> {
         entries.iter().map(|entry| {
             let (actor_kind, actor) = actor_fields(&entry.actor);
             vec![
-                domain::clock::rfc3339(entry.at),
+                domain::clock::key_timestamp(entry.at),
                 actor_kind,
                 actor,
                 entry.action.as_str().to_owned(),
@@ -172,7 +185,7 @@ fn ledger_csv(entries: &[LedgerEntry]) -> Result<Vec<u8>, Error> {
             let (actor_kind, actor) = actor_fields(&entry.actor);
             vec![
                 entry.sequence.to_string(),
-                domain::clock::rfc3339(entry.at),
+                domain::clock::key_timestamp(entry.at),
                 wire_name(&entry.direction),
                 entry.amount.get().to_string(),
                 entry.balance_after.get().to_string(),

@@ -24,6 +24,18 @@ pub enum SweepError {
     Failed(#[source] domain::error::Error),
 }
 
+/// What the Lambda service records of a failed invocation: a stable `errorType` and a
+/// message without personal data (the full cause chain goes to the log).
+impl From<SweepError> for lambda_runtime::Diagnostic {
+    fn from(error: SweepError) -> Self {
+        let error_type = match &error {
+            SweepError::BadTime => "BadEventTime",
+            SweepError::Failed(_) => "SweepFailed",
+        };
+        lambda_runtime::Diagnostic { error_type: error_type.to_owned(), error_message: error.to_string() }
+    }
+}
+
 pub async fn handle(app: &App, event: ScheduledEvent, invocation: &str) -> Result<SweepReport, SweepError> {
     let now = parse_rfc3339(&event.time).ok_or(SweepError::BadTime)?;
     let run = event.id.unwrap_or_else(|| invocation.to_owned());

@@ -1,13 +1,13 @@
-//! The grant function: the service catalog, and each user's permissions per establishment
-//! and service.
+//! The grant function: the service catalog, each user's permissions per establishment and
+//! service, and the organization's settings on who may subscribe (the manager's rules).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use domain::app::App;
 use domain::error::{Error, Rejection};
 use domain::parse;
-use domain::usecases::permissions;
-use gateway::routes::{CATALOG, GRANT, READ_PERMISSIONS, SET_PERMISSIONS};
+use domain::usecases::{organizations, permissions};
+use gateway::routes::{CATALOG, CHANGE_SETTINGS, GRANT, READ_PERMISSIONS, SET_PERMISSIONS};
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
@@ -21,6 +21,13 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
 struct SetPermissions {
     version: u64,
     grants: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeSettings {
+    version: u64,
+    employee_self_subscription: Option<bool>,
 }
 
 async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
@@ -45,6 +52,18 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
             }
             let command = permissions::SetGrants { organization, user, version: input.version, matrix };
             Reply::json(200, &permissions::set_grants(app, &incoming.meta(), command).await?)
+        }
+        CHANGE_SETTINGS => {
+            let input: ChangeSettings = incoming.json()?;
+            if input.employee_self_subscription.is_none() {
+                return Err(Rejection::invalid_request("body", "nothing to change: send employee_self_subscription").into());
+            }
+            let command = organizations::ChangeSettings {
+                organization: incoming.organization()?,
+                version: input.version,
+                employee_self_subscription: input.employee_self_subscription,
+            };
+            Reply::json(200, &organizations::change_settings(app, &incoming.meta(), command).await?)
         }
         other => unreachable!("route {other} is not served here"),
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use domain::app::App;
 use domain::error::Error;
-use domain::organization::{Establishment, Organization, PricingPlan, SizeTier};
+use domain::organization::{Establishment, PricingPlan, SizeTier};
 use domain::parse;
 use domain::person::{Person, PersonName};
 use domain::usecases::{billing, onboarding};
@@ -45,30 +45,6 @@ struct CreateOrganization {
     establishments: Vec<EstablishmentInput>,
 }
 
-/// An organization as the API shows it.
-#[derive(Serialize)]
-pub struct OrganizationView<'a> {
-    pub id: &'a str,
-    pub name: &'a str,
-    pub pricing_plan: PricingPlan,
-    pub manager_id: &'a str,
-    pub establishments: &'a [Establishment],
-    pub created_at: String,
-}
-
-impl<'a> From<&'a Organization> for OrganizationView<'a> {
-    fn from(organization: &'a Organization) -> Self {
-        OrganizationView {
-            id: organization.id.as_str(),
-            name: &organization.name,
-            pricing_plan: organization.plan,
-            manager_id: organization.manager.as_str(),
-            establishments: &organization.establishments,
-            created_at: domain::clock::key_timestamp(organization.created_at),
-        }
-    }
-}
-
 async fn create_organization(app: &App, incoming: &Incoming) -> Result<Reply, Error> {
     let input: CreateOrganization = incoming.json()?;
     let establishments = input
@@ -91,7 +67,7 @@ async fn create_organization(app: &App, incoming: &Incoming) -> Result<Reply, Er
         establishments,
     };
     let organization = onboarding::onboard(app, &incoming.meta(), command).await?;
-    Reply::json(201, &OrganizationView::from(&organization))
+    Reply::json(201, &domain::usecases::organizations::OrganizationView::of(&organization))
 }
 
 #[derive(Deserialize)]

@@ -13,13 +13,14 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use domain::audit::AuditEntry;
 use domain::clock::key_timestamp;
+use domain::identity::PersonId;
 use domain::identity::mask_id;
 use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
     AuditQuery, BadItem, BoxError, CommitError, Contact, Cursor, EMAIL_INDEX, Expect, Key, LEDGER_PREFIX, LINK_TOKEN_INDEX, Loaded,
-    MOBILE_INDEX, Page, PageRequest, Queries, Record, Records, SWEEP_INDEX, StoreError, SweepMonth, TARGET_INDEX, Table, USER_PREFIX,
-    UserFilter, Write, audit_partition, audit_sort_range, audit_target, organization_partition,
+    MOBILE_INDEX, PERSON_INDEX, Page, PageRequest, Queries, Record, Records, SWEEP_INDEX, StoreError, SweepMonth, TARGET_INDEX, Table,
+    USER_PREFIX, UserFilter, Write, audit_partition, audit_sort_range, audit_target, organization_partition, person_key,
 };
 use domain::user::{User, UserStatus};
 use time::OffsetDateTime;
@@ -65,6 +66,15 @@ fn unavailable<E: Into<BoxError>>(error: E) -> StoreError {
     StoreError::Unavailable(error.into())
 }
 
+/// A failed read: a missing table or index is a deployment mistake (500, said so in the
+/// log), anything else the store being unavailable (503, retry).
+fn read_failure(error: aws_sdk_dynamodb::Error) -> StoreError {
+    match error {
+        aws_sdk_dynamodb::Error::ResourceNotFoundException(_) => StoreError::Misconfigured(Box::new(error)),
+        other => StoreError::Unavailable(Box::new(other)),
+    }
+}
+
 /// Serializes a record with its keys, its kind and its index attributes.
 pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
     use serde_dynamo::aws_sdk_dynamodb_1::to_item as item;
@@ -89,6 +99,8 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
         ("audit_target", index.target),
         ("email_key", index.email_key),
         ("mobile_key", index.mobile_key),
+        ("person_key", index.person_key),
+        ("search_text", index.search_text),
     ] {
         if let Some(value) = value {
             attributes.insert(name.into(), s(value));
@@ -102,10 +114,20 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
     Ok(attributes)
 }
 
-/// Reads a stored item back into a record.
+/// Reads a stored item back into a record. A failure names the item's kind, its masked key
+/// and the field that could not be read — never a stored value, which may be personal data
+/// (serde's own messages quote the value they refused).
 pub fn from_item(item: Item) -> Result<Record, String> {
-    use serde_dynamo::aws_sdk_dynamodb_1::from_item as parse;
+    fn parse<T: serde::de::DeserializeOwned>(item: Item) -> Result<T, String> {
+        let item: serde_dynamo::Item = item.into();
+        let deserializer = serde_dynamo::Deserializer::from_attribute_value(serde_dynamo::AttributeValue::M(item.into()));
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            if path == "." { "the item's shape".to_owned() } else { format!("field `{path}`") }
+        })
+    }
     let kind = item.get("kind").and_then(|v| v.as_s().ok()).cloned().ok_or("the item has no kind")?;
+    let key = masked_key(&item);
     let record = match kind.as_str() {
         "organization" => parse(item).map(Record::Organization),
         "user" => parse(item).map(Record::User),
@@ -114,17 +136,18 @@ pub fn from_item(item: Item) -> Result<Record, String> {
         "ledger_entry" => parse(item).map(Record::Ledger),
         "audit_entry" => parse(item).map(Record::Audit),
         "idempotency" => parse(item).map(Record::Idempotency),
-        other => return Err(format!("unknown kind {other}")),
+        _ => return Err(format!("{key}: an unknown kind of item")),
     };
-    record.map_err(|error| format!("{kind}: {error}"))
+    record.map_err(|problem| format!("{kind} {key}: could not read {problem}"))
 }
 
 /// A stored key with any person's ID masked, for logs.
 fn masked_key(item: &Item) -> String {
     let part = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map_or("?", String::as_str).to_owned();
+    // `USER#<id>` and `PERSON#<id>` end with a person's ID number.
     let mask = |key: String| match key.rsplit_once('#') {
         Some((prefix, id))
-            if id.len() == 10 && id.bytes().all(|b| b.is_ascii_digit()) && !prefix.is_empty() && prefix.ends_with("USER") =>
+            if id.len() == 10 && id.bytes().all(|b| b.is_ascii_digit()) && (prefix.ends_with("USER") || prefix == "PERSON") =>
         {
             format!("{prefix}#{}", mask_id(id))
         }
@@ -184,7 +207,7 @@ impl Records for DynamoStore {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| unavailable(aws_sdk_dynamodb::Error::from(e)))?;
+                .map_err(|e| read_failure(aws_sdk_dynamodb::Error::from(e)))?;
             if let Some(item) = output.item {
                 records.push(from_item(item).map_err(StoreError::Corrupt)?);
             }
@@ -216,7 +239,7 @@ impl Records for DynamoStore {
                     .set_request_items(Some(request))
                     .send()
                     .await
-                    .map_err(|e| unavailable(aws_sdk_dynamodb::Error::from(e)))?;
+                    .map_err(|e| read_failure(aws_sdk_dynamodb::Error::from(e)))?;
                 for (table, items) in output.responses.unwrap_or_default() {
                     if self.table_of(&table).is_none() {
                         continue;
@@ -256,6 +279,7 @@ impl Records for DynamoStore {
                 Err(error) => match error.into_service_error() {
                     PutItemError::ConditionalCheckFailedException(_) => Err(CommitError::Conflict { failed: vec![0] }),
                     PutItemError::InternalServerError(e) => Err(CommitError::Unknown(Box::new(e))),
+                    PutItemError::ResourceNotFoundException(e) => Err(CommitError::Misconfigured(Box::new(e))),
                     other => Err(CommitError::Unavailable(Box::new(other))),
                 },
             };
@@ -295,6 +319,7 @@ impl Records for DynamoStore {
                 }
                 TransactWriteItemsError::TransactionInProgressException(e) => Err(CommitError::Unknown(Box::new(e))),
                 TransactWriteItemsError::InternalServerError(e) => Err(CommitError::Unknown(Box::new(e))),
+                TransactWriteItemsError::ResourceNotFoundException(e) => Err(CommitError::Misconfigured(Box::new(e))),
                 other => Err(CommitError::Unavailable(Box::new(other))),
             },
         }
@@ -348,7 +373,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| unavailable(aws_sdk_dynamodb::Error::from(e)))?;
+                .map_err(|e| read_failure(aws_sdk_dynamodb::Error::from(e)))?;
             let returned = output.items.unwrap_or_default();
             let returned_count = returned.len();
             for (position, item) in returned.into_iter().enumerate() {
@@ -362,6 +387,35 @@ impl DynamoStore {
             match output.last_evaluated_key {
                 Some(key) => start = Some(key),
                 None => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Every item of an index partition, following `LastEvaluatedKey` to the end. Only for
+    /// partitions that stay small by design (one contact value in one organization, one
+    /// person's memberships).
+    async fn query_every_page(&self, index: &str, attribute: &str, value: String) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(self.names.of(Table::Users))
+                .index_name(index)
+                .key_condition_expression("#key = :value")
+                .expression_attribute_names("#key", attribute)
+                .expression_attribute_values(":value", s(&value))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| read_failure(aws_sdk_dynamodb::Error::from(e)))?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(items),
             }
         }
     }
@@ -427,6 +481,11 @@ fn user_filter(filter: &UserFilter, names: &mut HashMap<String, String>, values:
             names,
             values,
         ));
+    }
+    if let Some(search) = &filter.search {
+        names.insert("#search".into(), "search_text".into());
+        values.insert(":search".into(), s(search));
+        clauses.push("contains(#search, :search)".to_owned());
     }
     (!clauses.is_empty()).then(|| clauses.join(" AND "))
 }
@@ -610,24 +669,23 @@ impl Queries for DynamoStore {
             Contact::Email(_) => (EMAIL_INDEX, "email_key"),
             Contact::Mobile(_) => (MOBILE_INDEX, "mobile_key"),
         };
-        let output = self
-            .client
-            .query()
-            .table_name(self.names.of(Table::Users))
-            .index_name(index)
-            .key_condition_expression("#contact = :contact")
-            .expression_attribute_names("#contact", attribute)
-            .expression_attribute_values(":contact", s(contact.key(organization)))
-            .send()
-            .await
-            .map_err(|e| unavailable(aws_sdk_dynamodb::Error::from(e)))?;
-        output
-            .items
-            .unwrap_or_default()
+        let items = self.query_every_page(index, attribute, contact.key(organization)).await?;
+        items
             .into_iter()
             .map(|item| match from_item(item).map_err(StoreError::Corrupt)? {
                 Record::User(user) => Ok(user),
                 other => Err(StoreError::Corrupt(format!("a {} in the contact index", other.kind()))),
+            })
+            .collect()
+    }
+
+    async fn memberships(&self, person: &PersonId) -> Result<Vec<OrganizationId>, StoreError> {
+        let items = self.query_every_page(PERSON_INDEX, "person_key", person_key(person)).await?;
+        items
+            .into_iter()
+            .map(|item| match from_item(item).map_err(StoreError::Corrupt)? {
+                Record::User(user) => Ok(user.organization),
+                other => Err(StoreError::Corrupt(format!("a {} in the person index", other.kind()))),
             })
             .collect()
     }
@@ -643,7 +701,7 @@ impl Queries for DynamoStore {
             .limit(1)
             .send()
             .await
-            .map_err(|e| unavailable(aws_sdk_dynamodb::Error::from(e)))?;
+            .map_err(|e| read_failure(aws_sdk_dynamodb::Error::from(e)))?;
         match output.items.unwrap_or_default().into_iter().next() {
             None => Ok(None),
             Some(item) => match from_item(item).map_err(StoreError::Corrupt)? {

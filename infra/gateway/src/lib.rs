@@ -216,6 +216,21 @@ fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether an internal failure is a deployment mistake: retrying cannot help, so it is a
+/// 500 and says so in the log, never a retriable 503.
+fn is_misconfigured(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if matches!(error.downcast_ref::<StoreError>(), Some(StoreError::Misconfigured(_)))
+            || matches!(error.downcast_ref::<CommitError>(), Some(CommitError::Misconfigured(_)))
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
 /// The full cause chain of an error, for the log (never for the client).
 pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = error.to_string();
@@ -233,7 +248,11 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Body> {
         Error::Rejected(rejection) => rejection_response(rejection, request_id),
         Error::Internal(cause) => {
             let unavailable = is_unavailable(cause.as_ref());
-            tracing::error!(cause = %cause_chain(cause.as_ref()), unavailable, "request failed");
+            if is_misconfigured(cause.as_ref()) {
+                tracing::error!(cause = %cause_chain(cause.as_ref()), "request failed: the deployment is misconfigured (a table or index is missing)");
+            } else {
+                tracing::error!(cause = %cause_chain(cause.as_ref()), unavailable, "request failed");
+            }
             let (status, code, headers) =
                 if unavailable { (503, "unavailable", vec![("retry-after", "1".to_owned())]) } else { (500, "internal", vec![]) };
             response(status, "application/json", error_body(code, "the request could not be completed", &Map::new(), request_id), &headers)

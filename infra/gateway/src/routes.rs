@@ -50,15 +50,23 @@ pub const CONFIRM_CONTACT: &str = "POST /v1/organizations/{org}/users/{id}/conta
 pub const SUSPEND_USER: &str = "POST /v1/organizations/{org}/users/{id}/suspension";
 pub const RENEW: &str = "POST /v1/organizations/{org}/users/{id}/renewal";
 pub const CANCEL_PENDING_CONTACT: &str = "DELETE /v1/organizations/{org}/users/{id}/pending-contact-changes/{channel}";
+pub const READ_ORGANIZATION: &str = "GET /v1/organizations/{org}";
+pub const CHANGE_SETTINGS: &str = "PATCH /v1/organizations/{org}/settings";
 
 /// The functions and their routes, in the order `template.yaml` lists them.
 pub const OPERATOR: &[Route] = &[Route::private(CREATE_ORGANIZATION), Route::private(SAVE_PERSON), Route::private(CREDIT_BALANCE)];
 pub const SUBSCRIBE_FUNCTION: &[Route] = &[Route::private(QUOTE), Route::private(SUBSCRIBE), Route::private(RENEW)];
 pub const ACTIVATE: &[Route] =
     &[Route { key: CONFIRM_EMAIL, public: true }, Route::private(CONFIRM_MOBILE), Route::private(RESEND_ACTIVATION)];
-pub const DIRECTORY: &[Route] =
-    &[Route::private(READ_BALANCE), Route::private(LIST_USERS), Route::private(ORGANIZATION_AUDIT), Route::private(USER_AUDIT)];
-pub const GRANT: &[Route] = &[Route::private(CATALOG), Route::private(READ_PERMISSIONS), Route::private(SET_PERMISSIONS)];
+pub const DIRECTORY: &[Route] = &[
+    Route::private(READ_ORGANIZATION),
+    Route::private(READ_BALANCE),
+    Route::private(LIST_USERS),
+    Route::private(ORGANIZATION_AUDIT),
+    Route::private(USER_AUDIT),
+];
+pub const GRANT: &[Route] =
+    &[Route::private(CATALOG), Route::private(READ_PERMISSIONS), Route::private(SET_PERMISSIONS), Route::private(CHANGE_SETTINGS)];
 pub const AUTHORIZE: &[Route] = &[Route::private(CHECK)];
 pub const SUSPEND: &[Route] = &[Route::private(SUSPEND_USER)];
 pub const MODIFY: &[Route] =
@@ -101,20 +109,7 @@ pub fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {
 
 /// Decodes `%XX` escapes in a path segment (API Gateway hands functions decoded values).
 fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let hex = segment.get(index + 1..index + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            index += 3;
-        } else {
-            out.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(segment).decode_utf8().ok().map(|text| text.into_owned())
 }
 
 #[cfg(test)]

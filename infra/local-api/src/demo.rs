@@ -124,7 +124,7 @@ fn establishment(id: &str, name: &str, size: SizeTier) -> Establishment {
 /// Seeds the demo data. Safe to run once per fresh store.
 pub async fn seed(app: &App) -> Result<(), Error> {
     let meta = operator();
-    let today = app.clock.now().date();
+    let today = domain::clock::saudi_day(app.clock.now());
     for person in PERSONS {
         let command = onboarding::SavePerson {
             id: PersonId::parse(person.id).expect("demo ids are valid"),

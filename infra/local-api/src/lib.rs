@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use domain::app::App;
+use domain::clock::Adjustable;
 use domain::embedded::Outbox;
 use gateway::routes::{FUNCTIONS, Route, match_path};
 use http_body_util::{BodyExt, Full, Limited};
@@ -31,6 +32,29 @@ pub struct Server {
     pub jwt: JwtConfig,
     /// The embedded outbox, when messages are not sent through SES and SNS.
     pub outbox: Option<Arc<Outbox>>,
+    /// The clock a person can move (`/local/clock`), when the server runs on one.
+    pub clock: Option<Arc<dyn Adjustable>>,
+}
+
+/// A query string's parameters, percent-decoded (`+` is a space) as API Gateway decodes
+/// them; a name given twice keeps its values joined by commas, as API Gateway's payload 2.0
+/// does.
+pub fn query_parameters(query: &str) -> Vec<(String, String)> {
+    let mut parameters: Vec<(String, String)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match parameters.iter_mut().find(|(existing, _)| *existing == name) {
+            Some((_, values)) => {
+                values.push(',');
+                values.push_str(&value);
+            }
+            None => parameters.push((name.into_owned(), value.into_owned())),
+        }
+    }
+    parameters
+}
+
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query_parameters(query).into_iter().find_map(|(found, value)| (found == name).then_some(value))
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -149,17 +173,20 @@ impl Server {
         to_hyper(response)
     }
 
-    /// Routes that exist only locally: health, the outbox, a clickable activation link.
+    /// Routes that exist only locally: health, the outbox, the clock, the sweep, a clickable
+    /// activation link.
     async fn local_route(&self, method: &str, path: &str, query: &str) -> Option<Reply> {
         match (method, path) {
             ("GET", "/health") => Some(json_reply(200, &json!({ "status": "ok" }))),
+            ("GET", "/local/clock") => Some(json_reply(200, &json!({ "now": domain::clock::key_timestamp(self.app.clock.now()) }))),
+            ("POST", "/local/clock") => Some(self.move_clock(query)),
             ("GET", "/local/outbox") => Some(match &self.outbox {
                 Some(outbox) => json_reply(200, &json!({ "messages": outbox.messages() })),
                 None => local_error(404, "not_found", "messages go through SES and SNS in this configuration"),
             }),
             ("POST", "/local/expiry-sweep") => {
                 // Runs the scheduled sweep now, or as of `?time=<RFC 3339>` to replay a day.
-                let time = query.split('&').find_map(|pair| pair.strip_prefix("time=")).map(|t| t.replace("%3A", ":"));
+                let time = query_value(query, "time");
                 let now = match time.as_deref().map(domain::clock::parse_rfc3339) {
                     None => self.app.clock.now(),
                     Some(Some(at)) => at,
@@ -172,15 +199,56 @@ impl Server {
                 })
             }
             ("GET", "/local/activate") => {
-                let token = query.split('&').find_map(|pair| pair.strip_prefix("token=")).unwrap_or("");
+                let token = query_value(query, "token").unwrap_or_default();
                 let request_id = format!("local-{}", domain::secrets::random_hex(8));
-                Some(match domain::usecases::activation::confirm_email(&self.app, &request_id, token).await {
+                Some(match domain::usecases::activation::confirm_email(&self.app, &request_id, &token).await {
                     Ok(state) => json_reply(200, &serde_json::to_value(state).unwrap_or_default()),
                     Err(error) => to_hyper(gateway::error_response(&error, &request_id)),
                 })
             }
             _ => None,
         }
+    }
+}
+
+impl Server {
+    /// `POST /local/clock?days=&hours=&minutes=` moves the clock forward; `?to=<RFC 3339>`
+    /// sets it (never back). Every rule and the sweep read this clock.
+    fn move_clock(&self, query: &str) -> Reply {
+        let Some(clock) = &self.clock else {
+            return local_error(404, "not_found", "this server runs on the real clock");
+        };
+        let parameters = query_parameters(query);
+        let mut moved = false;
+        for (name, value) in &parameters {
+            let step = match name.as_str() {
+                "days" => time::Duration::days,
+                "hours" => time::Duration::hours,
+                "minutes" => time::Duration::minutes,
+                "to" => {
+                    let Some(to) = domain::clock::parse_rfc3339(value) else {
+                        return local_error(400, "invalid_request", "to is an RFC 3339 time, e.g. 2027-11-20T09:00:00+03:00");
+                    };
+                    if !clock.set(to) {
+                        return local_error(409, "clock_in_the_past", "the clock only moves forward");
+                    }
+                    moved = true;
+                    continue;
+                }
+                _ => return local_error(400, "invalid_request", &format!("unknown parameter {name}: use days, hours, minutes or to")),
+            };
+            match value.parse::<i64>() {
+                Ok(amount) if (1..=3660).contains(&amount) => {
+                    clock.advance(step(amount));
+                    moved = true;
+                }
+                _ => return local_error(400, "invalid_request", &format!("{name} is a whole number from 1 to 3660")),
+            }
+        }
+        if !moved {
+            return local_error(400, "invalid_request", "say how far: ?days=, ?hours=, ?minutes= or ?to=");
+        }
+        json_reply(200, &json!({ "now": domain::clock::key_timestamp(clock.now()) }))
     }
 }
 
@@ -218,11 +286,8 @@ fn api_gateway_event(
             }
         }
     }
-    let mut query_parameters = serde_json::Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        query_parameters.insert(name.to_owned(), Value::String(value.to_owned()));
-    }
+    let query_parameters: serde_json::Map<String, Value> =
+        query_parameters(query).into_iter().map(|(name, value)| (name, Value::String(value))).collect();
     let (body_text, base64) = match std::str::from_utf8(body) {
         Ok(text) => (text.to_owned(), false),
         Err(_) => {

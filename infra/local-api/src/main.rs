@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! local-api [--demo] [--port 8080] [--store embedded|dynamodb] [--table-prefix local]
-//!           [--create-tables] [--messaging outbox|aws]
+//!           [--create-tables] [--messaging outbox|aws] [--now <RFC 3339>]
 //! local-api token --sub <id> [--role operator|service] [--hours 12]
 //! ```
 //!
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use domain::app::{App, RetryPolicy, Settings};
 use domain::catalog::Catalog;
-use domain::clock::SystemClock;
+use domain::clock::TravelClock;
 use domain::embedded::{EmbeddedStore, Outbox};
 use domain::messaging::{Mailer, TextSender};
 use domain::pricing::PricingConfig;
@@ -30,11 +30,13 @@ struct Options {
     table_prefix: String,
     create_tables: bool,
     messaging: String,
+    /// Where the server's clock starts; it runs from there and `/local/clock` moves it.
+    now: Option<time::OffsetDateTime>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: local-api [--demo] [--port 8080] [--store embedded|dynamodb] [--table-prefix local] [--create-tables] [--messaging outbox|aws]\n       local-api token --sub <id> [--role operator|service] [--hours 12]"
+        "usage: local-api [--demo] [--port 8080] [--store embedded|dynamodb] [--table-prefix local] [--create-tables] [--messaging outbox|aws] [--now 2027-11-20T09:00:00+03:00]\n       local-api token --sub <id> [--role operator|service] [--hours 12]"
     );
     std::process::exit(2)
 }
@@ -72,6 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         table_prefix: "local".into(),
         create_tables: false,
         messaging: "outbox".into(),
+        now: None,
     };
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
@@ -81,6 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             "--table-prefix" => options.table_prefix = value(&mut arguments),
             "--create-tables" => options.create_tables = true,
             "--messaging" => options.messaging = value(&mut arguments),
+            "--now" => options.now = Some(domain::clock::parse_rfc3339(&value(&mut arguments)).unwrap_or_else(|| usage())),
             "--help" | "-h" => usage(),
             _ => usage(),
         }
@@ -134,15 +138,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         activation_link_prefix: format!("http://127.0.0.1:{}/local/activate?token=", options.port),
         retry: RetryPolicy::default(),
     };
-    let app = App { store, mailer, texts, clock: Arc::new(SystemClock), settings: Arc::new(settings) };
+    let clock = Arc::new(TravelClock::starting_at(options.now));
+    let app = App { store, mailer, texts, clock: clock.clone(), settings: Arc::new(settings) };
     if options.demo {
         local_api::demo::seed(&app).await?;
     }
     let jwt = JwtConfig::from_env();
-    let server = Server { app, jwt: jwt.clone(), outbox };
+    let server = Server { app, jwt: jwt.clone(), outbox, clock: Some(clock.clone()) };
     let (address, task) = server.bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
 
     println!("\nlocal-api listening on http://{address} (store: {}, messaging: {})", options.store, options.messaging);
+    println!("Clock: {} (move it with POST /local/clock?days=30)", domain::clock::key_timestamp(domain::clock::Clock::now(clock.as_ref())));
     if options.demo {
         let hours = 12 * 3600;
         println!("\nDemo tokens (valid 12 hours):");

@@ -14,7 +14,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
 use crate::organization::OrganizationId;
-use crate::policy::{Action, Caller, Standing, acting_on_own_account, authorize};
+use crate::policy::{Action, Caller, OnUser, Standing, acting_on_own_account, authorize, target_of};
 use crate::secrets::{CodeCheck, CodePurpose, new_code, new_link_token, token_sha256};
 use crate::store::{Key, Record, Write};
 use crate::user::{User, UserStatus};
@@ -42,8 +42,11 @@ impl ActivationState {
     }
 }
 
-/// Suspended and expired users cannot activate.
+/// Suspended and expired users cannot activate, nor anyone whose iqama has expired.
 fn may_activate(user: &User, now: OffsetDateTime) -> Result<(), Rejection> {
+    if !user.iqama_valid_at(now) {
+        return Err(crate::policy::iqama_expired());
+    }
     match user.effective_status(now) {
         UserStatus::Suspended => Err(Rejection::new(Kind::UserSuspended, "this account was suspended and cannot be activated")),
         UserStatus::Expired => Err(Rejection::new(Kind::SeatExpired, "the subscription of this account has ended")),
@@ -230,7 +233,7 @@ pub async fn resend(
         let loaded = app.store.load(&keys).await?;
         let caller_user = meta.caller.person().and_then(|me| loaded.user(organization_id, me));
         let standing = Standing::of(&meta.caller, loaded.organization(organization_id), caller_user, now)?;
-        let target = loaded.user(organization_id, user_id).ok_or_else(Rejection::user_not_found)?;
+        let target = target_of(standing, OnUser::ResendActivation, user_id, loaded.user(organization_id, user_id))?;
         authorize(standing, Action::ResendActivation(target))?;
         let organization = loaded.organization(organization_id).ok_or_else(Rejection::not_found)?;
         may_activate(target, now)?;

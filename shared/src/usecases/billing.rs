@@ -24,7 +24,7 @@ use crate::messaging::{EmailMessage, SmsMessage, Template};
 use crate::money::Halalas;
 use crate::organization::{EstablishmentId, Organization, OrganizationId, PricingPlan};
 use crate::person::Person;
-use crate::policy::{Action, Standing, authorize};
+use crate::policy::{Action, OnUser, Standing, authorize, target_of};
 use crate::secrets::{CodePurpose, LINK_TOKEN_TTL, new_code, new_link_token};
 use crate::store::{Expect, Key, Loaded, Record, Write};
 use crate::user::{Activation, NotificationSettings, Role, Seat, User, UserStatus, UserType};
@@ -142,8 +142,10 @@ pub async fn credit(app: &App, meta: &RequestMeta, command: Credit) -> Result<Ke
             .into());
     }
     let organization = &command.organization;
+    // A payment reference belongs to the organization, not to the operator who enters it:
+    // two operators crediting the same payment must meet the same record.
     let digest = key_digest(&reference);
-    let request_digest = command.amount.get().to_string();
+    let request_digest = crate::idempotency::request_digest(&json!({ "amount_halalas": command.amount }));
 
     Ok(retrying!(app, {
         let now = app.clock.now();
@@ -259,6 +261,29 @@ fn all_establishments(command: &Subscribe) -> BTreeSet<EstablishmentId> {
     command.persons.iter().flat_map(|p| p.establishments.iter().cloned()).collect()
 }
 
+/// What subscribing asks of the policy: a person buying only their own seat is judged as
+/// such (the manager always may; an employee may for the establishments that employ them);
+/// anything else is an administrator's subscription.
+fn subscribe_action<'a>(
+    meta: &RequestMeta,
+    command: &Subscribe,
+    loaded: &'a Loaded,
+    establishments: &'a BTreeSet<EstablishmentId>,
+) -> Result<Action<'a>, Rejection> {
+    let own = match (meta.caller.person(), command.persons.as_slice()) {
+        (Some(me), [only]) if &only.id == me => Some(me),
+        _ => None,
+    };
+    match own {
+        Some(me) => Ok(Action::SubscribeSelf {
+            organization: loaded.organization(&command.organization).ok_or_else(Rejection::not_found)?,
+            person: loaded.person(me),
+            establishments,
+        }),
+        None => Ok(Action::Subscribe { establishments }),
+    }
+}
+
 /// Checks the request shape before anything is read.
 fn check_shape(command: &Subscribe) -> Result<(), Rejection> {
     if command.persons.is_empty() {
@@ -299,7 +324,7 @@ fn price_lines<'a>(
     loaded: &'a Loaded,
     now: OffsetDateTime,
 ) -> Result<Vec<Line<'a>>, Rejection> {
-    let today = now.date();
+    let today = crate::clock::saudi_day(now);
     let mut lines = Vec::with_capacity(command.persons.len());
     for (position, request) in command.persons.iter().enumerate() {
         let field = |name: &str| format!("persons[{position}].{name}");
@@ -331,10 +356,12 @@ fn price_lines<'a>(
             return Err(Rejection::new(Kind::AlreadySubscribed, "this person already holds a seat in the organization").field(field("id")));
         }
         // Qiwa: adding someone who is not an employee of the chosen establishments needs an
-        // acting manager with an active seat of their own.
+        // acting manager with an active seat of their own. The manager may always buy
+        // their own seat, or nobody could ever add a non-employee.
         if organization.plan == PricingPlan::Qiwa
             && !person.employed_by_any_of(&request.establishments)
             && let Standing::Manager(manager) = standing
+            && manager.id != person.id
             && !manager.seat_valid_at(now)
         {
             return Err(Rejection::new(
@@ -376,9 +403,10 @@ pub async fn quote(app: &App, meta: &RequestMeta, command: Subscribe) -> Result<
     let now = app.clock.now();
     let organization_id = &command.organization;
     let loaded = app.store.load(&subscription_keys(meta, &command)).await?;
-    let standing = Standing::of(&meta.caller, loaded.organization(organization_id), caller_user(meta, &loaded, organization_id), now)?;
+    let standing =
+        Standing::with_outsiders(&meta.caller, loaded.organization(organization_id), caller_user(meta, &loaded, organization_id), now)?;
     let establishments = all_establishments(&command);
-    authorize(standing, Action::Subscribe { establishments: &establishments })?;
+    authorize(standing, subscribe_action(meta, &command, &loaded, &establishments)?)?;
     let organization = loaded.organization(organization_id).ok_or_else(Rejection::not_found)?;
     let balance = loaded.balance(organization_id).ok_or_else(|| missing_balance(organization_id))?;
     let lines = price_lines(app, &command, organization, standing, balance, &loaded, now)?;
@@ -476,7 +504,7 @@ pub async fn subscribe(
     check_shape(&command)?;
     let code_key = app.settings.code_key()?;
     let organization_id = &command.organization;
-    let digest = key_digest(idempotency_key);
+    let digest = key_digest(&format!("{}\n{idempotency_key}", meta.caller.key_owner()));
     let establishments = all_establishments(&command);
     let mut keys = subscription_keys(meta, &command);
     keys.push(Key::Idempotency(organization_id.clone(), IdempotencyScope::Subscribe, digest.clone()));
@@ -490,7 +518,11 @@ pub async fn subscribe(
     let (receipt, record, outgoing) = match retrying!(app, {
         let now = app.clock.now();
         let loaded = app.store.load(&keys).await?;
-        let standing = Standing::of(&meta.caller, loaded.organization(organization_id), caller_user(meta, &loaded, organization_id), now)?;
+        let standing =
+            Standing::with_outsiders(&meta.caller, loaded.organization(organization_id), caller_user(meta, &loaded, organization_id), now)?;
+        // The caller's right comes first: a stored answer is only ever given back to
+        // someone who may take the action.
+        authorize(standing, subscribe_action(meta, &command, &loaded, &establishments)?)?;
         if let Some(record) = loaded.idempotency(organization_id, IdempotencyScope::Subscribe, &digest)
             && record.is_live_at(now)
         {
@@ -502,7 +534,6 @@ pub async fn subscribe(
             }
             return replay_or_refuse(record, request_digest, Kind::IdempotencyKeyReused).map(|r| Attempt::Done(Err(r)));
         }
-        authorize(standing, Action::Subscribe { establishments: &establishments })?;
         let organization = loaded.organization(organization_id).ok_or_else(Rejection::not_found)?;
         let balance = loaded.balance(organization_id).ok_or_else(|| missing_balance(organization_id))?;
         let lines = price_lines(app, &command, organization, standing, balance, &loaded, now)?;
@@ -547,7 +578,7 @@ pub async fn subscribe(
                 json!({
                     "seat_id": seat.id,
                     "price_halalas": seat.price,
-                    "seat_ends_at": crate::clock::rfc3339(seat.ends_at),
+                    "seat_ends_at": crate::clock::key_timestamp(seat.ends_at),
                     "establishments": super::establishment_list(&user.establishments),
                     "user_type": user.user_type,
                     "resubscription": resubscription,
@@ -659,10 +690,10 @@ fn subscribed_user(
     if let Some(manager) = line.existing.filter(|user| user.is_manager()) {
         // The manager buys a seat for themselves (Qiwa's rule); nothing else changes.
         let mut user = manager.clone();
-        if let Some(old) = user.seat.take() {
-            user.past_seats.push(old);
-        }
+        let old = [user.seat.take(), user.next_seat.take()];
+        user.past_seats.extend(old.into_iter().flatten());
         user.seat = Some(seat);
+        user.iqama_expiry = person.iqama_expiry;
         user.updated_at = now;
         user.version = manager.version + 1;
         return (user, None);
@@ -670,7 +701,7 @@ fn subscribed_user(
     let token = new_link_token(now);
     let code = new_code(code_key, &organization.id, &person.id, CodePurpose::ActivateMobile, now);
     let mut past_seats = line.existing.map(|user| user.past_seats.clone()).unwrap_or_default();
-    past_seats.extend(line.existing.and_then(|user| user.seat.clone()));
+    past_seats.extend(line.existing.into_iter().flat_map(|user| user.periods().cloned()));
     let user = User {
         organization: organization.id.clone(),
         id: person.id.clone(),
@@ -689,6 +720,8 @@ fn subscribed_user(
         grants_version: line.existing.map_or(1, |user| user.grants_version + 1),
         profile_version: line.existing.map_or(1, |user| user.profile_version + 1),
         seat: Some(seat),
+        next_seat: None,
+        iqama_expiry: person.iqama_expiry,
         past_seats,
         activation: Activation { email_token: Some(token.digest), mobile_code: Some(code.digest), ..Activation::default() },
         pending_email: None,
@@ -716,14 +749,74 @@ pub struct Renew {
 pub struct RenewalReceipt {
     pub organization_id: OrganizationId,
     pub user_id: PersonId,
+    /// Unchanged by a renewal of a running seat.
     pub status: UserStatus,
+    /// The period that covers now.
     pub seat: SeatView,
+    /// The year bought ahead, which follows `seat` without a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_seat: Option<SeatView>,
+    /// The period this renewal bought (the next seat, or the seat itself when a seat that
+    /// had ended was renewed from now).
+    pub renewed: SeatView,
     pub amount_charged_halalas: Halalas,
     pub balance_after_halalas: Halalas,
 }
 
-/// Extends a seat by one year at the current price: from its end if it still runs, from
-/// now if it ended less than `RENEWAL_GRACE` ago. Later than that, subscribe anew.
+/// A user's record after renewing: a running seat keeps running to its end and the year
+/// bought follows it (`next_seat`), with status and access unchanged; a seat that ended less
+/// than `RENEWAL_GRACE` ago is renewed from now. One renewal ahead at most.
+fn renewed(target: &User, price: Halalas, now: OffsetDateTime) -> Result<(User, Seat), Rejection> {
+    if target.status == UserStatus::Suspended {
+        return Err(Rejection::new(Kind::UserSuspended, "a suspended user's seat has ended for good; subscribe the person again"));
+    }
+    if !target.iqama_valid_at(now) {
+        return Err(crate::policy::iqama_expired());
+    }
+    let mut user = target.clone();
+    user.roll_periods(now);
+    if let Some(ahead) = &user.next_seat {
+        return Err(Rejection::new(
+            Kind::AlreadyRenewed,
+            format!("this seat is already renewed to {}; renew again once that year has begun", crate::clock::key_timestamp(ahead.ends_at)),
+        )
+        .detail("renewed_until", crate::clock::key_timestamp(ahead.ends_at)));
+    }
+    let Some(current) = user.seat.clone() else {
+        return Err(Rejection::new(Kind::SeatExpired, "this user holds no seat to renew; subscribe instead"));
+    };
+    let seat_from = |starts_at: OffsetDateTime| Seat {
+        id: new_id("seat"),
+        starts_at,
+        ends_at: one_year_after(starts_at),
+        price,
+        reminders_sent: BTreeSet::new(),
+    };
+    let seat = if now < current.ends_at {
+        let seat = seat_from(current.ends_at);
+        user.next_seat = Some(seat.clone());
+        seat
+    } else if now - current.ends_at <= RENEWAL_GRACE {
+        let seat = seat_from(now);
+        user.past_seats.push(current);
+        user.seat = Some(seat.clone());
+        if user.status == UserStatus::Expired {
+            user.status = if user.activation.is_complete() { UserStatus::Active } else { UserStatus::PendingActivation };
+        }
+        seat
+    } else {
+        return Err(Rejection::new(
+            Kind::RenewalGracePassed,
+            format!("the seat ended more than {} days ago; subscribe the person again", RENEWAL_GRACE.whole_days()),
+        ));
+    };
+    user.updated_at = now;
+    user.version = target.version + 1;
+    Ok((user, seat))
+}
+
+/// Extends access by one year at the current price (see `renewed`). Later than the grace
+/// period after a seat ended, subscribe anew.
 pub async fn renew(
     app: &App,
     meta: &RequestMeta,
@@ -732,7 +825,7 @@ pub async fn renew(
     request_digest: &str,
 ) -> Result<KeyedResponse, Error> {
     let organization_id = &command.organization;
-    let digest = key_digest(idempotency_key);
+    let digest = key_digest(&format!("{}\n{idempotency_key}", meta.caller.key_owner()));
     let mut keys = vec![
         Key::Organization(organization_id.clone()),
         Key::Balance(organization_id.clone()),
@@ -749,6 +842,10 @@ pub async fn renew(
         let now = app.clock.now();
         let loaded = app.store.load(&keys).await?;
         let standing = Standing::of(&meta.caller, loaded.organization(organization_id), caller_user(meta, &loaded, organization_id), now)?;
+        // The caller's right comes first: a stored answer is only ever given back to
+        // someone who may take the action.
+        let target = target_of(standing, OnUser::Renew, &command.user, loaded.user(organization_id, &command.user))?;
+        authorize(standing, Action::Renew(target))?;
         if let Some(record) = loaded.idempotency(organization_id, IdempotencyScope::Renew, &digest)
             && record.is_live_at(now)
         {
@@ -760,48 +857,22 @@ pub async fn renew(
             }
             return replay_or_refuse(record, request_digest, Kind::IdempotencyKeyReused).map(Attempt::Done);
         }
-        let target = loaded.user(organization_id, &command.user).ok_or_else(Rejection::user_not_found)?;
-        authorize(standing, Action::Renew(target))?;
         let organization = loaded.organization(organization_id).ok_or_else(Rejection::not_found)?;
         let balance = loaded.balance(organization_id).ok_or_else(|| missing_balance(organization_id))?;
-        if target.status == UserStatus::Suspended {
-            return Err(
-                Rejection::new(Kind::UserSuspended, "a suspended user's seat has ended for good; subscribe the person again").into()
-            );
-        }
-        let Some(current) = target.seat.as_ref() else {
-            return Err(Rejection::new(Kind::SeatExpired, "this user holds no seat to renew; subscribe instead").into());
-        };
-        let starts_at = if now < current.ends_at {
-            current.ends_at
-        } else if now - current.ends_at <= RENEWAL_GRACE {
-            now
-        } else {
-            return Err(Rejection::new(
-                Kind::RenewalGracePassed,
-                format!("the seat ended more than {} days ago; subscribe the person again", RENEWAL_GRACE.whole_days()),
-            )
-            .into());
-        };
         let price = app.settings.pricing.renewal_price(organization);
         let Some(balance_after) = balance.available.checked_sub(price) else {
             return Err(insufficient(price, balance.available));
         };
-        let seat = Seat { id: new_id("seat"), starts_at, ends_at: one_year_after(starts_at), price, reminders_sent: BTreeSet::new() };
-        let mut user = target.clone();
-        user.past_seats.push(current.clone());
-        user.seat = Some(seat.clone());
-        if user.status == UserStatus::Expired {
-            user.status = if user.activation.is_complete() { UserStatus::Active } else { UserStatus::PendingActivation };
-        }
-        user.updated_at = now;
-        user.version = target.version + 1;
+        let (user, seat) = renewed(target, price, now)?;
+        let previous_seat_id = target.last_period().map(|seat| seat.id.clone());
 
         let receipt = RenewalReceipt {
             organization_id: organization_id.clone(),
             user_id: user.id.clone(),
-            status: user.status,
-            seat: SeatView::from(&seat),
+            status: user.effective_status(now),
+            seat: user.current_seat(now).map(SeatView::from).expect("a renewed user holds a seat"),
+            next_seat: user.upcoming_seat(now).map(SeatView::from),
+            renewed: SeatView::from(&seat),
             amount_charged_halalas: price,
             balance_after_halalas: balance_after,
         };
@@ -843,10 +914,10 @@ pub async fn renew(
                 Some(&user),
                 json!({
                     "seat_id": seat.id,
-                    "previous_seat_id": current.id,
+                    "previous_seat_id": previous_seat_id,
                     "price_halalas": price,
-                    "seat_starts_at": crate::clock::rfc3339(seat.starts_at),
-                    "seat_ends_at": crate::clock::rfc3339(seat.ends_at),
+                    "seat_starts_at": crate::clock::key_timestamp(seat.starts_at),
+                    "seat_ends_at": crate::clock::key_timestamp(seat.ends_at),
                     "status": { "before": target.status, "after": user.status },
                 }),
                 now,

@@ -17,7 +17,7 @@ use crate::ledger::LedgerEntry;
 use crate::money::Halalas;
 use crate::organization::{EstablishmentId, OrganizationId};
 use crate::person::PersonName;
-use crate::policy::{Action, Visibility, authorize};
+use crate::policy::{Action, OnUser, Visibility, authorize};
 use crate::store::{AuditQuery, Key, PageRequest, Record, UserFilter, Write};
 use crate::user::{Role, User, UserStatus, UserType};
 
@@ -64,6 +64,7 @@ pub struct UserSummary {
     pub establishments: BTreeSet<EstablishmentId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_title: Option<String>,
+    /// When access ends: the end of the last paid period, renewals included.
     #[serde(default, with = "crate::clock::utc::option", skip_serializing_if = "Option::is_none")]
     pub seat_ends_at: Option<OffsetDateTime>,
 }
@@ -78,7 +79,7 @@ impl UserSummary {
             user_type: user.user_type,
             establishments: user.establishments.clone(),
             job_title: user.job_title.clone(),
-            seat_ends_at: user.seat.as_ref().map(|seat| seat.ends_at),
+            seat_ends_at: user.last_period().map(|seat| seat.ends_at),
         }
     }
 }
@@ -107,21 +108,30 @@ fn visible_establishments(
     }
 }
 
-/// The organization's users in ID order, filtered by status and establishment. A delegated
-/// admin sees only the users of the establishments it administers.
+/// What a user listing asks for.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub status: Option<UserStatus>,
+    pub establishment: Option<EstablishmentId>,
+    /// Text the user's ID or name contains (Arabic or English, any spelling `search` folds).
+    pub search: Option<String>,
+}
+
+/// The organization's users in ID order, filtered by status, establishment and search
+/// text. A delegated admin sees only the users of the establishments it administers.
 pub async fn users(
     app: &App,
     meta: &RequestMeta,
     organization: &OrganizationId,
-    status: Option<UserStatus>,
-    establishment: Option<EstablishmentId>,
+    query: UserQuery,
     page: PageRequest,
 ) -> Result<UserListing, Error> {
     let now = app.clock.now();
     let scene = Scene::load(app, meta, organization, &[]).await?;
     let visibility = authorize(scene.standing(meta, organization, now)?, Action::ListUsers)?;
-    let establishments = visible_establishments(&visibility, establishment.as_ref())?;
-    let filter = UserFilter { status, establishments, now: Some(now) };
+    let establishments = visible_establishments(&visibility, query.establishment.as_ref())?;
+    let search = query.search.as_deref().map(crate::search::normalize).filter(|text| !text.is_empty());
+    let filter = UserFilter { status: query.status, search, establishments, now: Some(now) };
     let listed = app.store.users(organization, &filter, page).await?;
     Ok(UserListing {
         users: listed.items.iter().map(|user| UserSummary::of(user, now)).collect(),
@@ -168,7 +178,7 @@ async fn audit_query(
         Some(target) => {
             let scene = load_scene(app, meta, organization, target).await?;
             let standing = scene.standing(meta, organization, now)?;
-            authorize(standing, Action::ViewUser(scene.target(organization, target)?))?
+            authorize(standing, Action::ViewUser(scene.target(standing, OnUser::View, organization, target)?))?
         }
     };
     let establishments = match (&visibility, user) {
@@ -223,8 +233,8 @@ pub async fn export_audit(
     let changes = json!({
         "format": "csv",
         "user": user,
-        "from": filter.from.map(crate::clock::rfc3339),
-        "to": filter.to.map(crate::clock::rfc3339),
+        "from": filter.from.map(crate::clock::key_timestamp),
+        "to": filter.to.map(crate::clock::key_timestamp),
         "actions": filter.actions,
         "rows": listed.items.len(),
     });

@@ -13,7 +13,7 @@ use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
 use crate::messaging::{EmailMessage, SmsMessage, Template};
 use crate::organization::OrganizationId;
-use crate::policy::{Action, Caller, authorize};
+use crate::policy::{Action, Caller, OnUser, authorize};
 use crate::store::{CommitError, Key, PageRequest, Record, SweepMonth, Write};
 use crate::user::{Channels, Reminder, Suspension, SweepStep, User, UserStatus};
 
@@ -60,7 +60,7 @@ pub async fn suspend(app: &App, meta: &RequestMeta, command: Suspend) -> Result<
         let now = app.clock.now();
         let scene = load_scene(app, meta, organization, &command.user).await?;
         let standing = scene.standing(meta, organization, now)?;
-        let target = scene.target(organization, &command.user)?;
+        let target = scene.target(standing, OnUser::Suspend, organization, &command.user)?;
         authorize(standing, Action::Suspend(target))?;
         if target.status == UserStatus::Suspended {
             return Err(Rejection::new(Kind::AlreadySuspended, "this user is already suspended").into());
@@ -101,7 +101,7 @@ pub async fn suspend(app: &App, meta: &RequestMeta, command: Suspend) -> Result<
         }
     });
     let at = user.suspension.as_ref().map(|s| s.at).unwrap_or_else(|| app.clock.now());
-    let date = at.date().to_string();
+    let date = crate::clock::saudi_day(at).to_string();
     let name = display_name(&user);
     let values = [("name", name.as_str()), ("organization", organization_record.name.as_str()), ("date", date.as_str())];
     let notice = notify(
@@ -278,9 +278,9 @@ async fn sweep_user(app: &App, run: &str, listed: User, now: OffsetDateTime, nam
         let (next, audit) = match step {
             SweepStep::Expire => {
                 let mut next = user.clone();
-                if let Some(seat) = next.seat.take() {
-                    next.past_seats.push(seat);
-                }
+                let seat_id = user.last_period().map(|s| s.id.clone());
+                let ended = [next.seat.take(), next.next_seat.take()];
+                next.past_seats.extend(ended.into_iter().flatten());
                 if !next.is_manager() {
                     // The manager's access never depended on a seat; only the seat ends.
                     next.status = UserStatus::Expired;
@@ -289,7 +289,6 @@ async fn sweep_user(app: &App, run: &str, listed: User, now: OffsetDateTime, nam
                 next.activation.mobile_code = None;
                 next.updated_at = now;
                 next.version = user.version + 1;
-                let seat_id = user.seat.as_ref().map(|s| s.id.clone());
                 let audit = sweep_audit(
                     run,
                     &next,
@@ -301,7 +300,7 @@ async fn sweep_user(app: &App, run: &str, listed: User, now: OffsetDateTime, nam
             }
             SweepStep::Remind(reminder) => {
                 let mut next = user.clone();
-                let seat = next.seat.as_mut().expect("a reminder is due only for a seat");
+                let seat = next.last_period_mut().expect("a reminder is due only for a seat");
                 // Earlier reminders that were missed are skipped, not sent late.
                 for earlier in Reminder::ALL.into_iter().take_while(|r| *r <= reminder) {
                     seat.reminders_sent.insert(earlier);
@@ -313,7 +312,7 @@ async fn sweep_user(app: &App, run: &str, listed: User, now: OffsetDateTime, nam
                     run,
                     &next,
                     AuditAction::SeatReminderSent,
-                    json!({ "reminder": reminder, "seat_ends_at": crate::clock::rfc3339(ends_at) }),
+                    json!({ "reminder": reminder, "seat_ends_at": crate::clock::key_timestamp(ends_at) }),
                     now,
                 );
                 (next, audit)
@@ -338,7 +337,7 @@ async fn sweep_user(app: &App, run: &str, listed: User, now: OffsetDateTime, nam
                     None => return Ok(Swept::AlreadyDone),
                 }
             }
-            Err(error @ CommitError::Unavailable(_)) => return Err(Error::internal(error)),
+            Err(error @ (CommitError::Unavailable(_) | CommitError::Misconfigured(_))) => return Err(Error::internal(error)),
         }
     }
     Err(Rejection::busy().into())
@@ -355,9 +354,9 @@ async fn deliver_reminder(
     organization: &str,
     now: OffsetDateTime,
 ) -> Result<Swept, Error> {
-    let seat = claimed.seat.as_ref().expect("claimed with a seat");
+    let seat = claimed.last_period().expect("claimed with a seat");
     let days = ((seat.ends_at - now).whole_hours() as f64 / 24.0).ceil().max(1.0) as i64;
-    let date = seat.ends_at.date().to_string();
+    let date = crate::clock::saudi_day(seat.ends_at).to_string();
     let days = days.to_string();
     let name = display_name(&claimed);
     let values = [("name", name.as_str()), ("organization", organization), ("days", days.as_str()), ("date", date.as_str())];
@@ -375,8 +374,8 @@ async fn deliver_reminder(
     }
     // Every channel failed: release the claim (conditional on the claim's own version).
     let mut released = claimed.clone();
-    if let Some(seat) = released.seat.as_mut() {
-        seat.reminders_sent = before.seat.as_ref().map(|s| s.reminders_sent.clone()).unwrap_or_default();
+    if let Some(seat) = released.last_period_mut() {
+        seat.reminders_sent = before.last_period().map(|s| s.reminders_sent.clone()).unwrap_or_default();
     }
     released.version = claimed.version + 1;
     let audit = sweep_audit(

@@ -74,7 +74,7 @@ pub(crate) async fn commit(app: &App, writes: Vec<crate::store::Write>) -> Resul
             Ok(Committed::Unknown)
         }
         // Kept whole, so the edge can tell a dependency outage (503) from a bug (500).
-        Err(error @ CommitError::Unavailable(_)) => Err(Error::internal(error)),
+        Err(error @ (CommitError::Unavailable(_) | CommitError::Misconfigured(_))) => Err(Error::internal(error)),
     }
 }
 
@@ -122,6 +122,7 @@ pub mod billing;
 pub mod directory;
 pub mod lifecycle;
 pub mod onboarding;
+pub mod organizations;
 pub mod permissions;
 pub mod profile;
 

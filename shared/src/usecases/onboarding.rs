@@ -68,6 +68,7 @@ pub async fn onboard(app: &App, meta: &RequestMeta, command: Onboard) -> Result<
             plan: command.plan,
             manager: command.manager.clone(),
             establishments: command.establishments.clone(),
+            settings: Default::default(),
             created_at: now,
             version: 1,
         };
@@ -89,6 +90,8 @@ pub async fn onboard(app: &App, meta: &RequestMeta, command: Onboard) -> Result<
             grants_version: 1,
             profile_version: 1,
             seat: None,
+            next_seat: None,
+            iqama_expiry: manager.iqama_expiry,
             past_seats: vec![],
             activation: Activation::default(),
             pending_email: None,
@@ -181,7 +184,12 @@ pub async fn save_person(app: &App, meta: &RequestMeta, command: SavePerson) -> 
 
     Ok(retrying!(app, {
         let now = app.clock.now();
-        let loaded = app.store.load(&[Key::Person(command.id.clone())]).await?;
+        // The person's user records, in every organization: a renewed (or corrected) iqama
+        // reaches them in the same write, so the check API keeps deciding from one read.
+        let organizations = app.store.memberships(&command.id).await?;
+        let mut keys = vec![Key::Person(command.id.clone())];
+        keys.extend(organizations.iter().map(|organization| Key::User(organization.clone(), command.id.clone())));
+        let loaded = app.store.load(&keys).await?;
         let existing = loaded.person(&command.id);
         let person = Person {
             id: command.id.clone(),
@@ -211,11 +219,40 @@ pub async fn save_person(app: &App, meta: &RequestMeta, command: SavePerson) -> 
             }),
             request_id: meta.request_id.clone(),
         };
-        let write = match existing {
-            Some(previous) => Write::replace(Record::Person(person.clone()), previous.version),
-            None => Write::create(Record::Person(person.clone())),
-        };
-        match commit(app, vec![write, Write::create(Record::Audit(audit))]).await? {
+        let mut writes = vec![
+            match existing {
+                Some(previous) => Write::replace(Record::Person(person.clone()), previous.version),
+                None => Write::create(Record::Person(person.clone())),
+            },
+            Write::create(Record::Audit(audit)),
+        ];
+        for organization in &organizations {
+            let Some(user) = loaded.user(organization, &command.id).filter(|user| user.iqama_expiry != person.iqama_expiry) else {
+                continue;
+            };
+            let mut next = user.clone();
+            next.iqama_expiry = person.iqama_expiry;
+            next.updated_at = now;
+            next.version = user.version + 1;
+            writes.push(Write::create(Record::Audit(super::audit_entry(
+                meta,
+                organization,
+                AuditAction::UserIqamaUpdated,
+                Some(&next),
+                json!({ "iqama_expiry": { "before": user.iqama_expiry.map(|d| d.to_string()), "after": next.iqama_expiry.map(|d| d.to_string()) } }),
+                now,
+            ))));
+            writes.push(Write::replace(Record::User(next), user.version));
+        }
+        if writes.len() > crate::store::MAX_WRITES {
+            // Two items per organization the person is a user of: beyond 49 organizations
+            // one transaction cannot hold them, and a partial update is not an option.
+            return Err(Error::internal(format!(
+                "a person with a user record in {} organizations cannot be updated at once",
+                organizations.len()
+            )));
+        }
+        match commit(app, writes).await? {
             Committed::Yes => Ok(Attempt::Done(Saved { created: existing.is_none(), person })),
             Committed::Conflict(_) | Committed::Unknown => Ok(Attempt::Retry),
         }

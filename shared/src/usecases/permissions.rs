@@ -13,7 +13,7 @@ use crate::error::{Error, Kind, Rejection};
 use crate::grants::Grants;
 use crate::identity::PersonId;
 use crate::organization::{EstablishmentId, OrganizationId};
-use crate::policy::{Action, CheckReason, PlatformAction, Standing, authorize, authorize_platform, check_access};
+use crate::policy::{Action, CheckReason, OnUser, PlatformAction, Standing, authorize, authorize_platform, check_access, target_of};
 use crate::store::{Key, Loaded, Record, Write};
 use crate::user::{User, UserStatus};
 
@@ -61,18 +61,25 @@ impl Scene {
         Ok(Scene { loaded: app.store.load(&keys).await? })
     }
 
-    pub fn standing(
-        &self,
-        meta: &RequestMeta,
+    pub fn standing<'a>(
+        &'a self,
+        meta: &'a RequestMeta,
         organization: &OrganizationId,
         now: time::OffsetDateTime,
-    ) -> Result<Standing<'_>, Rejection> {
+    ) -> Result<Standing<'a>, Rejection> {
         let caller = meta.caller.person().and_then(|me| self.loaded.user(organization, me));
         Standing::of(&meta.caller, self.loaded.organization(organization), caller, now)
     }
 
-    pub fn target(&self, organization: &OrganizationId, target: &PersonId) -> Result<&User, Rejection> {
-        self.loaded.user(organization, target).ok_or_else(Rejection::user_not_found)
+    /// The user an action of `kind` is about, as the policy lets the caller find it.
+    pub fn target(
+        &self,
+        standing: Standing<'_>,
+        kind: OnUser,
+        organization: &OrganizationId,
+        target: &PersonId,
+    ) -> Result<&User, Rejection> {
+        target_of(standing, kind, target, self.loaded.user(organization, target))
     }
 }
 
@@ -82,7 +89,7 @@ pub async fn permissions(app: &App, meta: &RequestMeta, organization: &Organizat
     let now = app.clock.now();
     let scene = load_scene(app, meta, organization, user).await?;
     let standing = scene.standing(meta, organization, now)?;
-    let target = scene.target(organization, user)?;
+    let target = scene.target(standing, OnUser::View, organization, user)?;
     authorize(standing, Action::ViewUser(target))?;
     Ok(PermissionsView::of(target))
 }
@@ -138,7 +145,7 @@ pub async fn set_grants(app: &App, meta: &RequestMeta, command: SetGrants) -> Re
                     .into());
             }
         }
-        let target = scene.target(organization, &command.user)?;
+        let target = scene.target(standing, OnUser::SetGrants, organization, &command.user)?;
         authorize(standing, Action::SetGrants { target, after: &after })?;
         refuse_unless_grantable(target, now)?;
         for establishment in after.establishments() {
@@ -199,6 +206,9 @@ pub async fn set_grants(app: &App, meta: &RequestMeta, command: SetGrants) -> Re
 
 /// Grants go only to users who can still use them.
 fn refuse_unless_grantable(target: &User, now: time::OffsetDateTime) -> Result<(), Rejection> {
+    if !target.iqama_valid_at(now) {
+        return Err(crate::policy::iqama_expired());
+    }
     match target.effective_status(now) {
         UserStatus::Suspended => Err(Rejection::new(Kind::UserSuspended, "the user is suspended; grants cannot be changed")),
         UserStatus::Expired => Err(Rejection::new(Kind::SeatExpired, "the user's seat has ended; renew it first")),

@@ -22,7 +22,7 @@ use crate::identity::PersonId;
 use crate::messaging::{EmailMessage, SmsMessage, Template, channel_name};
 use crate::organization::{EstablishmentId, Organization, OrganizationId};
 use crate::person::PersonName;
-use crate::policy::{Action, Standing, acting_on_own_account, authorize};
+use crate::policy::{Action, OnUser, Standing, acting_on_own_account, authorize};
 use crate::secrets::{CodeCheck, CodePurpose, new_code};
 use crate::store::{Contact, Record, Write};
 use crate::user::{NotificationSettings, PendingContact, Role, User, UserStatus, UserType};
@@ -79,8 +79,15 @@ pub struct ProfileView {
     pub job_title: Option<String>,
     pub notifications: NotificationSettings,
     pub establishments: BTreeSet<EstablishmentId>,
+    /// The paid period that covers now (or the one that ended last).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seat: Option<SeatView>,
+    /// A renewal bought ahead, which follows `seat` without a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_seat: Option<SeatView>,
+    /// A resident's iqama expiry (Saudi date); access ends after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iqama_expiry: Option<String>,
     pub pending: PendingChanges,
     pub version: u64,
 }
@@ -100,7 +107,9 @@ impl ProfileView {
             job_title: user.job_title.clone(),
             notifications: user.notifications,
             establishments: user.establishments.clone(),
-            seat: user.seat.as_ref().map(SeatView::from),
+            seat: user.current_seat(now).map(SeatView::from),
+            next_seat: user.upcoming_seat(now).map(SeatView::from),
+            iqama_expiry: user.iqama_expiry.map(|date| date.to_string()),
             pending: PendingChanges {
                 email: user.pending_email.as_ref().map(|p| PendingView {
                     value: p.value.as_str().to_owned(),
@@ -124,7 +133,7 @@ pub async fn profile(app: &App, meta: &RequestMeta, organization: &OrganizationI
     let now = app.clock.now();
     let scene = load_scene(app, meta, organization, user).await?;
     let standing = scene.standing(meta, organization, now)?;
-    let target = scene.target(organization, user)?;
+    let target = scene.target(standing, OnUser::View, organization, user)?;
     authorize(standing, Action::ViewUser(target))?;
     Ok(ProfileView::of(target, now))
 }
@@ -195,7 +204,7 @@ pub async fn modify(app: &App, meta: &RequestMeta, command: Modify) -> Result<Mo
         let now = app.clock.now();
         let scene = load_scene(app, meta, organization, &command.user).await?;
         let standing = scene.standing(meta, organization, now)?;
-        let target = scene.target(organization, &command.user)?;
+        let target = scene.target(standing, OnUser::Modify, organization, &command.user)?;
         authorize(standing, Action::ModifyUser(target))?;
         refuse_if_suspended(target)?;
         if command.version != target.profile_version {
@@ -293,7 +302,7 @@ pub async fn confirm_contact(
     channel: Channel,
     code: &str,
 ) -> Result<ProfileView, Error> {
-    let me = acting_on_own_account(&meta.caller)?;
+    acting_on_own_account(&meta.caller)?;
     let code: String = code.trim().chars().map(crate::identity::ascii_digit).collect();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Rejection::invalid_request("code", "the code is six digits").into());
@@ -303,10 +312,7 @@ pub async fn confirm_contact(
         let now = app.clock.now();
         let scene = load_scene(app, meta, organization, user).await?;
         let standing = scene.standing(meta, organization, now)?;
-        let target = scene.target(organization, user)?;
-        if me != &target.id {
-            return Err(Rejection::new(Kind::Forbidden, "only the user confirms their own contact details").into());
-        }
+        let target = scene.target(standing, OnUser::ConfirmOwnContact, organization, user)?;
         authorize(standing, Action::ConfirmOwnContact(target))?;
         refuse_if_suspended(target)?;
         let (mut digest, value, purpose) = match channel {
@@ -414,7 +420,7 @@ pub async fn cancel_pending(
         let now = app.clock.now();
         let scene = load_scene(app, meta, organization, user).await?;
         let standing = scene.standing(meta, organization, now)?;
-        let target = scene.target(organization, user)?;
+        let target = scene.target(standing, OnUser::CancelPendingChange, organization, user)?;
         authorize(standing, Action::CancelPendingChange(target))?;
         if target.status == UserStatus::Suspended && !matches!(standing, Standing::Manager(_)) {
             return Err(Rejection::new(Kind::UserSuspended, "only the manager acts on a suspended user").into());
