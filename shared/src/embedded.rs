@@ -1,6 +1,7 @@
 //! Embedded adapters for the local server and fast tests: an in-memory store that keeps
 //! the DynamoDB adapter's key order, conditions, limits and paging (the same contract
-//! suite runs against both), and an outbox that keeps and prints messages.
+//! suite runs against both) and, like the outbox table's DynamoDB stream, a stream of the
+//! intents it committed; and a provider that keeps and prints messages.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
@@ -26,11 +27,25 @@ pub use crate::store::MAX_WRITES as MAX_TRANSACTION_ITEMS;
 #[derive(Default)]
 pub struct EmbeddedStore {
     records: Mutex<BTreeMap<StorageKey, Record>>,
+    /// Every intent committed, in commit order: the stream `deliver` reads.
+    stream: Mutex<Vec<crate::outbox::Intent>>,
+    appended: tokio::sync::Notify,
 }
 
 impl EmbeddedStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Intents committed after the first `after` (positions start at 0), at most `limit`.
+    pub fn stream_after(&self, after: usize, limit: usize) -> Vec<(usize, crate::outbox::Intent)> {
+        let stream = self.stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        stream.iter().enumerate().skip(after).take(limit).map(|(position, intent)| (position, intent.clone())).collect()
+    }
+
+    /// Waits until an intent is committed (or returns at once if one is being).
+    pub async fn appended(&self) {
+        self.appended.notified().await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<StorageKey, Record>> {
@@ -87,8 +102,17 @@ impl Records for EmbeddedStore {
         if !failed.is_empty() {
             return Err(CommitError::Conflict { failed });
         }
+        let mut intents = Vec::new();
         for write in writes {
+            if let Record::Intent(intent) = &write.record {
+                intents.push(intent.clone());
+            }
             records.insert(write.record.storage_key(), write.record);
+        }
+        drop(records);
+        if !intents.is_empty() {
+            self.stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(intents);
+            self.appended.notify_waiters();
         }
         Ok(())
     }
@@ -295,8 +319,9 @@ pub enum OutboxMessage {
     Sms { to: String, template: crate::messaging::Template, body: String },
 }
 
-/// Keeps every message, and prints it when `print` is set (the local server does, so a
-/// developer can follow activation links and codes; this is the only place they appear).
+/// A provider that keeps every message, and prints it when `print` is set (the local
+/// server does, so a developer can follow activation links and codes; this is the only place
+/// they appear). Answers with message ids like SES and SNS do.
 #[derive(Default)]
 pub struct Outbox {
     messages: Mutex<Vec<OutboxMessage>>,
@@ -316,34 +341,34 @@ impl Outbox {
         self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    fn keep(&self, message: OutboxMessage) {
-        self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(message);
+    fn keep(&self, message: OutboxMessage) -> String {
+        let mut messages = self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        messages.push(message);
+        format!("local-{:06}", messages.len())
     }
 }
 
 #[async_trait]
 impl Mailer for Outbox {
-    async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
+    async fn send_email(&self, message: &EmailMessage) -> Result<String, DeliveryError> {
         if self.print {
             println!("\n[local outbox] email to {} — {}\n{}\n", message.to.masked(), message.subject, message.body);
         }
-        self.keep(OutboxMessage::Email {
+        Ok(self.keep(OutboxMessage::Email {
             to: message.to.as_str().to_owned(),
             template: message.template,
             subject: message.subject.clone(),
             body: message.body.clone(),
-        });
-        Ok(())
+        }))
     }
 }
 
 #[async_trait]
 impl TextSender for Outbox {
-    async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
+    async fn send_sms(&self, message: &SmsMessage) -> Result<String, DeliveryError> {
         if self.print {
             println!("\n[local outbox] sms to {} — {}\n", message.to.masked(), message.body);
         }
-        self.keep(OutboxMessage::Sms { to: message.to.as_str().to_owned(), template: message.template, body: message.body.clone() });
-        Ok(())
+        Ok(self.keep(OutboxMessage::Sms { to: message.to.as_str().to_owned(), template: message.template, body: message.body.clone() }))
     }
 }

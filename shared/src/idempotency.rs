@@ -37,8 +37,7 @@ pub struct IdempotencyRecord {
     pub key_digest: String,
     /// SHA-256 of the canonical request, to tell a retry from a reuse.
     pub request_digest: String,
-    pub status: u16,
-    /// The response body, as JSON text.
+    /// The answer, as JSON text.
     pub body: String,
     #[serde(with = "crate::clock::utc")]
     pub created_at: OffsetDateTime,

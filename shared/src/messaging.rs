@@ -132,18 +132,41 @@ impl SmsMessage {
     }
 }
 
+/// Why a provider did not take a message.
 #[derive(Debug, thiserror::Error)]
-#[error("the message could not be delivered")]
-pub struct DeliveryError(#[source] pub BoxError);
+#[error("the message could not be delivered ({reason})")]
+pub struct DeliveryError {
+    /// Whether trying again later may succeed (throttling, an outage) or not (an address the
+    /// provider refuses).
+    pub transient: bool,
+    /// What went wrong, from the provider's error code: safe to store and show, never
+    /// personal data (providers' messages can quote the address).
+    pub reason: String,
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl DeliveryError {
+    pub fn transient(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        DeliveryError { transient: true, reason: reason.into(), source: Some(source.into()) }
+    }
+
+    pub fn permanent(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        DeliveryError { transient: false, reason: reason.into(), source: Some(source.into()) }
+    }
+}
+
+/// The provider's id of a message it accepted (SES `MessageId`, SNS `MessageId`).
+pub type ProviderMessageId = String;
 
 #[async_trait]
 pub trait Mailer: Send + Sync {
-    async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError>;
+    async fn send_email(&self, message: &EmailMessage) -> Result<ProviderMessageId, DeliveryError>;
 }
 
 #[async_trait]
 pub trait TextSender: Send + Sync {
-    async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError>;
+    async fn send_sms(&self, message: &SmsMessage) -> Result<ProviderMessageId, DeliveryError>;
 }
 
 /// How many SMS segments a text needs: GSM-7 allows 160 characters (extension characters

@@ -72,6 +72,16 @@ pub fn service(catalog: &Catalog, field: &str, raw: &str) -> Result<ServiceCode,
     })
 }
 
+/// A six-digit code as a person types it (Arabic-Indic digits and surrounding spaces
+/// accepted).
+pub fn code(field: &str, raw: &str) -> Result<String, Rejection> {
+    let code: String = raw.trim().chars().map(crate::identity::ascii_digit).collect();
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Rejection::invalid_request(field, "the code is six digits"));
+    }
+    Ok(code)
+}
+
 /// Free text a person typed (names, titles): trimmed, not empty, at most `max` characters,
 /// no control characters.
 pub fn text(field: &str, raw: &str, max: usize) -> Result<String, Rejection> {

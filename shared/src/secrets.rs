@@ -1,9 +1,15 @@
 //! Activation link tokens and verification codes.
 //!
-//! The raw token or code exists only in memory between generation and sending; storage
-//! keeps a digest. Link tokens carry 256 random bits, so a plain SHA-256 is enough to make
-//! the stored digest useless to a thief. Codes have only a million values, so their digest
-//! is an HMAC under a server-side key: a leaked table cannot be brute-forced offline.
+//! Neither is ever stored, nor put in a message intent or a stream record. What is stored
+//! is random material — a 128-bit nonce, in the outbox intent — and a digest, on the user.
+//! The secret itself is derived from the nonce under the server-side key (an HMAC), by the
+//! command that issues it (to compute the digest) and again by `deliver` (to send it), and
+//! then forgotten. Whoever reads the tables, or the stream, holds nonces and digests and
+//! cannot activate anyone without the key.
+//!
+//! Link tokens are 256 bits of HMAC output, so a plain SHA-256 of them is a safe lookup
+//! key. Codes have only a million values, so their digest is an HMAC under the key too: a
+//! leaked table cannot be brute-forced offline.
 
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -67,10 +73,55 @@ pub struct CodeDigest {
     pub failed_attempts: u8,
 }
 
-/// A freshly generated secret: the raw value to send and the digest to store.
+/// A freshly issued secret: the nonce it is derived from (for the outbox intent), the
+/// digest to store, and the secret itself — for tests and for nothing else to keep.
 pub struct Issued<D> {
+    pub nonce: Nonce,
     pub raw: String,
     pub digest: D,
+}
+
+/// The random material a link token or code is derived from, stored in the outbox intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Nonce(String);
+
+impl Nonce {
+    fn random() -> Self {
+        Nonce(hex::encode(random_bytes::<16>()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn derive(key: &CodeKey, label: &str, nonce: &Nonce, counter: u32) -> [u8; 32] {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&key.0).expect("HMAC accepts keys of any length");
+    for part in [label.as_bytes(), nonce.0.as_bytes(), &counter.to_be_bytes()] {
+        mac.update(&(part.len() as u32).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The activation link token a nonce stands for: 256 bits, base64url (43 characters).
+pub fn link_token(key: &CodeKey, nonce: &Nonce) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(derive(key, "activation-link", nonce, 0))
+}
+
+/// The six-digit code a nonce stands for, uniform over 000000–999999 (rejection sampling
+/// over successive HMAC outputs).
+pub fn code_for(key: &CodeKey, nonce: &Nonce) -> String {
+    (0u32..)
+        .find_map(|counter| {
+            let bytes = derive(key, "verification-code", nonce, counter);
+            let value = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            // 4_294_000_000 is the largest multiple of 1_000_000 below 2^32.
+            (value < 4_294_000_000).then(|| format!("{:06}", value % 1_000_000))
+        })
+        .expect("an HMAC output below the bound turns up")
 }
 
 /// The outcome of checking a code.
@@ -88,6 +139,11 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// A random identifier with a readable prefix, e.g. `seat_3f9c…` (80 bits).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", random_hex(10))
+}
+
 /// `bytes` random bytes as lower-case hex.
 pub fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
@@ -95,27 +151,17 @@ pub fn random_hex(bytes: usize) -> String {
     hex::encode(buffer)
 }
 
-pub fn new_link_token(now: OffsetDateTime) -> Issued<TokenDigest> {
-    use base64::Engine;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+/// A new activation link: its nonce and the digest to store.
+pub fn new_link_token(key: &CodeKey, now: OffsetDateTime) -> Issued<TokenDigest> {
+    let nonce = Nonce::random();
+    let raw = link_token(key, &nonce);
     let digest = TokenDigest { sha256: token_sha256(&raw), expires_at: now + LINK_TOKEN_TTL };
-    Issued { raw, digest }
+    Issued { nonce, raw, digest }
 }
 
 /// The lookup key of a link token.
 pub fn token_sha256(raw: &str) -> String {
     hex::encode(Sha256::digest(raw.as_bytes()))
-}
-
-/// Six uniformly random digits (rejection sampling, so no digit is more likely).
-fn six_digits() -> String {
-    loop {
-        let value = u32::from_le_bytes(random_bytes::<4>());
-        // 4_294_000_000 is the largest multiple of 1_000_000 below 2^32.
-        if value < 4_294_000_000 {
-            return format!("{:06}", value % 1_000_000);
-        }
-    }
 }
 
 fn code_hmac(key: &CodeKey, organization: &OrganizationId, user: &PersonId, purpose: CodePurpose<'_>, code: &str) -> HmacSha256 {
@@ -132,6 +178,7 @@ fn code_hmac(key: &CodeKey, organization: &OrganizationId, user: &PersonId, purp
     mac
 }
 
+/// A new code for `purpose`: its nonce and the digest to store.
 pub fn new_code(
     key: &CodeKey,
     organization: &OrganizationId,
@@ -139,9 +186,15 @@ pub fn new_code(
     purpose: CodePurpose<'_>,
     now: OffsetDateTime,
 ) -> Issued<CodeDigest> {
-    let raw = six_digits();
-    let hmac = hex::encode(code_hmac(key, organization, user, purpose, &raw).finalize().into_bytes());
-    Issued { raw, digest: CodeDigest { hmac, expires_at: now + CODE_TTL, failed_attempts: 0 } }
+    let nonce = Nonce::random();
+    let raw = code_for(key, &nonce);
+    let hmac = code_digest(key, organization, user, purpose, &raw);
+    Issued { nonce, raw, digest: CodeDigest { hmac, expires_at: now + CODE_TTL, failed_attempts: 0 } }
+}
+
+/// The stored digest of a code.
+pub fn code_digest(key: &CodeKey, organization: &OrganizationId, user: &PersonId, purpose: CodePurpose<'_>, code: &str) -> String {
+    hex::encode(code_hmac(key, organization, user, purpose, code).finalize().into_bytes())
 }
 
 impl CodeDigest {
@@ -199,12 +252,39 @@ mod tests {
     #[test]
     fn link_tokens_have_256_bits_and_store_only_their_hash() {
         let now = datetime!(2026-11-23 10:00 UTC);
-        let token = new_link_token(now);
+        let token = new_link_token(&key(), now);
         assert_eq!(token.raw.len(), 43);
         assert_ne!(token.digest.sha256, token.raw);
         assert_eq!(token.digest.sha256, token_sha256(&token.raw));
         assert_eq!(token.digest.expires_at, now + Duration::hours(72));
-        assert_ne!(new_link_token(now).raw, token.raw);
+        assert_ne!(new_link_token(&key(), now).raw, token.raw);
+    }
+
+    #[test]
+    fn a_secret_is_derived_again_from_its_nonce_only_with_the_key() {
+        let now = datetime!(2026-11-23 10:00 UTC);
+        let (org, user) = who();
+        let token = new_link_token(&key(), now);
+        assert_eq!(link_token(&key(), &token.nonce), token.raw, "deliver derives the same link");
+        assert!(!token.nonce.as_str().contains(&token.raw) && token.digest.sha256 != token_sha256(token.nonce.as_str()));
+        let other_key = CodeKey::new(vec![8; 32]).unwrap();
+        assert_ne!(link_token(&other_key, &token.nonce), token.raw, "without the key the nonce is useless");
+
+        let code = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now);
+        assert_eq!(code_for(&key(), &code.nonce), code.raw);
+        assert_eq!(code_digest(&key(), &org, &user, CodePurpose::ActivateMobile, &code.raw), code.digest.hmac);
+        assert_ne!(code_for(&other_key, &code.nonce), code.raw);
+    }
+
+    #[test]
+    fn derived_codes_are_six_digits_and_spread_over_all_digits() {
+        let mut first_digits = std::collections::BTreeSet::new();
+        for _ in 0..400 {
+            let code = code_for(&key(), &Nonce::random());
+            assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{code}");
+            first_digits.insert(code.as_bytes()[0]);
+        }
+        assert_eq!(first_digits.len(), 10, "every leading digit turns up in 400 codes");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | ledger entry | balances | `ORG#{org}`          | `LEDGER#{sequence}`              |
 //! | idempotency  | balances | `ORG#{org}`          | `IDEMPOTENCY#{scope}#{key hash}` |
 //! | audit entry  | audit    | `ORG#{org}`/`PLATFORM` | `{time}#{entry}`               |
+//! | intent       | outbox   | `ORG#{org}`          | `INTENT#{time}#{intent}`         |
 //!
 //! Indexes (sparse: only records that need them carry the attributes):
 //! - users `by_sweep_month`: `sweep_month` = `SWEEP#{YYYY-MM}` and `sweep_at` = the time
@@ -56,10 +57,13 @@ pub enum Table {
     Users,
     Balances,
     Audit,
+    /// Message intents, written with the change they belong to; `deliver` reads the table's
+    /// stream.
+    Outbox,
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [Table::Users, Table::Balances, Table::Audit];
+    pub const ALL: [Table; 4] = [Table::Users, Table::Balances, Table::Audit, Table::Outbox];
 }
 
 pub const SWEEP_INDEX: &str = "by_sweep_month";
@@ -112,6 +116,8 @@ pub enum Key {
     Person(PersonId),
     Balance(OrganizationId),
     Idempotency(OrganizationId, IdempotencyScope, String),
+    /// Any record, by where it lives (the executor reads a commit's witness back with it).
+    At(StorageKey),
 }
 
 impl Key {
@@ -126,6 +132,7 @@ impl Key {
                 pk: organization_partition(org),
                 sk: format!("IDEMPOTENCY#{}#{digest}", scope.as_str()),
             },
+            Key::At(key) => key.clone(),
         }
     }
 }
@@ -143,6 +150,7 @@ pub enum Record {
     Ledger(LedgerEntry),
     Audit(AuditEntry),
     Idempotency(IdempotencyRecord),
+    Intent(crate::outbox::Intent),
 }
 
 /// Attributes an adapter stores beside a record so the indexes can find it.
@@ -195,6 +203,11 @@ impl Record {
             Record::Idempotency(record) => {
                 Key::Idempotency(record.organization.clone(), record.scope, record.key_digest.clone()).storage_key()
             }
+            Record::Intent(intent) => StorageKey {
+                table: Table::Outbox,
+                pk: organization_partition(&intent.organization),
+                sk: format!("INTENT#{}#{}", key_timestamp(intent.created_at), intent.id),
+            },
         }
     }
 
@@ -205,7 +218,7 @@ impl Record {
             Record::User(u) => Some(u.version),
             Record::Person(p) => Some(p.version),
             Record::Balance(b) => Some(b.version),
-            Record::Ledger(_) | Record::Audit(_) | Record::Idempotency(_) => None,
+            Record::Ledger(_) | Record::Audit(_) | Record::Idempotency(_) | Record::Intent(_) => None,
         }
     }
 
@@ -218,6 +231,7 @@ impl Record {
             Record::Ledger(_) => "ledger_entry",
             Record::Audit(_) => "audit_entry",
             Record::Idempotency(_) => "idempotency",
+            Record::Intent(_) => "intent",
         }
     }
 
@@ -327,6 +341,11 @@ impl Loaded {
         self.0.get(&key.storage_key())
     }
 
+    /// The record stored under `key`, whatever it is.
+    pub fn record(&self, key: &Key) -> Option<&Record> {
+        self.0.get(&key.storage_key())
+    }
+
     pub fn organization(&self, id: &OrganizationId) -> Option<&Organization> {
         match self.get(Key::Organization(id.clone())) {
             Some(Record::Organization(o)) => Some(o),
@@ -360,6 +379,16 @@ impl Loaded {
             Some(Record::Idempotency(r)) => Some(r),
             _ => None,
         }
+    }
+
+    /// Whether a created record (an audit entry, an intent) is stored under `key`.
+    pub fn holds(&self, key: &StorageKey) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// Adds `other`'s records (a second read of the same attempt).
+    pub fn merge(&mut self, other: Loaded) {
+        self.0.extend(other.0);
     }
 
     pub fn len(&self) -> usize {

@@ -217,6 +217,10 @@ pub struct User {
     pub pending_email: Option<PendingContact<Email>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_mobile: Option<PendingContact<SaudiMobile>>,
+    /// Where the latest message of each kind stands (queued, sent, failed), written by the
+    /// command that queued it and by `deliver`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub deliveries: crate::outbox::Deliveries,
     /// When activation messages were re-sent recently (for the rate limit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_resends: Vec<Timestamp>,
@@ -234,6 +238,48 @@ fn first_version() -> u64 {
 }
 
 impl User {
+    /// A new user record of `person` in `organization`, with nothing granted, confirmed,
+    /// pending or paid yet: the parts every new record shares.
+    pub fn new(
+        organization: &crate::organization::Organization,
+        person: &crate::person::Person,
+        role: Role,
+        status: UserStatus,
+        now: OffsetDateTime,
+    ) -> User {
+        User {
+            organization: organization.id.clone(),
+            id: person.id.clone(),
+            role,
+            plan: organization.plan,
+            status,
+            user_type: None,
+            name: person.name.clone(),
+            email: person.email.clone(),
+            mobile: person.mobile.clone(),
+            language: Language::default(),
+            job_title: None,
+            notifications: NotificationSettings::default(),
+            establishments: BTreeSet::new(),
+            grants: Grants::default(),
+            grants_version: 1,
+            profile_version: 1,
+            seat: None,
+            next_seat: None,
+            iqama_expiry: person.iqama_expiry,
+            past_seats: vec![],
+            activation: Activation::default(),
+            pending_email: None,
+            pending_mobile: None,
+            deliveries: Default::default(),
+            recent_resends: vec![],
+            suspension: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
     pub fn is_manager(&self) -> bool {
         self.role == Role::Manager
     }
@@ -390,6 +436,7 @@ mod tests {
             activation: Activation::default(),
             pending_email: None,
             pending_mobile: None,
+            deliveries: Default::default(),
             recent_resends: vec![],
             suspension: None,
             created_at: now,

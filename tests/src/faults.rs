@@ -92,7 +92,7 @@ pub enum Call<'a> {
 }
 
 /// A failure to inject at the adapter boundary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// Throttled or down: nothing happens, the call fails.
     Unavailable,
@@ -100,6 +100,9 @@ pub enum Fault {
     Conflict,
     /// The write reaches the table, then the response is lost (a timeout after commit).
     LostResponse,
+    /// The outcome is unknown and the write did not land — another request's (these
+    /// writes) landed in its place, so the state moved on before the caller could retry.
+    Instead(Vec<Write>),
 }
 
 type Plan = Box<dyn FnMut(&Call<'_>) -> Option<Fault> + Send>;
@@ -153,6 +156,10 @@ impl Records for FaultyStore {
             Some(Fault::LostResponse) => {
                 self.inner.commit(writes).await?;
                 Err(CommitError::Unknown(injected_error("timeout after the write")))
+            }
+            Some(Fault::Instead(other)) => {
+                self.inner.commit(other).await?;
+                Err(CommitError::Unknown(injected_error("timeout; another change landed instead")))
             }
             None => self.inner.commit(writes).await,
         }

@@ -82,6 +82,7 @@ impl RuntimeApi {
             .env("USERS_TABLE", &tables.users)
             .env("BALANCES_TABLE", &tables.balances)
             .env("AUDIT_TABLE", &tables.audit)
+            .env("OUTBOX_TABLE", &tables.outbox)
             .env("MAIL_FROM", MAIL_FROM)
             .kill_on_drop(true);
         command

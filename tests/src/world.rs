@@ -1,26 +1,27 @@
-//! A world to test in: an app over the embedded store or DynamoDB on moto, a clock the test
-//! moves, seeding helpers that go through the use cases, and the local server on a free port.
+//! A world to test in: the ports over the embedded store or DynamoDB (and SES, SNS) on
+//! moto, a clock the test moves, the outbox's deliverer, seeding helpers that go through the
+//! pipeline, and the local server on a free port.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_adapters::{DynamoStore, SesMailer, SnsTexter, TableNames};
-use domain::app::{App, RetryPolicy, Settings};
-use domain::catalog::Catalog;
+use domain::actions::operator::{Credit, Onboard, SavePerson};
+use domain::actions::subscribe::{Subscribe, SubscribePerson, Subscription, SubscriptionReceipt};
 use domain::clock::ManualClock;
 use domain::contact::{Email, SaudiMobile};
 use domain::embedded::{EmbeddedStore, Outbox};
+use domain::env::{Env, FixedKey, RetryPolicy, SecretSource, Senders, Settings};
 use domain::identity::PersonId;
-use domain::messaging::{Mailer, TextSender};
 use domain::money::Halalas;
 use domain::organization::{Establishment, EstablishmentId, OrganizationId, PricingPlan, SizeTier};
 use domain::person::{Nationality, PersonName};
+use domain::pipeline::{RequestMeta, run};
 use domain::policy::Caller;
-use domain::pricing::PricingConfig;
 use domain::secrets::CodeKey;
 use domain::store::{Record, Store};
-use domain::usecases::{RequestMeta, billing, onboarding};
+use local_api::deliverer::{Deliverer, Drained};
 use local_api::{JwtConfig, Server};
 use serde_json::Value;
 use time::macros::datetime;
@@ -29,14 +30,8 @@ use time::{Duration, OffsetDateTime};
 use crate::http::{self, Answer};
 use crate::moto::{MAIL_FROM, Moto, moto_for};
 
-/// The two messaging ports, for wrapping together.
-pub struct Messaging {
-    pub mailer: Arc<dyn Mailer>,
-    pub texts: Arc<dyn TextSender>,
-}
-
 pub type StoreWrapper<'a> = &'a dyn Fn(Arc<dyn Store>) -> Arc<dyn Store>;
-pub type MessagingWrapper<'a> = &'a dyn Fn(Messaging) -> Messaging;
+pub type MessagingWrapper<'a> = &'a dyn Fn(Senders) -> Senders;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -49,12 +44,15 @@ pub const START: OffsetDateTime = datetime!(2026-11-23 08:00 UTC);
 
 pub struct World {
     pub backend: Backend,
-    pub app: App,
+    pub env: Env,
+    pub secrets: Arc<dyn SecretSource>,
     pub clock: Arc<ManualClock>,
     pub embedded: Option<Arc<EmbeddedStore>>,
     pub dynamo: Option<DynamoStore>,
-    /// Messages, when they go to the embedded outbox (embedded worlds).
+    /// Messages, when they go to the embedded provider (embedded worlds).
     pub outbox: Option<Arc<Outbox>>,
+    /// Delivers the outbox as Lambda's stream poller would; `deliver` drains it.
+    pub deliverer: Arc<Deliverer>,
     /// Distinguishes this world's emails and mobiles from other tests' in moto.
     pub tag: String,
 }
@@ -72,13 +70,10 @@ pub fn code_key() -> CodeKey {
 
 pub fn settings() -> Settings {
     Settings {
-        catalog: Arc::new(Catalog::bundled()),
-        pricing: PricingConfig::bundled(),
-        code_key: Some(code_key()),
-        activation_link_prefix: "https://portal.example.sa/activate#token=".to_owned(),
         // The emulator answers an order of magnitude slower than DynamoDB and one request
         // at a time, so conflicting writers back off longer here than in production.
         retry: RetryPolicy { attempts: 40, base: std::time::Duration::from_millis(20), cap: std::time::Duration::from_secs(1) },
+        ..Settings::bundled("https://portal.example.sa/activate#token=")
     }
 }
 
@@ -94,13 +89,14 @@ impl World {
         let mut embedded = None;
         let mut dynamo = None;
         let mut outbox = None;
-        let (store, messaging): (Arc<dyn Store>, Messaging) = match backend {
+        let mut stream = None;
+        let (store, messaging): (Arc<dyn Store>, Senders) = match backend {
             Backend::Embedded => {
                 let store = Arc::new(EmbeddedStore::new());
                 let silent = Arc::new(Outbox::silent());
                 embedded = Some(store.clone());
                 outbox = Some(silent.clone());
-                (store, Messaging { mailer: silent.clone(), texts: silent })
+                (store, Senders { mailer: silent.clone(), texts: silent })
             }
             Backend::Moto => {
                 let moto = moto_for(&tag);
@@ -109,23 +105,41 @@ impl World {
                 let client = aws_sdk_dynamodb::Client::new(&config);
                 let names = TableNames::with_prefix(&format!("t{tag}"));
                 aws_adapters::create_tables(&client, &names).await.expect("tables are created");
+                stream = Some((aws_sdk_dynamodbstreams::Client::new(&config), client.clone(), names.outbox.clone()));
                 let store = DynamoStore::new(client, names);
                 dynamo = Some(store.clone());
                 let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&config), MAIL_FROM.to_owned(), None);
                 let texts = SnsTexter::new(aws_sdk_sns::Client::new(&config), Some("Muqeem".to_owned()));
-                (Arc::new(store), Messaging { mailer: Arc::new(mailer), texts: Arc::new(texts) })
+                (Arc::new(store), Senders { mailer: Arc::new(mailer), texts: Arc::new(texts) })
             }
         };
         let store = match wrap_store {
             Some(wrap) => wrap(store),
             None => store,
         };
-        let Messaging { mailer, texts } = match wrap_messaging {
+        let senders = match wrap_messaging {
             Some(wrap) => wrap(messaging),
             None => messaging,
         };
-        let app = App { store, mailer, texts, clock: clock.clone(), settings: Arc::new(settings()) };
-        World { backend, app, clock, embedded, dynamo, outbox, tag }
+        let env = Env { store, clock: clock.clone(), settings: Arc::new(settings()) };
+        let secrets: Arc<dyn SecretSource> = Arc::new(FixedKey(code_key()));
+        let ports = deliver_function::Ports { env: env.clone(), secrets: secrets.clone(), senders };
+        let deliverer = Arc::new(match (stream, &embedded) {
+            (Some((streams, dynamodb, table)), _) => Deliverer::stream(ports, streams, dynamodb, table),
+            (None, Some(store)) => Deliverer::embedded(ports, store.clone()),
+            (None, None) => unreachable!("a world has a store"),
+        });
+        World { backend, env, secrets, clock, embedded, dynamo, outbox, deliverer, tag }
+    }
+
+    /// Delivers every message committed so far, as `deliver` would from the stream.
+    pub async fn deliver(&self) -> Drained {
+        self.deliverer.drain().await.expect("the outbox is read")
+    }
+
+    /// The key links and codes are derived under.
+    pub async fn code_key(&self) -> CodeKey {
+        self.secrets.code_key().await.expect("a key")
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -152,7 +166,7 @@ impl World {
     /// Registers a person; `iqama_days` is how long a resident's iqama stays valid.
     pub async fn register(&self, id: &str, employers: &[&str], iqama_days: Option<i64>) -> PersonId {
         let person = PersonId::parse(id).expect("valid test id");
-        let command = onboarding::SavePerson {
+        let command = SavePerson {
             id: person.clone(),
             name: PersonName { ar: Some("مستخدم تجريبي".into()), en: Some(format!("Person {}", &id[6..])) },
             nationality: Nationality::parse(if person.is_citizen() { "SA" } else { "IN" }).expect("valid"),
@@ -164,8 +178,10 @@ impl World {
             employers: employers.iter().map(|e| EstablishmentId::parse(e).expect("valid")).collect::<BTreeSet<_>>(),
             email: self.unique_email(&format!("p{}", &id[6..])),
             mobile: self.unique_mobile(),
-        };
-        onboarding::save_person(&self.app, &operator(), command).await.expect("the person is registered");
+        }
+        .check()
+        .expect("a valid registry entry");
+        run(&self.env, &operator(), &command).await.expect("the person is registered");
         person
     }
 
@@ -180,41 +196,24 @@ impl World {
         let employers: Vec<&str> = establishments.iter().map(|(e, _)| *e).collect();
         self.register(manager, &employers, None).await;
         let id = OrganizationId::parse(organization).expect("valid");
-        onboarding::onboard(
-            &self.app,
-            &operator(),
-            onboarding::Onboard {
-                id: id.clone(),
-                name: "شركة الاختبار / Test Co".into(),
-                plan,
-                manager: PersonId::parse(manager).expect("valid"),
-                establishments: establishments
-                    .iter()
-                    .map(|(e, size)| Establishment {
-                        id: EstablishmentId::parse(e).expect("valid"),
-                        name: format!("Branch {e}"),
-                        size: *size,
-                    })
-                    .collect(),
-            },
+        let command = Onboard::new(
+            id.clone(),
+            "شركة الاختبار / Test Co".into(),
+            plan,
+            PersonId::parse(manager).expect("valid"),
+            establishments
+                .iter()
+                .map(|(e, size)| Establishment { id: EstablishmentId::parse(e).expect("valid"), name: format!("Branch {e}"), size: *size })
+                .collect(),
         )
-        .await
-        .expect("the organization is onboarded");
+        .expect("a valid organization");
+        run(&self.env, &operator(), &command).await.expect("the organization is onboarded");
         id
     }
 
     pub async fn credit(&self, organization: &OrganizationId, halalas: u64) {
-        billing::credit(
-            &self.app,
-            &operator(),
-            billing::Credit {
-                organization: organization.clone(),
-                amount: Halalas::new(halalas),
-                payment_reference: domain::secrets::random_hex(6),
-            },
-        )
-        .await
-        .expect("the credit is accepted");
+        let command = Credit::new(organization.clone(), Halalas::new(halalas), &domain::secrets::random_hex(6)).expect("a valid credit");
+        run(&self.env, &operator(), &command).await.expect("the credit is accepted");
     }
 
     /// Every stored item, as sorted JSON text: compare two snapshots to prove nothing was
@@ -224,7 +223,7 @@ impl World {
             (Some(store), _) => store.snapshot().iter().map(record_json).collect(),
             (None, Some(store)) => {
                 let mut all = Vec::new();
-                for table in [&store.names().users, &store.names().balances, &store.names().audit] {
+                for table in [&store.names().users, &store.names().balances, &store.names().audit, &store.names().outbox] {
                     let mut start = None;
                     loop {
                         // A test may scan: it is checking everything that is stored.
@@ -254,7 +253,7 @@ impl World {
             (Some(store), _) => store.snapshot(),
             (None, Some(store)) => {
                 let mut all = Vec::new();
-                for table in [&store.names().users, &store.names().balances, &store.names().audit] {
+                for table in [&store.names().users, &store.names().balances, &store.names().audit, &store.names().outbox] {
                     let mut start = None;
                     loop {
                         let output =
@@ -277,13 +276,22 @@ impl World {
     /// Starts the local server over this world's app.
     pub async fn serve(&self) -> Client {
         let jwt = JwtConfig::new(b"test-secret-test-secret-test-secret", "https://test.invalid/", "establishment-users");
-        let server = Server { app: self.app.clone(), jwt: jwt.clone(), outbox: self.outbox.clone(), clock: Some(self.clock.clone()) };
+        let server = Server {
+            env: self.env.clone(),
+            secrets: self.secrets.clone(),
+            jwt: jwt.clone(),
+            outbox: self.outbox.clone(),
+            clock: Some(self.clock.clone()),
+            deliverer: self.deliverer.clone(),
+        };
         let (address, _task) = server.bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("the local server binds");
         Client { address, jwt }
     }
 
-    /// Messages sent to an email address: (subject, body), oldest first.
+    /// Messages sent to an email address: (subject, body), oldest first (after delivering
+    /// what the outbox holds).
     pub async fn emails_to(&self, to: &Email) -> Vec<(String, String)> {
+        self.deliver().await;
         match &self.outbox {
             Some(outbox) => outbox
                 .messages()
@@ -297,8 +305,9 @@ impl World {
         }
     }
 
-    /// SMS bodies sent to a mobile, oldest first.
+    /// SMS bodies sent to a mobile, oldest first (after delivering what the outbox holds).
     pub async fn sms_to(&self, to: &SaudiMobile) -> Vec<String> {
+        self.deliver().await;
         match &self.outbox {
             Some(outbox) => outbox
                 .messages()
@@ -329,6 +338,7 @@ fn record_json(record: &Record) -> String {
         Record::Ledger(r) => serde_json::to_value(r),
         Record::Audit(r) => serde_json::to_value(r),
         Record::Idempotency(r) => serde_json::to_value(r),
+        Record::Intent(r) => serde_json::to_value(r),
     }
     .expect("records serialize");
     format!("{}:{}", record.kind(), canonical(value))
@@ -349,11 +359,36 @@ fn canonical(value: Value) -> Value {
 }
 
 pub fn operator() -> RequestMeta {
-    RequestMeta { caller: Caller::Operator("operator@test".into()), request_id: "test".into() }
+    RequestMeta::new(Caller::Operator("operator@test".into()), "test")
 }
 
 pub fn as_person(id: &PersonId) -> RequestMeta {
-    RequestMeta { caller: Caller::Person(id.clone()), request_id: format!("test-{}", domain::secrets::random_hex(4)) }
+    RequestMeta::new(Caller::Person(id.clone()), format!("test-{}", domain::secrets::random_hex(4)))
+}
+
+/// Runs the expiry sweep as of `now`, as the run named `run`.
+pub async fn sweep(
+    env: &Env,
+    run: &str,
+    now: OffsetDateTime,
+    options: domain::actions::sweep::SweepOptions,
+) -> Result<domain::actions::sweep::SweepReport, domain::error::Error> {
+    domain::actions::sweep::sweep(env, &RequestMeta::new(Caller::Anonymous, run), now, options).await
+}
+
+/// Subscribes `persons` as `manager` in `env` (for tasks that outlive a borrowed world).
+pub async fn subscribe_in(
+    env: &Env,
+    code_key: CodeKey,
+    manager: &PersonId,
+    organization: &OrganizationId,
+    persons: Vec<SubscribePerson>,
+    key: &str,
+) -> SubscriptionReceipt {
+    let subscription = Subscription::new(organization.clone(), persons).expect("a valid subscription");
+    let meta = as_person(manager);
+    let command = Subscribe::new(&meta, subscription, env.settings.pricing.clone(), code_key, key, key.to_owned());
+    run(env, &meta, &command).await.expect("subscribed").answer
 }
 
 /// Talks to a local server over HTTP with tokens it mints.
@@ -413,25 +448,21 @@ impl World {
         person: &PersonId,
         establishments: &[&str],
     ) -> domain::user::User {
-        let registered = self.app.store.load(&[domain::store::Key::Person(person.clone())]).await.expect("load");
+        let registered = self.env.store.load(&[domain::store::Key::Person(person.clone())]).await.expect("load");
         if registered.person(person).is_none() {
             self.register(person.as_str(), establishments, Some(500)).await;
         }
-        let command = billing::Subscribe {
-            organization: organization.clone(),
-            persons: vec![billing::SubscribePerson {
-                id: person.clone(),
-                establishments: establishments.iter().map(|e| EstablishmentId::parse(e).expect("valid")).collect(),
-                user_type: match self.organization_plan(organization).await {
-                    PricingPlan::Muqeem => Some(domain::user::UserType::ResidentsAndPartners),
-                    PricingPlan::Qiwa => None,
-                },
-                language: None,
-                job_title: None,
-            }],
-        };
-        let key = domain::secrets::random_hex(8);
-        billing::subscribe(&self.app, &as_person(manager), command, &key, &key).await.expect("subscribed");
+        let persons = vec![SubscribePerson {
+            id: person.clone(),
+            establishments: establishments.iter().map(|e| EstablishmentId::parse(e).expect("valid")).collect(),
+            user_type: match self.organization_plan(organization).await {
+                PricingPlan::Muqeem => Some(domain::user::UserType::ResidentsAndPartners),
+                PricingPlan::Qiwa => None,
+            },
+            language: None,
+            job_title: None,
+        }];
+        self.subscribe(manager, organization, persons, &domain::secrets::random_hex(8)).await;
         self.update_user(organization, person, |user| {
             user.status = domain::user::UserStatus::Active;
             user.activation.email_confirmed_at = Some(user.created_at);
@@ -441,13 +472,24 @@ impl World {
         .await
     }
 
+    /// Subscribes `persons` as `manager`, through the pipeline, with idempotency key `key`.
+    pub async fn subscribe(
+        &self,
+        manager: &PersonId,
+        organization: &OrganizationId,
+        persons: Vec<SubscribePerson>,
+        key: &str,
+    ) -> SubscriptionReceipt {
+        subscribe_in(&self.env, self.code_key().await, manager, organization, persons, key).await
+    }
+
     pub async fn organization_plan(&self, organization: &OrganizationId) -> PricingPlan {
-        let loaded = self.app.store.load(&[domain::store::Key::Organization(organization.clone())]).await.expect("load");
+        let loaded = self.env.store.load(&[domain::store::Key::Organization(organization.clone())]).await.expect("load");
         loaded.organization(organization).expect("onboarded").plan
     }
 
     pub async fn user(&self, organization: &OrganizationId, person: &PersonId) -> domain::user::User {
-        let loaded = self.app.store.load(&[domain::store::Key::User(organization.clone(), person.clone())]).await.expect("load");
+        let loaded = self.env.store.load(&[domain::store::Key::User(organization.clone(), person.clone())]).await.expect("load");
         loaded.user(organization, person).cloned().expect("the user exists")
     }
 
@@ -462,7 +504,7 @@ impl World {
         let mut next = current.clone();
         change(&mut next);
         next.version = current.version + 1;
-        self.app
+        self.env
             .store
             .commit(vec![domain::store::Write::replace(Record::User(next.clone()), current.version)])
             .await

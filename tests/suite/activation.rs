@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use domain::env::Senders;
 use domain::identity::PersonId;
 use domain::messaging::{DeliveryError, EmailMessage, Mailer};
 use domain::organization::{PricingPlan, SizeTier};
@@ -11,7 +12,7 @@ use domain::person::Person;
 use domain::store::{Key, Record};
 use serde_json::{Value, json};
 use system_tests::logs;
-use system_tests::world::{Backend, Client, Messaging, World};
+use system_tests::world::{Backend, Client, World};
 use time::Duration;
 
 use crate::fixtures::{citizen, resident};
@@ -54,7 +55,7 @@ impl Newcomer {
     }
 
     pub async fn status(&self) -> String {
-        let loaded = self.world.app.store.load(&[Key::User(org(), self.id().clone())]).await.expect("load");
+        let loaded = self.world.env.store.load(&[Key::User(org(), self.id().clone())]).await.expect("load");
         let user = loaded.user(&org(), self.id()).expect("the user exists");
         serde_json::to_value(user.status).unwrap().as_str().unwrap().to_owned()
     }
@@ -71,7 +72,7 @@ pub async fn subscribe_newcomer(world: World, language: &str) -> Newcomer {
     let organization = world.onboard(ORG, PricingPlan::Muqeem, &manager, &[("1-10", SizeTier::Small)]).await;
     world.credit(&organization, 100_000).await;
     let id = world.register(&resident(1), &["1-10"], Some(300)).await;
-    let person = match world.app.store.load(&[Key::Person(id.clone())]).await.expect("load").person(&id) {
+    let person = match world.env.store.load(&[Key::Person(id.clone())]).await.expect("load").person(&id) {
         Some(person) => person.clone(),
         None => panic!("registered"),
     };
@@ -190,7 +191,7 @@ async fn a_resend_kills_the_old_secrets_and_is_rate_limited(backend: Backend) {
     let newcomer = subscribe_newcomer(World::new(backend).await, "en").await;
     let resent = newcomer.resend(json!({})).await;
     assert_eq!(resent.status, 200, "{}", resent.text());
-    assert_eq!(resent.json(), json!({ "email": "sent", "sms": "sent" }));
+    assert_eq!(resent.json(), json!({ "email": "queued", "sms": "queued" }));
     let (token, code) = newcomer.latest_secrets().await;
     assert_ne!((token.as_str(), code.as_str()), (newcomer.token.as_str(), newcomer.code.as_str()));
 
@@ -278,7 +279,7 @@ fn contains_number(text: &str, digits: &str) -> bool {
 }
 both!(secrets_are_never_stored_or_logged);
 
-/// A mailer that fails while `failing` is set.
+/// A mailer that refuses every message while `failing` is set, as SES refuses an address.
 struct SwitchableMailer {
     inner: Arc<dyn Mailer>,
     failing: Arc<AtomicBool>,
@@ -286,9 +287,9 @@ struct SwitchableMailer {
 
 #[async_trait]
 impl Mailer for SwitchableMailer {
-    async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
+    async fn send_email(&self, message: &EmailMessage) -> Result<String, DeliveryError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(DeliveryError("injected SES failure: MessageRejected".into()));
+            return Err(DeliveryError::permanent("MessageRejected", "injected SES failure"));
         }
         self.inner.send_email(message).await
     }
@@ -300,9 +301,9 @@ async fn a_failed_email_never_loses_the_user(backend: Backend) {
     let world = World::with_ports(
         backend,
         None,
-        Some(&move |messaging: Messaging| Messaging {
-            mailer: Arc::new(SwitchableMailer { inner: messaging.mailer, failing: switch.clone() }),
-            texts: messaging.texts,
+        Some(&move |senders: Senders| Senders {
+            mailer: Arc::new(SwitchableMailer { inner: senders.mailer, failing: switch.clone() }),
+            texts: senders.texts,
         }),
     )
     .await;
@@ -317,16 +318,27 @@ async fn a_failed_email_never_loses_the_user(backend: Backend) {
 
     let answer = client.post_keyed(&path, &manager_token, "mail-down", &body).await;
     assert_eq!(answer.status, 201, "the subscription stands: {}", answer.text());
-    assert_eq!(answer.json()["users"][0]["activation_messages"], json!({ "email": "failed", "sms": "sent" }));
+    assert_eq!(
+        answer.json()["users"][0]["activation_messages"],
+        json!({ "email": "queued", "sms": "queued" }),
+        "nothing says sent before it is"
+    );
+    world.deliver().await;
+    let profile = client.get(&format!("/v1/organizations/{ORG}/users/{}", id.as_str()), &manager_token).await.json();
+    assert_eq!(profile["messages"]["activation_email"]["state"], "failed", "{profile}");
+    assert_eq!(profile["messages"]["activation_email"]["reason"], "MessageRejected", "the provider's code, nothing personal");
+    assert_eq!(profile["messages"]["activation_sms"]["state"], "sent");
+    assert!(profile["messages"]["activation_sms"]["message_id"].as_str().is_some_and(|id| !id.is_empty()));
     let replay = client.post_keyed(&path, &manager_token, "mail-down", &body).await;
-    assert_eq!(replay.body, answer.body, "a replay tells the same story");
+    assert_eq!(replay.body, answer.body, "a replay gives the first answer");
+    assert!(world.deliverer.failures().is_empty(), "an address the provider refuses is not retried");
 
     failing.store(false, Ordering::SeqCst);
     let resent = client
         .post(&format!("/v1/organizations/{ORG}/users/{}/activation/resend", id.as_str()), &manager_token, &json!({ "email": true }))
         .await;
-    assert_eq!(resent.json(), json!({ "email": "sent", "sms": "not_needed" }));
-    let person = world.app.store.load(&[Key::Person(id.clone())]).await.unwrap().person(&id).cloned().unwrap();
+    assert_eq!(resent.json(), json!({ "email": "queued", "sms": "not_needed" }));
+    let person = world.env.store.load(&[Key::Person(id.clone())]).await.unwrap().person(&id).cloned().unwrap();
     let email = world.emails_to(&person.email).await;
     let sms = world.sms_to(&person.mobile).await;
     let user_token = client.token_for(&id);
@@ -335,5 +347,7 @@ async fn a_failed_email_never_loses_the_user(backend: Backend) {
     assert_eq!(link.status, 200);
     let code = client.post("/v1/activations/mobile", &user_token, &json!({ "organization_id": ORG, "code": sms_code(&sms[0]) })).await;
     assert_eq!(code.json()["status"], "active");
+    let profile = client.get(&format!("/v1/organizations/{ORG}/users/{}", id.as_str()), &manager_token).await.json();
+    assert_eq!(profile["messages"]["activation_email"]["state"], "sent", "the resent link went out: {profile}");
 }
 both!(a_failed_email_never_loses_the_user);

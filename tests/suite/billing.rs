@@ -170,8 +170,8 @@ async fn a_concurrent_duplicate_gets_409_and_is_not_charged(backend: Backend) {
     seeded.register(&resident(1), &["1-10"], Some(400)).await;
     // From here on, both requests read before either writes: the loser finds the key
     // taken when it commits.
-    let gated = GatedStore::new(seeded.app.store.clone(), 2);
-    let racing = World { app: domain::app::App { store: gated, ..seeded.app.clone() }, ..seeded };
+    let gated = GatedStore::new(seeded.env.store.clone(), 2);
+    let racing = World { env: domain::env::Env { store: gated, ..seeded.env.clone() }, ..seeded };
     let client = racing.serve().await;
     let token = client.token_for(&domain::identity::PersonId::parse(&manager).unwrap());
     let body = persons(vec![one(&resident(1), "1-10", Some("partners_only"))]);

@@ -16,7 +16,7 @@ use crate::fixtures::{audit, establishment, full_user, org, person};
 
 async fn every_record_kind_round_trips(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let now = world.now();
     let organization = org(1);
     let user = full_user(&organization, &person('2', 7), now);
@@ -42,7 +42,6 @@ async fn every_record_kind_round_trips(backend: Backend) {
         scope: IdempotencyScope::Subscribe,
         key_digest: "k".repeat(64),
         request_digest: "d".repeat(64),
-        status: 201,
         body: r#"{"a":"ب"}"#.into(),
         created_at: now,
         expires_at: Some(now + Duration::hours(24)),
@@ -90,7 +89,7 @@ both!(every_record_kind_round_trips);
 
 async fn a_single_key_and_missing_keys_load(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let organization = org(2);
     let loaded = store.load(&[Key::Balance(organization.clone())]).await.expect("load");
     assert!(loaded.is_empty());
@@ -105,7 +104,7 @@ both!(a_single_key_and_missing_keys_load);
 
 async fn conditions_hold_or_nothing_is_written(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let organization = org(3);
     let balance = Balance::opening(organization.clone());
     store.commit(vec![Write::create(Record::Balance(balance.clone()))]).await.expect("create");
@@ -138,14 +137,13 @@ both!(conditions_hold_or_nothing_is_written);
 
 async fn idempotency_records_can_be_reused_only_once_expired(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let now = world.now();
     let record = IdempotencyRecord {
         organization: org(5),
         scope: IdempotencyScope::Renew,
         key_digest: "a".repeat(64),
         request_digest: "b".repeat(64),
-        status: 201,
         body: "{}".into(),
         created_at: now,
         expires_at: Some(now + Duration::hours(24)),
@@ -159,7 +157,7 @@ both!(idempotency_records_can_be_reused_only_once_expired);
 
 async fn malformed_transactions_are_refused_whole(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let before = world.snapshot().await;
     let balance = Balance::opening(org(6));
     let twice = store.commit(vec![Write::create(Record::Balance(balance.clone())), Write::create(Record::Balance(balance))]).await;
@@ -172,7 +170,7 @@ both!(malformed_transactions_are_refused_whole);
 
 async fn users_page_in_id_order_with_filters(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let now = world.now();
     let organization = org(7);
     let mut writes = Vec::new();
@@ -267,7 +265,7 @@ both!(users_page_in_id_order_with_filters);
 
 async fn cursors_are_bound_to_their_listing(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let now = world.now();
     let mine = org(9);
     let writes: Vec<Write> = (0..3).map(|n| Write::create(Record::User(full_user(&mine, &person('1', 500 + n), now)))).collect();
@@ -283,7 +281,7 @@ both!(cursors_are_bound_to_their_listing);
 
 async fn audit_lists_newest_first_with_filters(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let start = world.now();
     let organization = org(11);
     let alice = person('1', 11);
@@ -350,7 +348,7 @@ both!(audit_lists_newest_first_with_filters);
 
 async fn the_sweep_index_finds_only_due_seats(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let now = world.now();
     let organization = org(12);
     let mut due = Vec::new();
@@ -394,7 +392,7 @@ both!(the_sweep_index_finds_only_due_seats);
 
 async fn link_tokens_are_found_until_replaced(backend: Backend) {
     let world = World::new(backend).await;
-    let store = &world.app.store;
+    let store = &world.env.store;
     let organization = org(13);
     let user = full_user(&organization, &person('1', 13), world.now());
     let token = user.activation.email_token.clone().expect("token").sha256;

@@ -2,15 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use domain::actions::subscribe::SubscribePerson;
 use domain::contact::{Email, SaudiMobile};
 use domain::identity::PersonId;
 use domain::organization::{EstablishmentId, OrganizationId, PricingPlan, SizeTier};
 use domain::person::{Nationality, Person, PersonName};
 use domain::store::{Record, Write};
-use domain::usecases::billing;
 use serde_json::{Value, json};
 use system_tests::invariants::assert_books_balance;
-use system_tests::world::{Backend, Client, World, as_person};
+use system_tests::world::{Backend, Client, World};
 
 use crate::fixtures::person;
 use crate::permissions::cast;
@@ -38,29 +38,25 @@ async fn register_many(world: &World, first: u32, count: u32) -> Vec<PersonId> {
                 }))
             })
             .collect();
-        world.app.store.commit(writes).await.expect("registry seeded");
+        world.env.store.commit(writes).await.expect("registry seeded");
     }
     ids
 }
 
 async fn subscribe_all(world: &World, org: &OrganizationId, manager: &PersonId, ids: &[PersonId]) {
     for (n, chunk) in ids.chunks(25).enumerate() {
-        let command = billing::Subscribe {
-            organization: org.clone(),
-            persons: chunk
-                .iter()
-                .enumerate()
-                .map(|(i, id)| billing::SubscribePerson {
-                    id: id.clone(),
-                    establishments: BTreeSet::from([EstablishmentId::parse(if (n + i) % 2 == 0 { "1-10" } else { "1-20" }).unwrap()]),
-                    user_type: None,
-                    language: None,
-                    job_title: None,
-                })
-                .collect(),
-        };
-        let key = format!("bulk-{n}-{}", ids[0].as_str());
-        billing::subscribe(&world.app, &as_person(manager), command, &key, &key).await.expect("a bulk subscription");
+        let persons = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| SubscribePerson {
+                id: id.clone(),
+                establishments: BTreeSet::from([EstablishmentId::parse(if (n + i) % 2 == 0 { "1-10" } else { "1-20" }).unwrap()]),
+                user_type: None,
+                language: None,
+                job_title: None,
+            })
+            .collect();
+        world.subscribe(manager, org, persons, &format!("bulk-{n}-{}", ids[0].as_str())).await;
     }
 }
 
@@ -102,24 +98,21 @@ async fn paging_is_stable_while_writes_continue(backend: Backend) {
 
     // Writers: subscriptions of people whose IDs sort before and among the existing ones.
     let writer = {
-        let world_app = world.app.clone();
+        let env = world.env.clone();
+        let code_key = world.code_key().await;
         let org = org.clone();
         let manager = manager.clone();
         let newcomers = newcomers.clone();
         tokio::spawn(async move {
             for (n, id) in newcomers.iter().enumerate() {
-                let command = billing::Subscribe {
-                    organization: org.clone(),
-                    persons: vec![billing::SubscribePerson {
-                        id: id.clone(),
-                        establishments: BTreeSet::from([EstablishmentId::parse("1-10").unwrap()]),
-                        user_type: None,
-                        language: None,
-                        job_title: None,
-                    }],
-                };
-                let key = format!("late-{n}");
-                billing::subscribe(&world_app, &as_person(&manager), command, &key, &key).await.expect("a late subscription");
+                let persons = vec![SubscribePerson {
+                    id: id.clone(),
+                    establishments: BTreeSet::from([EstablishmentId::parse("1-10").unwrap()]),
+                    user_type: None,
+                    language: None,
+                    job_title: None,
+                }];
+                system_tests::world::subscribe_in(&env, code_key.clone(), &manager, &org, persons, &format!("late-{n}")).await;
             }
         })
     };

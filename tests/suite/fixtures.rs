@@ -87,6 +87,7 @@ pub fn full_user(organization: &OrganizationId, id: &PersonId, now: OffsetDateTi
             requested_at: now,
         }),
         pending_mobile: None,
+        deliveries: Default::default(),
         recent_resends: vec![domain::clock::Timestamp(now)],
         suspension: None,
         created_at: now,

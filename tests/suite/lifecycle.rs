@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use domain::actions::sweep::{SweepOptions, SweepReport};
 use domain::audit::AuditAction;
 use domain::clock::one_year_after;
 use domain::identity::PersonId;
 use domain::organization::{OrganizationId, PricingPlan, SizeTier};
 use domain::store::{Record, Store};
-use domain::usecases::lifecycle::{SweepOptions, SweepReport, sweep};
 use domain::user::{Reminder, UserStatus};
 use serde_json::json;
 use system_tests::faults::{Call, Fault, FaultyStore, GatedStore, writes_user};
@@ -178,7 +178,7 @@ async fn renewal_without_enough_balance_writes_nothing(backend: Backend) {
     assert_eq!(world.snapshot().await, before);
     // A concurrent duplicate: both requests read before either writes; one wins.
     world.credit(&org, 100_000).await;
-    let concurrent = World { app: domain::app::App { store: GatedStore::new(world.app.store.clone(), 2), ..world.app.clone() }, ..world };
+    let concurrent = World { env: domain::env::Env { store: GatedStore::new(world.env.store.clone(), 2), ..world.env.clone() }, ..world };
     let client = concurrent.serve().await;
     let (a, b) = tokio::join!(renew(&client, &manager, &person, "dup"), renew(&client, &manager, &person, "dup"));
     let mut statuses = vec![(a.status, a.code()), (b.status, b.code())];
@@ -251,10 +251,10 @@ fn totals(reports: &[SweepReport]) -> (usize, usize) {
 
 async fn the_sweep_expires_due_seats_and_reminds_once(backend: Backend) {
     let fleet = fleet(World::new(backend).await).await;
-    let app = &fleet.world.app;
+    let app = &fleet.world.env;
     let now = first_run();
 
-    let first = sweep(app, "run-1", now, SweepOptions::default()).await.unwrap();
+    let first = system_tests::world::sweep(app, "run-1", now, SweepOptions::default()).await.unwrap();
     assert_eq!((first.expired, first.reminded, first.bad_items, first.failed), (2, 5, 0, 0), "{first:?}");
     for offset in [0, 2] {
         assert_eq!(fleet.status(offset).await, UserStatus::Expired, "offset {offset}");
@@ -275,13 +275,16 @@ async fn the_sweep_expires_due_seats_and_reminds_once(backend: Backend) {
     }
 
     // Running again changes nothing and sends nothing.
-    let again = sweep(app, "run-2", now, SweepOptions::default()).await.unwrap();
+    let again = system_tests::world::sweep(app, "run-2", now, SweepOptions::default()).await.unwrap();
     assert_eq!((again.due, again.expired, again.reminded), (0, 0, 0), "{again:?}");
     assert_eq!(fleet.received(25).await, (1, 1));
 
     // Two runs at once, sixteen days later: each step happens once.
     let later = now + Duration::days(16);
-    let (a, b) = tokio::join!(sweep(app, "run-3a", later, SweepOptions::default()), sweep(app, "run-3b", later, SweepOptions::default()));
+    let (a, b) = tokio::join!(
+        system_tests::world::sweep(app, "run-3a", later, SweepOptions::default()),
+        system_tests::world::sweep(app, "run-3b", later, SweepOptions::default())
+    );
     let reports = [a.unwrap(), b.unwrap()];
     assert_eq!(totals(&reports), (2, 2), "{reports:?}");
     assert_eq!((fleet.status(4).await, fleet.status(5).await), (UserStatus::Expired, UserStatus::Expired));
@@ -299,7 +302,7 @@ async fn the_sweep_never_scans() {
     let users_table = fleet.world.dynamo.as_ref().unwrap().names().users.clone();
     let _recording = recording_lock().lock().await;
     fleet.world.moto().start_recording().await;
-    let report = sweep(&fleet.world.app, "run-1", first_run(), SweepOptions::default()).await.unwrap();
+    let report = system_tests::world::sweep(&fleet.world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
     let requests = fleet.world.moto().recorded_targets(&users_table).await;
     assert_eq!((report.expired, report.reminded), (2, 5));
     assert!(!requests.iter().any(|r| r.ends_with(".Scan")), "{requests:?}");
@@ -311,12 +314,12 @@ async fn the_sweep_never_scans() {
 
 async fn an_interrupted_sweep_finishes_on_the_next_run_without_doubles(backend: Backend) {
     let fleet = fleet(World::new(backend).await).await;
-    let app = &fleet.world.app;
+    let app = &fleet.world.env;
     let mut reports = Vec::new();
-    let first = sweep(app, "run-1", first_run(), SweepOptions { max_items: 3 }).await.unwrap();
+    let first = system_tests::world::sweep(app, "run-1", first_run(), SweepOptions { max_items: 3 }).await.unwrap();
     assert!(first.stopped_early);
     reports.push(first);
-    reports.push(sweep(app, "run-2", first_run(), SweepOptions::default()).await.unwrap());
+    reports.push(system_tests::world::sweep(app, "run-2", first_run(), SweepOptions::default()).await.unwrap());
     assert_eq!(totals(&reports), (2, 5));
     for offset in [4, 5, 25, 31, 33] {
         assert_eq!(fleet.received(offset).await, (1, 1), "offset {offset}");
@@ -347,10 +350,10 @@ async fn one_failing_item_does_not_fail_the_batch(backend: Backend) {
     failing.store(false, Ordering::SeqCst);
     let fleet = fleet(world).await;
     failing.store(true, Ordering::SeqCst);
-    let first = sweep(&fleet.world.app, "run-1", first_run(), SweepOptions::default()).await.unwrap();
+    let first = system_tests::world::sweep(&fleet.world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
     assert_eq!((first.expired, first.reminded, first.failed), (1, 5, 1), "{first:?}");
     failing.store(false, Ordering::SeqCst);
-    let second = sweep(&fleet.world.app, "run-2", first_run(), SweepOptions::default()).await.unwrap();
+    let second = system_tests::world::sweep(&fleet.world.env, "run-2", first_run(), SweepOptions::default()).await.unwrap();
     assert_eq!((second.expired, second.reminded, second.failed), (1, 0, 0), "{second:?}");
     assert_eq!(fleet.status(0).await, UserStatus::Expired);
 }
@@ -375,7 +378,7 @@ async fn an_unreadable_item_is_logged_and_skipped() {
         .send()
         .await
         .unwrap();
-    let report = sweep(&fleet.world.app, "run-1", first_run(), SweepOptions::default()).await.unwrap();
+    let report = system_tests::world::sweep(&fleet.world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
     assert_eq!((report.bad_items, report.expired, report.reminded), (1, 2, 5), "{report:?}");
 }
 
@@ -388,7 +391,7 @@ async fn reminders_follow_language_and_notification_settings(backend: Backend) {
             u.notifications.expiry_reminders = domain::user::Channels { email: false, sms: true };
         })
         .await;
-    sweep(&world.app, "run-1", first_run(), SweepOptions::default()).await.unwrap();
+    system_tests::world::sweep(&world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
     let user = world.user(org, fleet.person(25)).await;
     let sms = world.sms_to(&user.mobile).await;
     assert!(sms.last().unwrap().contains("ينتهي اشتراكك"), "in Arabic: {sms:?}");

@@ -27,6 +27,7 @@ mod directory;
 mod fixtures;
 mod lambda;
 mod lifecycle;
+mod outbox;
 mod permissions;
 mod profile;
 mod properties;

@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use domain::actions::grant::SetGrants;
 use domain::catalog::ServiceCode;
 use domain::identity::PersonId;
 use domain::organization::{EstablishmentId, OrganizationId, PricingPlan, SizeTier};
+use domain::pipeline::run;
 use domain::store::Record;
-use domain::usecases::permissions;
-use gateway::routes::FUNCTIONS;
+use gateway::routes::functions;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use system_tests::world::{Backend, World, as_person};
@@ -98,13 +99,9 @@ async fn build(world: &World, index: usize, spec: &OrgSpec) -> Built {
             })
             .collect();
         let user = world.user(&org, &id).await;
-        permissions::set_grants(
-            &world.app,
-            &as_person(&manager),
-            permissions::SetGrants { organization: org.clone(), user: id.clone(), version: user.grants_version, matrix },
-        )
-        .await
-        .expect("the manager's grants are valid");
+        let command = SetGrants::new(org.clone(), id.clone(), user.grants_version, matrix, world.env.settings.catalog.clone())
+            .expect("known services");
+        run(&world.env, &as_person(&manager), &command).await.expect("the manager's grants are valid");
         if member.suspended {
             world.update_user(&org, &id, |u| u.status = domain::user::UserStatus::Suspended).await;
         }
@@ -175,7 +172,7 @@ proptest! {
             let missing = "7999999990";
             let mut targets = vec![built_b.manager.clone()];
             targets.extend(built_b.members.iter().cloned());
-            let routes: Vec<&str> = FUNCTIONS.iter().flat_map(|(_, routes)| routes.iter()).filter(|r| r.path().contains("{org}")).map(|r| r.key).collect();
+            let routes: Vec<&str> = functions().into_iter().flat_map(|(_, routes)| routes).filter(|r| r.path().contains("{org}")).map(|r| r.key).collect();
             assert!(routes.len() >= 6, "every organization route is exercised");
             for (n, route) in routes.iter().enumerate() {
                 let salt = salts[n % salts.len()];
@@ -313,15 +310,11 @@ proptest! {
                 let (target_index, target_id) = who(target);
                 let expected = model.decide(caller_index, target_index, &matrix);
                 let version = world.user(&built.org, &target_id).await.grants_version;
-                let command = permissions::SetGrants {
-                    organization: built.org.clone(),
-                    user: target_id.clone(),
-                    version,
-                    matrix: matrix.iter().map(|(e, s)| {
-                        (EstablishmentId::parse(&establishment_id(0, *e)).unwrap(), s.iter().map(|s| SERVICES[*s].to_owned()).collect())
-                    }).collect(),
-                };
-                let answer = permissions::set_grants(&world.app, &as_person(&caller_id), command).await;
+                let matrix_sent = matrix.iter().map(|(e, s)| {
+                    (EstablishmentId::parse(&establishment_id(0, *e)).unwrap(), s.iter().map(|s| SERVICES[*s].to_owned()).collect())
+                }).collect();
+                let command = SetGrants::new(built.org.clone(), target_id.clone(), version, matrix_sent, world.env.settings.catalog.clone()).expect("known services");
+                let answer = run(&world.env, &as_person(&caller_id), &command).await;
                 let actual = answer.as_ref().map(|_| ()).map_err(|e| e.rejection().expect("a refusal, not a failure").kind.code());
                 assert_eq!(actual, expected, "caller {caller_index} target {target_index} matrix {matrix:?}");
                 if expected.is_ok() {

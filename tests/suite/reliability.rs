@@ -288,11 +288,11 @@ async fn faults_converge_to_exactly_one_outcome(backend: Backend) {
         let remaining = Arc::new(AtomicUsize::new(0));
         let injected = Arc::new(AtomicUsize::new(0));
         let (switch, victim, counter, fault, on_read) =
-            (remaining.clone(), target.clone(), injected.clone(), scenario.fault, scenario.on_read);
+            (remaining.clone(), target.clone(), injected.clone(), scenario.fault.clone(), scenario.on_read);
         let world = World::with_ports(
             backend,
             Some(&move |store: Arc<dyn Store>| {
-                let (switch, victim, counter) = (switch.clone(), victim.clone(), counter.clone());
+                let (switch, victim, counter, fault) = (switch.clone(), victim.clone(), counter.clone(), fault.clone());
                 FaultyStore::new(store, move |call| {
                     let matches = match call {
                         Call::Commit(writes) => !on_read && writes_user(writes, &victim),
@@ -302,7 +302,7 @@ async fn faults_converge_to_exactly_one_outcome(backend: Backend) {
                     if matches && switch.load(Ordering::SeqCst) > 0 {
                         switch.fetch_sub(1, Ordering::SeqCst);
                         counter.fetch_add(1, Ordering::SeqCst);
-                        Some(fault)
+                        Some(fault.clone())
                     } else {
                         None
                     }

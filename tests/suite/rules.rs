@@ -439,9 +439,16 @@ async fn an_unreadable_item_is_logged_by_field_and_masked_key_and_a_missing_tabl
     let names = aws_adapters::TableNames::with_prefix("no-such-table");
     let config = world.moto().sdk_config().await;
     let missing = aws_adapters::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), names);
-    let app = domain::app::App { store: Arc::new(missing), ..world.app.clone() };
+    let env = domain::env::Env { store: Arc::new(missing), ..world.env.clone() };
     let jwt = local_api::JwtConfig::new(b"test-secret-test-secret-test-secret", "https://test.invalid/", "establishment-users");
-    let server = local_api::Server { app, jwt: jwt.clone(), outbox: None, clock: None };
+    let server = local_api::Server {
+        env,
+        secrets: world.secrets.clone(),
+        jwt: jwt.clone(),
+        outbox: None,
+        clock: None,
+        deliverer: world.deliverer.clone(),
+    };
     let (address, _task) = server.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
     let misconfigured = Client { address, jwt };
     let answer = misconfigured.get(&format!("/v1/organizations/{ORG}"), &misconfigured.token_for(&cast.manager)).await;

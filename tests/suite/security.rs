@@ -4,10 +4,10 @@
 //! Figures go to `target/reliability/` like the reliability tests'.
 
 use base64::Engine;
+use domain::actions::sweep::SweepOptions;
 use domain::identity::PersonId;
 use domain::organization::{PricingPlan, SizeTier};
 use domain::store::Record;
-use domain::usecases::lifecycle::{SweepOptions, sweep};
 use local_api::JwtConfig;
 use serde_json::{Value, json};
 use system_tests::http::{self, Answer};
@@ -296,7 +296,7 @@ async fn every_change_leaves_exactly_one_audit_entry_by_its_actor(backend: Backe
     // The sweep's reminder for the manager's own seat-less account does not exist; the
     // suspended user's seat is gone: a sweep a year on changes nothing and audits nothing.
     let later = domain::clock::one_year_after(world.now()) + time::Duration::days(400);
-    sweep(&world.app, "audit-sweep", later, SweepOptions::default()).await.expect("the sweep runs");
+    system_tests::world::sweep(&world.env, "audit-sweep", later, SweepOptions::default()).await.expect("the sweep runs");
 
     let mut actual: Vec<(String, String)> = world
         .records()

@@ -1,17 +1,18 @@
 //! The activate function: the user confirms the emailed link and the SMS code; an admin
 //! can resend fresh ones.
 
-use domain::app::App;
+use domain::actions::activate::{ConfirmEmail, ConfirmMobile, Resend, ResendChannels};
+use domain::env::{Env, SecretSource};
 use domain::error::Error;
 use domain::parse;
-use domain::usecases::activation;
-use gateway::routes::{ACTIVATE, CONFIRM_EMAIL, CONFIRM_MOBILE, RESEND_ACTIVATION};
+use domain::pipeline::run;
+use gateway::routes::ActivateRoute;
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    gateway::serve(request, ACTIVATE, async |incoming| route(app, incoming).await).await
+pub async fn handle(env: &Env, secrets: &dyn SecretSource, request: Request) -> Response<Body> {
+    gateway::serve(request, async |incoming: Incoming<ActivateRoute>| route(env, secrets, incoming).await).await
 }
 
 #[derive(Deserialize)]
@@ -34,27 +35,28 @@ struct ResendInput {
     sms: Option<bool>,
 }
 
-async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
-    match incoming.route.key {
-        CONFIRM_EMAIL => {
+async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<ActivateRoute>) -> Result<Reply, Error> {
+    let meta = incoming.meta();
+    match incoming.route {
+        ActivateRoute::ConfirmEmail => {
             let input: EmailInput = incoming.json()?;
-            Reply::json(200, &activation::confirm_email(app, &incoming.request_id, &input.token).await?)
+            Reply::json(200, &run(env, &meta, &ConfirmEmail::new(&input.token)?).await?.answer)
         }
-        CONFIRM_MOBILE => {
+        ActivateRoute::ConfirmMobile => {
             let input: MobileInput = incoming.json()?;
             let organization = parse::organization_id("organization_id", &input.organization_id)?;
-            Reply::json(200, &activation::confirm_mobile(app, &incoming.meta(), &organization, &input.code).await?)
+            let command = ConfirmMobile::new(organization, &input.code, secrets.code_key().await?)?;
+            Reply::json(200, &run(env, &meta, &command).await?.answer)
         }
-        RESEND_ACTIVATION => {
-            let organization = incoming.organization()?;
-            let user = incoming.user_id()?;
+        ActivateRoute::ResendActivation => {
             let input: ResendInput = if incoming.body_is_empty() { ResendInput::default() } else { incoming.json()? };
             let asked = match (input.email, input.sms) {
                 (None, None) => None,
-                (email, sms) => Some(activation::ResendChannels { email: email.unwrap_or(false), sms: sms.unwrap_or(false) }),
+                (email, sms) => Some(ResendChannels { email: email.unwrap_or(false), sms: sms.unwrap_or(false) }),
             };
-            Reply::json(200, &activation::resend(app, &incoming.meta(), &organization, &user, asked).await?)
+            let command =
+                Resend { organization: incoming.organization()?, user: incoming.user_id()?, asked, key: secrets.code_key().await? };
+            Reply::json(200, &run(env, &meta, &command).await?.answer)
         }
-        other => unreachable!("route {other} is not served here"),
     }
 }

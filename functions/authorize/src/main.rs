@@ -1,4 +1,4 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    gateway::bootstrap::run_http(gateway::bootstrap::storage_app(), authorize_function::handle).await
+    gateway::bootstrap::run_http(gateway::bootstrap::env(), authorize_function::handle).await
 }

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeSet;
 
-use domain::app::App;
+use domain::actions::directory::{self, AuditFilter, ExportAudit, ExportLedger, Exported};
 use domain::audit::{Actor, AuditAction, AuditEntry};
+use domain::env::Env;
 use domain::error::{Error, Rejection};
 use domain::ledger::{LedgerEntry, LedgerReason};
 use domain::parse;
+use domain::pipeline::run;
 use domain::store::Cursor;
-use domain::usecases::directory::{self, AuditFilter, Exported};
-use gateway::routes::{DIRECTORY, LIST_USERS, ORGANIZATION_AUDIT, READ_BALANCE, READ_ORGANIZATION, USER_AUDIT};
+use gateway::routes::DirectoryRoute;
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 
@@ -18,37 +19,39 @@ use lambda_http::{Body, Request, Response};
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    gateway::serve(request, DIRECTORY, async |incoming| route(app, incoming).await).await
+pub async fn handle(env: &Env, request: Request) -> Response<Body> {
+    gateway::serve(request, async |incoming: Incoming<DirectoryRoute>| route(env, incoming).await).await
 }
 
-async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
+async fn route(env: &Env, incoming: Incoming<DirectoryRoute>) -> Result<Reply, Error> {
     let organization = incoming.organization()?;
     let meta = incoming.meta();
-    match incoming.route.key {
-        READ_ORGANIZATION => Reply::json(200, &domain::usecases::organizations::organization(app, &meta, &organization).await?),
-        READ_BALANCE => {
+    match incoming.route {
+        DirectoryRoute::ReadOrganization => Reply::json(200, &directory::organization(env, &meta, &organization).await?),
+        DirectoryRoute::ReadBalance => {
             if wants_csv(&incoming)? {
-                let exported = directory::export_ledger(app, &meta, &organization, cursor(&incoming)).await?;
+                let command = ExportLedger { organization: organization.clone(), cursor: cursor(&incoming) };
+                let exported = run(env, &meta, &command).await?.answer;
                 return Ok(csv_reply(ledger_csv(&exported.rows)?, &format!("ledger-{}.csv", organization.as_str()), exported));
             }
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
-            Reply::json(200, &directory::balance(app, &meta, &organization, page).await?)
+            Reply::json(200, &directory::balance(env, &meta, &organization, page).await?)
         }
-        LIST_USERS => {
+        DirectoryRoute::ListUsers => {
             let query = directory::UserQuery {
                 status: incoming.query("status").map(|s| parse::user_status("status", s)).transpose()?,
                 establishment: incoming.query("establishment").map(|e| parse::establishment_id("establishment", e)).transpose()?,
                 search: incoming.query("q").map(|q| parse::text("q", q, 100)).transpose()?,
             };
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
-            Reply::json(200, &directory::users(app, &meta, &organization, query, page).await?)
+            Reply::json(200, &directory::users(env, &meta, &organization, query, page).await?)
         }
-        ORGANIZATION_AUDIT | USER_AUDIT => {
-            let user = if incoming.route.key == USER_AUDIT { Some(incoming.user_id()?) } else { None };
+        DirectoryRoute::OrganizationAudit | DirectoryRoute::UserAudit => {
+            let user = if incoming.route == DirectoryRoute::UserAudit { Some(incoming.user_id()?) } else { None };
             let filter = audit_filter(&incoming)?;
             if wants_csv(&incoming)? {
-                let exported = directory::export_audit(app, &meta, &organization, user.as_ref(), &filter, cursor(&incoming)).await?;
+                let command = ExportAudit { organization: organization.clone(), user: user.clone(), filter, cursor: cursor(&incoming) };
+                let exported = run(env, &meta, &command).await?.answer;
                 let name = match &user {
                     Some(user) => format!("audit-{}-{}.csv", organization.as_str(), user.as_str()),
                     None => format!("audit-{}.csv", organization.as_str()),
@@ -56,14 +59,13 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
                 return Ok(csv_reply(audit_csv(&exported.rows)?, &name, exported));
             }
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
-            Reply::json(200, &directory::audit(app, &meta, &organization, user.as_ref(), &filter, page).await?)
+            Reply::json(200, &directory::audit(env, &meta, &organization, user.as_ref(), &filter, page).await?)
         }
-        other => unreachable!("route {other} is not served here"),
     }
 }
 
 /// `?format=csv` (for links in a browser) or `Accept: text/csv`; `?format=json` forces JSON.
-fn wants_csv(incoming: &Incoming) -> Result<bool, Rejection> {
+fn wants_csv(incoming: &Incoming<DirectoryRoute>) -> Result<bool, Rejection> {
     match incoming.query("format") {
         Some("csv") => Ok(true),
         Some("json") => Ok(false),
@@ -72,13 +74,13 @@ fn wants_csv(incoming: &Incoming) -> Result<bool, Rejection> {
     }
 }
 
-fn cursor(incoming: &Incoming) -> Option<Cursor> {
+fn cursor(incoming: &Incoming<DirectoryRoute>) -> Option<Cursor> {
     incoming.query("cursor").filter(|c| !c.is_empty()).map(Cursor::from_client)
 }
 
 /// `?action=a,b`, `?from=`, `?to=`: an RFC 3339 instant, or a date, which means that Saudi
 /// day (from its first instant, to its last).
-fn audit_filter(incoming: &Incoming) -> Result<AuditFilter, Rejection> {
+fn audit_filter(incoming: &Incoming<DirectoryRoute>) -> Result<AuditFilter, Rejection> {
     let actions = match incoming.query("action") {
         None => None,
         Some(list) => Some(

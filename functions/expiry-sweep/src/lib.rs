@@ -2,9 +2,12 @@
 //! sends the 30-, 7- and 1-day reminders. "Now" is the scheduled event's `time`, so any day
 //! can be replayed by invoking it with another time.
 
-use domain::app::App;
+use domain::actions::sweep::{self, SweepOptions, SweepReport};
 use domain::clock::parse_rfc3339;
-use domain::usecases::lifecycle::{self, SweepOptions, SweepReport};
+use domain::deadline::Deadline;
+use domain::env::Env;
+use domain::pipeline::RequestMeta;
+use domain::policy::Caller;
 use serde::Deserialize;
 
 /// The parts of an EventBridge scheduled event the sweep reads.
@@ -36,8 +39,9 @@ impl From<SweepError> for lambda_runtime::Diagnostic {
     }
 }
 
-pub async fn handle(app: &App, event: ScheduledEvent, invocation: &str) -> Result<SweepReport, SweepError> {
+pub async fn handle(env: &Env, event: ScheduledEvent, invocation: &str, deadline: Deadline) -> Result<SweepReport, SweepError> {
     let now = parse_rfc3339(&event.time).ok_or(SweepError::BadTime)?;
     let run = event.id.unwrap_or_else(|| invocation.to_owned());
-    lifecycle::sweep(app, &run, now, SweepOptions::default()).await.map_err(SweepError::Failed)
+    let meta = RequestMeta::new(Caller::Anonymous, run).with_deadline(deadline);
+    sweep::sweep(env, &meta, now, SweepOptions::default()).await.map_err(SweepError::Failed)
 }

@@ -3,17 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::app::App;
+use domain::actions::grant::{self, ChangeSettings, SetGrants};
+use domain::env::Env;
 use domain::error::{Error, Rejection};
 use domain::parse;
-use domain::usecases::{organizations, permissions};
-use gateway::routes::{CATALOG, CHANGE_SETTINGS, GRANT, READ_PERMISSIONS, SET_PERMISSIONS};
+use domain::pipeline::run;
+use gateway::routes::GrantRoute;
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    gateway::serve(request, GRANT, async |incoming| route(app, incoming).await).await
+pub async fn handle(env: &Env, request: Request) -> Response<Body> {
+    gateway::serve(request, async |incoming: Incoming<GrantRoute>| route(env, incoming).await).await
 }
 
 #[derive(Deserialize)]
@@ -25,20 +26,20 @@ struct SetPermissions {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ChangeSettings {
+struct SettingsInput {
     version: u64,
     employee_self_subscription: Option<bool>,
 }
 
-async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
-    match incoming.route.key {
-        CATALOG => Reply::json(200, app.settings.catalog.as_ref()),
-        READ_PERMISSIONS => {
+async fn route(env: &Env, incoming: Incoming<GrantRoute>) -> Result<Reply, Error> {
+    match incoming.route {
+        GrantRoute::Catalog => Reply::json(200, env.settings.catalog.as_ref()),
+        GrantRoute::ReadPermissions => {
             let organization = incoming.organization()?;
             let user = incoming.user_id()?;
-            Reply::json(200, &permissions::permissions(app, &incoming.meta(), &organization, &user).await?)
+            Reply::json(200, &grant::permissions(env, &incoming.meta(), &organization, &user).await?)
         }
-        SET_PERMISSIONS => {
+        GrantRoute::SetPermissions => {
             let organization = incoming.organization()?;
             let user = incoming.user_id()?;
             let input: SetPermissions = incoming.json()?;
@@ -50,21 +51,20 @@ async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
                     return Err(Rejection::invalid_request(&format!("grants.{establishment}"), "an establishment is listed twice").into());
                 }
             }
-            let command = permissions::SetGrants { organization, user, version: input.version, matrix };
-            Reply::json(200, &permissions::set_grants(app, &incoming.meta(), command).await?)
+            let command = SetGrants::new(organization, user, input.version, matrix, env.settings.catalog.clone())?;
+            Reply::json(200, &run(env, &incoming.meta(), &command).await?.answer)
         }
-        CHANGE_SETTINGS => {
-            let input: ChangeSettings = incoming.json()?;
+        GrantRoute::ChangeSettings => {
+            let input: SettingsInput = incoming.json()?;
             if input.employee_self_subscription.is_none() {
                 return Err(Rejection::invalid_request("body", "nothing to change: send employee_self_subscription").into());
             }
-            let command = organizations::ChangeSettings {
+            let command = ChangeSettings {
                 organization: incoming.organization()?,
                 version: input.version,
                 employee_self_subscription: input.employee_self_subscription,
             };
-            Reply::json(200, &organizations::change_settings(app, &incoming.meta(), command).await?)
+            Reply::json(200, &run(env, &incoming.meta(), &command).await?.answer)
         }
-        other => unreachable!("route {other} is not served here"),
     }
 }

@@ -1,19 +1,21 @@
 //! The modify function: a user's profile, changes to it, and the verification of new
 //! contact details.
 
-use domain::app::App;
+use domain::actions::modify::{self, CancelPending, Channel, ConfirmContact, Modify};
+use domain::env::{Env, SecretSource};
 use domain::error::{Error, Kind, Rejection};
 use domain::parse;
-use domain::usecases::profile::{self, Channel};
+use domain::pipeline::run;
+use domain::secrets::CodeKey;
 use domain::user::{Channels, NotificationSettings};
-use gateway::routes::{CANCEL_PENDING_CONTACT, CONFIRM_CONTACT, MODIFY, MODIFY_USER, READ_PROFILE};
+use gateway::routes::ModifyRoute;
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    gateway::serve(request, MODIFY, async |incoming| route(app, incoming).await).await
+pub async fn handle(env: &Env, secrets: &dyn SecretSource, request: Request) -> Response<Body> {
+    gateway::serve(request, async |incoming: Incoming<ModifyRoute>| route(env, secrets, incoming).await).await
 }
 
 /// Missing → `None`; `null` → `Some(None)`; a value → `Some(Some(value))`.
@@ -68,7 +70,7 @@ fn channel(field: &str, raw: &str) -> Result<Channel, Rejection> {
     Channel::parse(raw).ok_or_else(|| Rejection::new(Kind::InvalidField, "the channel is email or mobile").field(field))
 }
 
-fn modification(incoming: &Incoming) -> Result<profile::Modify, Rejection> {
+fn modification(incoming: &Incoming<ModifyRoute>, key: CodeKey) -> Result<Modify, Rejection> {
     let input: PatchInput = incoming.json()?;
     let fixed: Vec<&str> = [
         ("id", input.id.is_some()),
@@ -89,7 +91,7 @@ fn modification(incoming: &Incoming) -> Result<profile::Modify, Rejection> {
             .field(fixed[0])
             .detail("fields", fixed));
     }
-    Ok(profile::Modify {
+    Modify {
         organization: incoming.organization()?,
         user: incoming.user_id()?,
         version: input.version,
@@ -105,31 +107,34 @@ fn modification(incoming: &Incoming) -> Result<profile::Modify, Rejection> {
             expiry_reminders: Channels { email: n.expiry_reminders.email, sms: n.expiry_reminders.sms },
             account_notices: Channels { email: n.account_notices.email, sms: n.account_notices.sms },
         }),
-    })
+        key,
+    }
+    .check()
 }
 
-async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
-    match incoming.route.key {
-        READ_PROFILE => {
+async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<ModifyRoute>) -> Result<Reply, Error> {
+    let meta = incoming.meta();
+    match incoming.route {
+        ModifyRoute::ReadProfile => {
             let (organization, user) = (incoming.organization()?, incoming.user_id()?);
-            Reply::json(200, &profile::profile(app, &incoming.meta(), &organization, &user).await?)
+            Reply::json(200, &modify::profile(env, &meta, &organization, &user).await?)
         }
-        MODIFY_USER => {
-            let command = modification(&incoming)?;
-            Reply::json(200, &profile::modify(app, &incoming.meta(), command).await?)
+        ModifyRoute::ModifyUser => {
+            let command = modification(&incoming, secrets.code_key().await?)?;
+            Reply::json(200, &run(env, &meta, &command).await?.answer)
         }
-        CONFIRM_CONTACT => {
+        ModifyRoute::ConfirmContact => {
             let (organization, user) = (incoming.organization()?, incoming.user_id()?);
             let input: VerificationInput = incoming.json()?;
-            let channel = channel("channel", &input.channel)?;
-            Reply::json(200, &profile::confirm_contact(app, &incoming.meta(), &organization, &user, channel, &input.code).await?)
+            let command =
+                ConfirmContact::new(organization, user, channel("channel", &input.channel)?, &input.code, secrets.code_key().await?)?;
+            Reply::json(200, &run(env, &meta, &command).await?.answer)
         }
-        CANCEL_PENDING_CONTACT => {
+        ModifyRoute::CancelPendingContact => {
             let (organization, user) = (incoming.organization()?, incoming.user_id()?);
             let channel =
                 Channel::parse(incoming.param("channel")).ok_or_else(|| Rejection::new(Kind::NotFound, "no such pending change"))?;
-            Reply::json(200, &profile::cancel_pending(app, &incoming.meta(), &organization, &user, channel).await?)
+            Reply::json(200, &run(env, &meta, &CancelPending { organization, user, channel }).await?.answer)
         }
-        other => unreachable!("route {other} is not served here"),
     }
 }

@@ -3,27 +3,28 @@
 
 use std::collections::BTreeSet;
 
-use domain::app::App;
+use domain::actions::directory::OrganizationView;
+use domain::actions::operator;
+use domain::env::Env;
 use domain::error::Error;
 use domain::organization::{Establishment, PricingPlan, SizeTier};
 use domain::parse;
 use domain::person::{Person, PersonName};
-use domain::usecases::{billing, onboarding};
-use gateway::routes::{CREATE_ORGANIZATION, CREDIT_BALANCE, OPERATOR, SAVE_PERSON};
-use gateway::{Incoming, Reply, keyed_reply};
+use domain::pipeline::run;
+use gateway::routes::OperatorRoute;
+use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    gateway::serve(request, OPERATOR, async |incoming| route(app, incoming).await).await
+pub async fn handle(env: &Env, request: Request) -> Response<Body> {
+    gateway::serve(request, async |incoming: Incoming<OperatorRoute>| route(env, incoming).await).await
 }
 
-async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
-    match incoming.route.key {
-        CREATE_ORGANIZATION => create_organization(app, &incoming).await,
-        SAVE_PERSON => save_person(app, &incoming).await,
-        CREDIT_BALANCE => credit(app, &incoming).await,
-        other => unreachable!("route {other} is not served here"),
+async fn route(env: &Env, incoming: Incoming<OperatorRoute>) -> Result<Reply, Error> {
+    match incoming.route {
+        OperatorRoute::CreateOrganization => create_organization(env, &incoming).await,
+        OperatorRoute::SavePerson => save_person(env, &incoming).await,
+        OperatorRoute::CreditBalance => credit(env, &incoming).await,
     }
 }
 
@@ -45,7 +46,7 @@ struct CreateOrganization {
     establishments: Vec<EstablishmentInput>,
 }
 
-async fn create_organization(app: &App, incoming: &Incoming) -> Result<Reply, Error> {
+async fn create_organization(env: &Env, incoming: &Incoming<OperatorRoute>) -> Result<Reply, Error> {
     let input: CreateOrganization = incoming.json()?;
     let establishments = input
         .establishments
@@ -59,15 +60,15 @@ async fn create_organization(app: &App, incoming: &Incoming) -> Result<Reply, Er
             })
         })
         .collect::<Result<Vec<_>, domain::error::Rejection>>()?;
-    let command = onboarding::Onboard {
-        id: parse::organization_id("unified_number", &input.unified_number)?,
-        name: parse::text("name", &input.name, 200)?,
-        plan: input.pricing_plan,
-        manager: parse::person_id("manager_id", &input.manager_id)?,
+    let command = operator::Onboard::new(
+        parse::organization_id("unified_number", &input.unified_number)?,
+        parse::text("name", &input.name, 200)?,
+        input.pricing_plan,
+        parse::person_id("manager_id", &input.manager_id)?,
         establishments,
-    };
-    let organization = onboarding::onboard(app, &incoming.meta(), command).await?;
-    Reply::json(201, &domain::usecases::organizations::OrganizationView::of(&organization))
+    )?;
+    let organization = run(env, &incoming.meta(), &command).await?.answer;
+    Reply::json(201, &OrganizationView::of(&organization))
 }
 
 #[derive(Deserialize)]
@@ -118,7 +119,7 @@ impl<'a> From<&'a Person> for PersonView<'a> {
     }
 }
 
-async fn save_person(app: &App, incoming: &Incoming) -> Result<Reply, Error> {
+async fn save_person(env: &Env, incoming: &Incoming<OperatorRoute>) -> Result<Reply, Error> {
     let id = parse::person_id("id", incoming.param("id"))?;
     let input: SavePerson = incoming.json()?;
     let optional_text = |field: &str, value: &Option<String>| value.as_deref().map(|v| parse::text(field, v, 200)).transpose();
@@ -128,7 +129,7 @@ async fn save_person(app: &App, incoming: &Incoming) -> Result<Reply, Error> {
         .enumerate()
         .map(|(n, e)| parse::establishment_id(&format!("employers[{n}]"), e))
         .collect::<Result<BTreeSet<_>, _>>()?;
-    let command = onboarding::SavePerson {
+    let command = operator::SavePerson {
         id,
         name: PersonName { ar: optional_text("name.ar", &input.name.ar)?, en: optional_text("name.en", &input.name.en)? },
         nationality: parse::nationality("nationality", &input.nationality)?,
@@ -136,8 +137,9 @@ async fn save_person(app: &App, incoming: &Incoming) -> Result<Reply, Error> {
         employers,
         email: parse::email("email", &input.email)?,
         mobile: parse::mobile("mobile", &input.mobile)?,
-    };
-    let saved = onboarding::save_person(app, &incoming.meta(), command).await?;
+    }
+    .check()?;
+    let saved = run(env, &incoming.meta(), &command).await?.answer;
     Reply::json(if saved.created { 201 } else { 200 }, &PersonView::from(&saved.person))
 }
 
@@ -148,13 +150,9 @@ struct CreditInput {
     payment_reference: String,
 }
 
-async fn credit(app: &App, incoming: &Incoming) -> Result<Reply, Error> {
+async fn credit(env: &Env, incoming: &Incoming<OperatorRoute>) -> Result<Reply, Error> {
     let organization = incoming.organization()?;
     let input: CreditInput = incoming.json()?;
-    let command = billing::Credit {
-        organization,
-        amount: domain::money::Halalas::new(input.amount_halalas),
-        payment_reference: input.payment_reference,
-    };
-    Ok(keyed_reply(billing::credit(app, &incoming.meta(), command).await?))
+    let command = operator::Credit::new(organization, domain::money::Halalas::new(input.amount_halalas), &input.payment_reference)?;
+    Reply::outcome(201, &run(env, &incoming.meta(), &command).await?)
 }

@@ -2,43 +2,52 @@
 
 use std::collections::BTreeSet;
 
-use domain::app::App;
+use domain::actions::renew::Renew;
+use domain::actions::subscribe::{QuoteSubscription, Subscribe, SubscribePerson, Subscription};
+use domain::env::{Env, SecretSource};
 use domain::error::{Error, Rejection};
 use domain::organization::OrganizationId;
 use domain::parse;
-use domain::usecases::billing;
-use gateway::routes::{QUOTE, RENEW, SUBSCRIBE, SUBSCRIBE_FUNCTION};
-use gateway::{Incoming, Reply, keyed_reply};
+use domain::pipeline::run;
+use gateway::routes::SubscribeRoute;
+use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    gateway::serve(request, SUBSCRIBE_FUNCTION, async |incoming| route(app, incoming).await).await
+pub async fn handle(env: &Env, secrets: &dyn SecretSource, request: Request) -> Response<Body> {
+    gateway::serve(request, async |incoming: Incoming<SubscribeRoute>| route(env, secrets, incoming).await).await
 }
 
-async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
-    match incoming.route.key {
-        QUOTE => {
-            let command = subscription(&incoming)?;
-            Reply::json(200, &billing::quote(app, &incoming.meta(), command).await?)
+async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<SubscribeRoute>) -> Result<Reply, Error> {
+    let meta = incoming.meta();
+    let pricing = env.settings.pricing.clone();
+    match incoming.route {
+        SubscribeRoute::Quote => {
+            let command = QuoteSubscription { subscription: subscription(&incoming)?, pricing };
+            Reply::json(200, &run(env, &meta, &command).await?.answer)
         }
-        SUBSCRIBE => {
+        SubscribeRoute::Subscribe => {
             let key = incoming.idempotency_key()?;
-            let command = subscription(&incoming)?;
+            let subscription = subscription(&incoming)?;
             let digest = domain::idempotency::request_digest(&incoming.json_value()?);
-            Ok(keyed_reply(billing::subscribe(app, &incoming.meta(), command, key, &digest).await?))
+            let command = Subscribe::new(&meta, subscription, pricing, secrets.code_key().await?, key, digest);
+            Reply::outcome(201, &run(env, &meta, &command).await?)
         }
-        RENEW => {
+        SubscribeRoute::Renew => {
             let key = incoming.idempotency_key()?;
-            let command = billing::Renew { organization: incoming.organization()?, user: incoming.user_id()? };
-            // The key covers the user renewed: the same key for another user is a reuse.
-            let body = if incoming.body_is_empty() { serde_json::json!({}) } else { incoming.json_value()? };
-            let digest = domain::idempotency::request_digest(&serde_json::json!({ "user": command.user, "body": body }));
-            Ok(keyed_reply(billing::renew(app, &incoming.meta(), command, key, &digest).await?))
+            if !incoming.body_is_empty() {
+                incoming.json::<RenewInput>()?;
+            }
+            let command = Renew::new(&meta, incoming.organization()?, incoming.user_id()?, pricing, key);
+            Reply::outcome(201, &run(env, &meta, &command).await?)
         }
-        other => unreachable!("route {other} is not served here"),
     }
 }
+
+/// A renewal has nothing to say beyond its path; an empty object is accepted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewInput {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +65,7 @@ struct SubscriptionInput {
     persons: Vec<PersonInput>,
 }
 
-fn subscription(incoming: &Incoming) -> Result<billing::Subscribe, Rejection> {
+fn subscription(incoming: &Incoming<SubscribeRoute>) -> Result<Subscription, Rejection> {
     let organization: OrganizationId = incoming.organization()?;
     let input: SubscriptionInput = incoming.json()?;
     let persons = input
@@ -65,7 +74,7 @@ fn subscription(incoming: &Incoming) -> Result<billing::Subscribe, Rejection> {
         .enumerate()
         .map(|(n, person)| {
             let field = |name: &str| format!("persons[{n}].{name}");
-            Ok(billing::SubscribePerson {
+            Ok(SubscribePerson {
                 id: parse::person_id(&field("id"), &person.id)?,
                 establishments: person
                     .establishments
@@ -78,5 +87,5 @@ fn subscription(incoming: &Incoming) -> Result<billing::Subscribe, Rejection> {
             })
         })
         .collect::<Result<Vec<_>, Rejection>>()?;
-    Ok(billing::Subscribe { organization, persons })
+    Subscription::new(organization, persons)
 }

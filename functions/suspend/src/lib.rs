@@ -1,15 +1,16 @@
 //! The suspend function: stops a user for good.
 
-use domain::app::App;
+use domain::actions::suspend::Suspend;
+use domain::env::Env;
 use domain::error::Error;
-use domain::usecases::lifecycle;
-use gateway::routes::{SUSPEND, SUSPEND_USER};
+use domain::pipeline::run;
+use gateway::routes::SuspendRoute;
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    gateway::serve(request, SUSPEND, async |incoming| route(app, incoming).await).await
+pub async fn handle(env: &Env, request: Request) -> Response<Body> {
+    gateway::serve(request, async |incoming: Incoming<SuspendRoute>| route(env, incoming).await).await
 }
 
 #[derive(Deserialize)]
@@ -18,13 +19,12 @@ struct SuspendInput {
     reason: String,
 }
 
-async fn route(app: &App, incoming: Incoming) -> Result<Reply, Error> {
-    match incoming.route.key {
-        SUSPEND_USER => {
+async fn route(env: &Env, incoming: Incoming<SuspendRoute>) -> Result<Reply, Error> {
+    match incoming.route {
+        SuspendRoute::SuspendUser => {
             let input: SuspendInput = incoming.json()?;
-            let command = lifecycle::Suspend { organization: incoming.organization()?, user: incoming.user_id()?, reason: input.reason };
-            Reply::json(200, &lifecycle::suspend(app, &incoming.meta(), command).await?)
+            let command = Suspend::new(incoming.organization()?, incoming.user_id()?, &input.reason)?;
+            Reply::json(200, &run(env, &incoming.meta(), &command).await?.answer)
         }
-        other => unreachable!("route {other} is not served here"),
     }
 }

@@ -86,6 +86,7 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
         Record::Ledger(value) => item(value)?,
         Record::Audit(value) => item(value)?,
         Record::Idempotency(value) => item(value)?,
+        Record::Intent(value) => item(value)?,
     };
     let key = record.storage_key();
     attributes.insert("pk".into(), s(key.pk));
@@ -106,9 +107,12 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
             attributes.insert(name.into(), s(value));
         }
     }
-    if let Record::Idempotency(idempotency) = record
-        && let Some(expiry) = idempotency.expires_at
-    {
+    let expiry = match record {
+        Record::Idempotency(idempotency) => idempotency.expires_at,
+        Record::Intent(intent) => Some(domain::pipeline::intent_expiry(intent)),
+        _ => None,
+    };
+    if let Some(expiry) = expiry {
         attributes.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(expiry.unix_timestamp().to_string()));
     }
     Ok(attributes)
@@ -136,6 +140,7 @@ pub fn from_item(item: Item) -> Result<Record, String> {
         "ledger_entry" => parse(item).map(Record::Ledger),
         "audit_entry" => parse(item).map(Record::Audit),
         "idempotency" => parse(item).map(Record::Idempotency),
+        "intent" => parse(item).map(Record::Intent),
         _ => return Err(format!("{key}: an unknown kind of item")),
     };
     record.map_err(|problem| format!("{kind} {key}: could not read {problem}"))

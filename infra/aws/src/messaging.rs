@@ -1,9 +1,55 @@
-//! Email through SES v2 and SMS through SNS.
+//! Email through SES v2 and SMS through SNS. Each answers with the provider's message id;
+//! a failure says whether trying again may help (throttling, an outage: the outbox's
+//! stream retries) or not (an address or message the provider refuses), and why, by the
+//! provider's error code only — its messages can quote the address.
 
 use async_trait::async_trait;
+use aws_sdk_sesv2::config::http::HttpResponse;
+use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use aws_sdk_sns::types::MessageAttributeValue;
-use domain::messaging::{DeliveryError, EmailMessage, Mailer, SmsMessage, TextSender};
+use domain::messaging::{DeliveryError, EmailMessage, Mailer, ProviderMessageId, SmsMessage, TextSender};
+
+/// Error codes of SES and SNS that mean "not now" rather than "never".
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "LimitExceededException",
+    "SendingPausedException",
+    "InternalError",
+    "InternalErrorException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "KMSThrottlingException",
+];
+
+/// Classifies an SDK failure of a send.
+pub fn delivery_error<E>(error: SdkError<E, HttpResponse>) -> DeliveryError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            DeliveryError::transient("provider_unreachable", error)
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("UnknownError").to_owned();
+            let server_side = service.raw().status().as_u16() >= 500;
+            if server_side || TRANSIENT_CODES.contains(&code.as_str()) {
+                DeliveryError::transient(code, error)
+            } else {
+                DeliveryError::permanent(code, error)
+            }
+        }
+        _ => DeliveryError::permanent("request_not_built", error),
+    }
+}
+
+fn unusable(error: impl std::error::Error + Send + Sync + 'static) -> DeliveryError {
+    DeliveryError::permanent("message_not_built", error)
+}
 
 /// Sends email with SES v2 `SendEmail`.
 #[derive(Clone)]
@@ -22,16 +68,17 @@ impl SesMailer {
 }
 
 fn utf8(text: &str) -> Result<Content, DeliveryError> {
-    Content::builder().data(text).charset("UTF-8").build().map_err(|e| DeliveryError(Box::new(e)))
+    Content::builder().data(text).charset("UTF-8").build().map_err(unusable)
 }
 
 #[async_trait]
 impl Mailer for SesMailer {
-    async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
+    async fn send_email(&self, message: &EmailMessage) -> Result<ProviderMessageId, DeliveryError> {
         let content = EmailContent::builder()
             .simple(Message::builder().subject(utf8(&message.subject)?).body(Body::builder().text(utf8(&message.body)?).build()).build())
             .build();
-        self.client
+        let sent = self
+            .client
             .send_email()
             .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(message.to.as_str()).build())
@@ -39,8 +86,8 @@ impl Mailer for SesMailer {
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
-            .map_err(|e| DeliveryError(Box::new(aws_sdk_sesv2::Error::from(e))))?;
-        Ok(())
+            .map_err(delivery_error)?;
+        Ok(sent.message_id.unwrap_or_default())
     }
 }
 
@@ -59,12 +106,12 @@ impl SnsTexter {
 }
 
 fn string_attribute(value: &str) -> Result<MessageAttributeValue, DeliveryError> {
-    MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| DeliveryError(Box::new(e)))
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(unusable)
 }
 
 #[async_trait]
 impl TextSender for SnsTexter {
-    async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
+    async fn send_sms(&self, message: &SmsMessage) -> Result<ProviderMessageId, DeliveryError> {
         let mut request = self
             .client
             .publish()
@@ -75,7 +122,7 @@ impl TextSender for SnsTexter {
         if let Some(sender) = &self.sender_id {
             request = request.message_attributes("AWS.SNS.SMS.SenderID", string_attribute(sender)?);
         }
-        request.send().await.map_err(|e| DeliveryError(Box::new(aws_sdk_sns::Error::from(e))))?;
-        Ok(())
+        let sent = request.send().await.map_err(delivery_error)?;
+        Ok(sent.message_id.unwrap_or_default())
     }
 }

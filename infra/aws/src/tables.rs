@@ -4,27 +4,40 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use domain::store::{EMAIL_INDEX, LINK_TOKEN_INDEX, MOBILE_INDEX, PERSON_INDEX, SWEEP_INDEX, TARGET_INDEX, Table};
 
-/// The physical table names, from `USERS_TABLE`, `BALANCES_TABLE` and `AUDIT_TABLE`.
+/// The physical table names, from `USERS_TABLE`, `BALANCES_TABLE`, `AUDIT_TABLE` and
+/// `OUTBOX_TABLE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     pub users: String,
     pub balances: String,
     pub audit: String,
+    pub outbox: String,
 }
 
 impl TableNames {
     pub fn from_env() -> Result<Self, String> {
         let read = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
-        Ok(TableNames { users: read("USERS_TABLE")?, balances: read("BALANCES_TABLE")?, audit: read("AUDIT_TABLE")? })
+        Ok(TableNames {
+            users: read("USERS_TABLE")?,
+            balances: read("BALANCES_TABLE")?,
+            audit: read("AUDIT_TABLE")?,
+            outbox: read("OUTBOX_TABLE")?,
+        })
     }
 
-    /// `{prefix}-users`, `{prefix}-balances`, `{prefix}-audit` (local runs and tests).
+    /// `{prefix}-users`, `{prefix}-balances`, `{prefix}-audit`, `{prefix}-outbox` (local runs
+    /// and tests).
     pub fn with_prefix(prefix: &str) -> Self {
-        TableNames { users: format!("{prefix}-users"), balances: format!("{prefix}-balances"), audit: format!("{prefix}-audit") }
+        TableNames {
+            users: format!("{prefix}-users"),
+            balances: format!("{prefix}-balances"),
+            audit: format!("{prefix}-audit"),
+            outbox: format!("{prefix}-outbox"),
+        }
     }
 
     pub fn of(&self, table: Table) -> &str {
@@ -32,6 +45,7 @@ impl TableNames {
             Table::Users => &self.users,
             Table::Balances => &self.balances,
             Table::Audit => &self.audit,
+            Table::Outbox => &self.outbox,
         }
     }
 }
@@ -52,6 +66,8 @@ pub struct TableSpec {
     pub indexes: Vec<IndexSpec>,
     /// The time-to-live attribute, if the table has one.
     pub ttl_attribute: Option<&'static str>,
+    /// Whether the table has a stream of new images (the outbox, read by `deliver`).
+    pub stream: bool,
 }
 
 /// The TTL attribute of idempotency records (epoch seconds).
@@ -71,14 +87,23 @@ pub fn table_specs() -> Vec<TableSpec> {
                 IndexSpec { name: PERSON_INDEX, partition_key: "person_key", sort_key: None },
             ],
             ttl_attribute: None,
+            stream: false,
         },
-        TableSpec { table: Table::Balances, attributes: vec!["pk", "sk"], indexes: vec![], ttl_attribute: Some(TTL_ATTRIBUTE) },
+        TableSpec {
+            table: Table::Balances,
+            attributes: vec!["pk", "sk"],
+            indexes: vec![],
+            ttl_attribute: Some(TTL_ATTRIBUTE),
+            stream: false,
+        },
         TableSpec {
             table: Table::Audit,
             attributes: vec!["pk", "sk", "audit_target"],
             indexes: vec![IndexSpec { name: TARGET_INDEX, partition_key: "audit_target", sort_key: Some("sk") }],
             ttl_attribute: None,
+            stream: false,
         },
+        TableSpec { table: Table::Outbox, attributes: vec!["pk", "sk"], indexes: vec![], ttl_attribute: Some(TTL_ATTRIBUTE), stream: true },
     ]
 }
 
@@ -116,6 +141,15 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), aw
                     .projection(Projection::builder().projection_type(ProjectionType::All).build())
                     .build()
                     .expect("name, schema and projection are set"),
+            );
+        }
+        if spec.stream {
+            request = request.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewImage)
+                    .build()
+                    .expect("enabled is set"),
             );
         }
         request.send().await?;

@@ -2,11 +2,12 @@
 //! every request with its `X-Amz-Target`. Each operation goes through the HTTP edge the
 //! functions share (the in-process server), against DynamoDB, SES and SNS on moto.
 
+use domain::actions::sweep::SweepOptions;
 use domain::identity::{PersonId, with_check_digit};
 use domain::organization::{OrganizationId, PricingPlan, SizeTier};
-use domain::usecases::lifecycle::{SweepOptions, sweep};
 use serde_json::{Value, json};
 use system_tests::messages::{link_token, sms_code};
+use system_tests::world::sweep;
 use system_tests::world::{Backend, Client, World};
 
 pub struct Count {
@@ -151,7 +152,7 @@ pub async fn count() -> Vec<Count> {
     // The sweep 30 days before the seats end: 25 reminders due.
     let due = domain::clock::one_year_after(system_tests::world::START) - time::Duration::days(30);
     recorder.start().await;
-    let report = sweep(&world.app, "bench-sweep", due, SweepOptions::default()).await.expect("the sweep runs");
+    let report = sweep(&world.env, "bench-sweep", due, SweepOptions::default()).await.expect("the sweep runs");
     assert!(report.reminded > 0, "the sweep had work");
     recorder.stop("sweep (reminders due)", 0, "no Scan: one Query per month of the catch-up window, then one write per due seat").await;
     recorder.counts

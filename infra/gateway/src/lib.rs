@@ -12,8 +12,10 @@ pub mod routes;
 use std::collections::HashMap;
 use std::time::Instant;
 
+use domain::deadline::Deadline;
 use domain::error::{Class, Error, Kind, Rejection};
 use domain::identity::PersonId;
+use domain::pipeline::{Outcome, RequestMeta};
 use domain::policy::Caller;
 use domain::store::{CommitError, StoreError};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
@@ -24,24 +26,26 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
 
-pub use routes::Route;
+pub use routes::{Route, Routes};
 
 /// The largest request body accepted. Bigger ones get 413 before any parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A request, understood.
+/// A request, understood: which of the function's routes it is, who asks, and its parts.
 #[derive(Debug)]
-pub struct Incoming {
-    pub route: &'static Route,
+pub struct Incoming<R> {
+    pub route: R,
     pub caller: Caller,
     pub request_id: String,
+    /// When the invocation must have answered (the Lambda context's deadline).
+    pub deadline: Deadline,
     params: HashMap<String, String>,
     query: HashMap<String, String>,
     headers: lambda_http::http::HeaderMap,
     body: Vec<u8>,
 }
 
-impl Incoming {
+impl<R> Incoming<R> {
     /// A path parameter the route declares (API Gateway only routes requests that have it).
     pub fn param(&self, name: &str) -> &str {
         self.params.get(name).map_or("", String::as_str)
@@ -55,8 +59,8 @@ impl Incoming {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    pub fn meta(&self) -> domain::usecases::RequestMeta {
-        domain::usecases::RequestMeta { caller: self.caller.clone(), request_id: self.request_id.clone() }
+    pub fn meta(&self) -> RequestMeta {
+        RequestMeta { caller: self.caller.clone(), request_id: self.request_id.clone(), deadline: self.deadline }
     }
 
     /// The body as JSON of type `T`. Malformed JSON, a wrong type, a missing or an unknown
@@ -136,9 +140,11 @@ impl Reply {
         Ok(Reply { status, content_type: "application/json", body, headers: vec![] })
     }
 
-    /// A stored JSON response (idempotent replays), sent byte for byte.
-    pub fn stored_json(status: u16, body: String) -> Reply {
-        Reply { status, content_type: "application/json", body: body.into_bytes(), headers: vec![] }
+    /// A command's answer; a replay of a keyed request's first answer says so
+    /// (`idempotent-replayed: true`).
+    pub fn outcome(status: u16, outcome: &Outcome<impl Serialize>) -> Result<Reply, Error> {
+        let reply = Reply::json(status, &outcome.answer)?;
+        Ok(if outcome.replayed { reply.with_header("idempotent-replayed", "true".to_owned()) } else { reply })
     }
 
     pub fn csv(body: Vec<u8>, file_name: &str) -> Reply {
@@ -268,13 +274,10 @@ fn request_id_of(request: &Request, context: Option<&ApiGatewayV2httpRequestCont
         .unwrap_or_else(|| format!("local-{}", domain::secrets::random_hex(8)))
 }
 
-/// Handles one request: understands it, runs `handler`, answers. Logs one line per request
-/// with the route, status, duration, request id and organization — no personal data.
-pub async fn serve(
-    request: Request,
-    routes: &'static [Route],
-    handler: impl AsyncFnOnce(Incoming) -> Result<Reply, Error>,
-) -> Response<Body> {
+/// Handles one request: understands it as one of `R`'s routes, runs `handler`, answers.
+/// Logs one line per request with the route, status, duration, request id and
+/// organization — no personal data.
+pub async fn serve<R: Routes>(request: Request, handler: impl AsyncFnOnce(Incoming<R>) -> Result<Reply, Error>) -> Response<Body> {
     let started = Instant::now();
     let context = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(context)) => Some(context.clone()),
@@ -287,7 +290,7 @@ pub async fn serve(
     let organization = params.get("org").cloned().unwrap_or_default();
     let span = tracing::info_span!("request", request_id = %request_id, route = %route_key, organization = %organization);
     async move {
-        let answer = match understand(request, routes, &route_key, params, context.as_ref(), request_id.clone()) {
+        let answer = match understand::<R>(request, &route_key, params, context.as_ref(), request_id.clone()) {
             Ok(incoming) => match handler(incoming).await {
                 Ok(reply) => response(reply.status, reply.content_type, reply.body, &reply.headers),
                 Err(error) => error_response(&error, &request_id),
@@ -301,16 +304,16 @@ pub async fn serve(
     .await
 }
 
-fn understand(
+fn understand<R: Routes>(
     request: Request,
-    routes: &'static [Route],
     route_key: &str,
     params: HashMap<String, String>,
     context: Option<&ApiGatewayV2httpRequestContext>,
     request_id: String,
-) -> Result<Incoming, Rejection> {
-    let route = routes.iter().find(|route| route.key() == route_key).ok_or_else(|| Rejection::new(Kind::NotFound, "no such route"))?;
-    let caller = caller_of(context, route.public)?;
+) -> Result<Incoming<R>, Rejection> {
+    let route = R::of_key(route_key).ok_or_else(|| Rejection::new(Kind::NotFound, "no such route"))?;
+    let caller = caller_of(context, route.route().public)?;
+    let deadline = request.lambda_context_ref().map_or(Deadline::unbounded(), |context| Deadline::from_epoch_millis(context.deadline));
     let query =
         request.query_string_parameters_ref().map(|q| q.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()).unwrap_or_default();
     let headers = request.headers().clone();
@@ -324,10 +327,10 @@ fn understand(
         return Err(Rejection::new(Kind::PayloadTooLarge, format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
             .detail("limit_bytes", MAX_BODY_BYTES));
     }
-    Ok(Incoming { route, caller, request_id, params, query, headers, body })
+    Ok(Incoming { route, caller, request_id, deadline, params, query, headers, body })
 }
 
-impl Incoming {
+impl<R> Incoming<R> {
     /// The `{org}` path parameter. A malformed one is as unknown as a missing organization.
     pub fn organization(&self) -> Result<domain::organization::OrganizationId, Rejection> {
         domain::organization::OrganizationId::parse(self.param("org")).map_err(|_| Rejection::not_found())
@@ -363,11 +366,4 @@ impl Incoming {
             Err(Rejection::invalid_request("Idempotency-Key", "the key is 1 to 200 printable ASCII characters"))
         }
     }
-}
-
-/// The answer to a keyed (idempotent) request: the stored body, marked when replayed.
-pub fn keyed_reply(response: domain::usecases::billing::KeyedResponse) -> Reply {
-    let replayed = response.replayed;
-    let reply = Reply::stored_json(response.status, response.body);
-    if replayed { reply.with_header("idempotent-replayed", "true".to_owned()) } else { reply }
 }

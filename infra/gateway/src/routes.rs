@@ -1,6 +1,7 @@
-//! Every HTTP route, by the function that serves it. The Lambdas dispatch on these keys
-//! (API Gateway's `routeKey`), the local server mounts them, and tests check that
-//! `template.yaml` and `openapi.yaml` declare exactly these.
+//! Every HTTP route, by the function that serves it, as one enum per function: a function
+//! dispatches with an exhaustive `match`, so a route without its arm does not compile. The
+//! local server mounts them, and tests check that `template.yaml` and `openapi.yaml`
+//! declare exactly these.
 
 /// One route: API Gateway's route key (`METHOD /path/{param}`) and whether it needs a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,10 +12,6 @@ pub struct Route {
 }
 
 impl Route {
-    const fn private(key: &'static str) -> Route {
-        Route { key, public: false }
-    }
-
     pub fn key(&self) -> &'static str {
         self.key
     }
@@ -28,61 +25,162 @@ impl Route {
     }
 }
 
-pub const CREATE_ORGANIZATION: &str = "POST /v1/organizations";
-pub const SAVE_PERSON: &str = "PUT /v1/registry/persons/{id}";
-pub const CREDIT_BALANCE: &str = "POST /v1/organizations/{org}/balance/credits";
-pub const QUOTE: &str = "POST /v1/organizations/{org}/subscriptions/quote";
-pub const SUBSCRIBE: &str = "POST /v1/organizations/{org}/subscriptions";
-pub const READ_BALANCE: &str = "GET /v1/organizations/{org}/balance";
-pub const LIST_USERS: &str = "GET /v1/organizations/{org}/users";
-pub const ORGANIZATION_AUDIT: &str = "GET /v1/organizations/{org}/audit";
-pub const USER_AUDIT: &str = "GET /v1/organizations/{org}/users/{id}/audit";
-pub const CONFIRM_EMAIL: &str = "POST /v1/activations/email";
-pub const CONFIRM_MOBILE: &str = "POST /v1/activations/mobile";
-pub const RESEND_ACTIVATION: &str = "POST /v1/organizations/{org}/users/{id}/activation/resend";
-pub const CATALOG: &str = "GET /v1/catalog/services";
-pub const READ_PERMISSIONS: &str = "GET /v1/organizations/{org}/users/{id}/permissions";
-pub const SET_PERMISSIONS: &str = "PUT /v1/organizations/{org}/users/{id}/permissions";
-pub const CHECK: &str = "POST /v1/authorizations/check";
-pub const READ_PROFILE: &str = "GET /v1/organizations/{org}/users/{id}";
-pub const MODIFY_USER: &str = "PATCH /v1/organizations/{org}/users/{id}";
-pub const CONFIRM_CONTACT: &str = "POST /v1/organizations/{org}/users/{id}/contact-verifications";
-pub const SUSPEND_USER: &str = "POST /v1/organizations/{org}/users/{id}/suspension";
-pub const RENEW: &str = "POST /v1/organizations/{org}/users/{id}/renewal";
-pub const CANCEL_PENDING_CONTACT: &str = "DELETE /v1/organizations/{org}/users/{id}/pending-contact-changes/{channel}";
-pub const READ_ORGANIZATION: &str = "GET /v1/organizations/{org}";
-pub const CHANGE_SETTINGS: &str = "PATCH /v1/organizations/{org}/settings";
+/// The routes of one function.
+pub trait Routes: Copy + Send + Sync + 'static {
+    /// The function's binary name.
+    const FUNCTION: &'static str;
+    /// Every route, in the order `template.yaml` lists them.
+    const ALL: &'static [Self];
+    fn route(self) -> Route;
 
-/// The functions and their routes, in the order `template.yaml` lists them.
-pub const OPERATOR: &[Route] = &[Route::private(CREATE_ORGANIZATION), Route::private(SAVE_PERSON), Route::private(CREDIT_BALANCE)];
-pub const SUBSCRIBE_FUNCTION: &[Route] = &[Route::private(QUOTE), Route::private(SUBSCRIBE), Route::private(RENEW)];
-pub const ACTIVATE: &[Route] =
-    &[Route { key: CONFIRM_EMAIL, public: true }, Route::private(CONFIRM_MOBILE), Route::private(RESEND_ACTIVATION)];
-pub const DIRECTORY: &[Route] = &[
-    Route::private(READ_ORGANIZATION),
-    Route::private(READ_BALANCE),
-    Route::private(LIST_USERS),
-    Route::private(ORGANIZATION_AUDIT),
-    Route::private(USER_AUDIT),
-];
-pub const GRANT: &[Route] =
-    &[Route::private(CATALOG), Route::private(READ_PERMISSIONS), Route::private(SET_PERMISSIONS), Route::private(CHANGE_SETTINGS)];
-pub const AUTHORIZE: &[Route] = &[Route::private(CHECK)];
-pub const SUSPEND: &[Route] = &[Route::private(SUSPEND_USER)];
-pub const MODIFY: &[Route] =
-    &[Route::private(READ_PROFILE), Route::private(MODIFY_USER), Route::private(CONFIRM_CONTACT), Route::private(CANCEL_PENDING_CONTACT)];
+    /// The route with API Gateway's `routeKey`.
+    fn of_key(key: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|route| route.route().key == key)
+    }
+}
+
+macro_rules! routes {
+    ($(#[$doc:meta])* $name:ident for $function:literal { $($variant:ident => $key:literal $(public $public:tt)?),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl Routes for $name {
+            const FUNCTION: &'static str = $function;
+            const ALL: &'static [Self] = &[$($name::$variant),+];
+
+            fn route(self) -> Route {
+                match self { $($name::$variant => Route { key: $key, public: routes!(@public $($public)?) }),+ }
+            }
+        }
+    };
+    (@public) => { false };
+    (@public $public:tt) => { true };
+}
+
+routes! {
+    /// Onboarding, the person registry, credits (operators).
+    OperatorRoute for "operator" {
+        CreateOrganization => "POST /v1/organizations",
+        SavePerson => "PUT /v1/registry/persons/{id}",
+        CreditBalance => "POST /v1/organizations/{org}/balance/credits",
+    }
+}
+
+routes! {
+    /// Buying and renewing seats.
+    SubscribeRoute for "subscribe" {
+        Quote => "POST /v1/organizations/{org}/subscriptions/quote",
+        Subscribe => "POST /v1/organizations/{org}/subscriptions",
+        Renew => "POST /v1/organizations/{org}/users/{id}/renewal",
+    }
+}
+
+routes! {
+    /// Activation by link and code, and resending them.
+    ActivateRoute for "activate" {
+        ConfirmEmail => "POST /v1/activations/email" public true,
+        ConfirmMobile => "POST /v1/activations/mobile",
+        ResendActivation => "POST /v1/organizations/{org}/users/{id}/activation/resend",
+    }
+}
+
+routes! {
+    /// The catalog, permissions and the organization's settings.
+    GrantRoute for "grant" {
+        Catalog => "GET /v1/catalog/services",
+        ReadPermissions => "GET /v1/organizations/{org}/users/{id}/permissions",
+        SetPermissions => "PUT /v1/organizations/{org}/users/{id}/permissions",
+        ChangeSettings => "PATCH /v1/organizations/{org}/settings",
+    }
+}
+
+routes! {
+    /// The check API.
+    AuthorizeRoute for "authorize" {
+        Check => "POST /v1/authorizations/check",
+    }
+}
+
+routes! {
+    /// Profiles and contact changes.
+    ModifyRoute for "modify" {
+        ReadProfile => "GET /v1/organizations/{org}/users/{id}",
+        ModifyUser => "PATCH /v1/organizations/{org}/users/{id}",
+        ConfirmContact => "POST /v1/organizations/{org}/users/{id}/contact-verifications",
+        CancelPendingContact => "DELETE /v1/organizations/{org}/users/{id}/pending-contact-changes/{channel}",
+    }
+}
+
+routes! {
+    /// Suspension.
+    SuspendRoute for "suspend" {
+        SuspendUser => "POST /v1/organizations/{org}/users/{id}/suspension",
+    }
+}
+
+routes! {
+    /// The organization, balance, users and audit trail, and their exports.
+    DirectoryRoute for "directory" {
+        ReadOrganization => "GET /v1/organizations/{org}",
+        ReadBalance => "GET /v1/organizations/{org}/balance",
+        ListUsers => "GET /v1/organizations/{org}/users",
+        OrganizationAudit => "GET /v1/organizations/{org}/audit",
+        UserAudit => "GET /v1/organizations/{org}/users/{id}/audit",
+    }
+}
+
+/// The HTTP functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Operator,
+    Subscribe,
+    Activate,
+    Grant,
+    Authorize,
+    Modify,
+    Suspend,
+    Directory,
+}
+
+impl Function {
+    pub const ALL: [Function; 8] = [
+        Function::Operator,
+        Function::Subscribe,
+        Function::Activate,
+        Function::Grant,
+        Function::Authorize,
+        Function::Modify,
+        Function::Suspend,
+        Function::Directory,
+    ];
+
+    /// The binary name and the routes of the function.
+    pub fn routes(self) -> (&'static str, Vec<Route>) {
+        fn of<R: Routes>() -> (&'static str, Vec<Route>) {
+            (R::FUNCTION, R::ALL.iter().map(|route| route.route()).collect())
+        }
+        match self {
+            Function::Operator => of::<OperatorRoute>(),
+            Function::Subscribe => of::<SubscribeRoute>(),
+            Function::Activate => of::<ActivateRoute>(),
+            Function::Grant => of::<GrantRoute>(),
+            Function::Authorize => of::<AuthorizeRoute>(),
+            Function::Modify => of::<ModifyRoute>(),
+            Function::Suspend => of::<SuspendRoute>(),
+            Function::Directory => of::<DirectoryRoute>(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.routes().0
+    }
+}
 
 /// `(function binary name, its routes)` for every HTTP function.
-pub const FUNCTIONS: &[(&str, &[Route])] = &[
-    ("operator", OPERATOR),
-    ("subscribe", SUBSCRIBE_FUNCTION),
-    ("activate", ACTIVATE),
-    ("grant", GRANT),
-    ("authorize", AUTHORIZE),
-    ("modify", MODIFY),
-    ("suspend", SUSPEND),
-    ("directory", DIRECTORY),
-];
+pub fn functions() -> Vec<(&'static str, Vec<Route>)> {
+    Function::ALL.iter().map(|function| function.routes()).collect()
+}
 
 /// Matches a concrete path against a route's path template, returning the parameters.
 pub fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {
@@ -130,12 +228,15 @@ mod tests {
     #[test]
     fn route_keys_are_unique_and_well_formed() {
         let mut seen = std::collections::HashSet::new();
-        for (_, routes) in FUNCTIONS {
-            for route in *routes {
+        for (_, routes) in functions() {
+            for route in routes {
                 assert!(seen.insert(route.key), "{} served twice", route.key);
                 assert!(["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&route.method()), "{}", route.key);
                 assert!(route.path().starts_with("/v1/"), "{}", route.key);
             }
         }
+        assert!(ActivateRoute::ConfirmEmail.route().public);
+        assert!(!ActivateRoute::ConfirmMobile.route().public);
+        assert_eq!(SubscribeRoute::of_key("POST /v1/organizations/{org}/users/{id}/renewal"), Some(SubscribeRoute::Renew));
     }
 }

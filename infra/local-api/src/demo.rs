@@ -3,15 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use domain::app::App;
+use domain::actions::operator::{Credit, Onboard, SavePerson};
 use domain::contact::{Email, SaudiMobile};
+use domain::env::Env;
 use domain::error::Error;
 use domain::identity::PersonId;
 use domain::money::Halalas;
 use domain::organization::{Establishment, EstablishmentId, OrganizationId, PricingPlan, SizeTier};
 use domain::person::{Nationality, PersonName};
+use domain::pipeline::{RequestMeta, run};
 use domain::policy::Caller;
-use domain::usecases::{RequestMeta, billing, onboarding};
 use time::Duration;
 
 pub const OPERATOR_SUBJECT: &str = "operator@platform.example";
@@ -114,7 +115,7 @@ pub const PERSONS: &[DemoPerson] = &[
 ];
 
 fn operator() -> RequestMeta {
-    RequestMeta { caller: Caller::Operator(OPERATOR_SUBJECT.to_owned()), request_id: "demo-seed".to_owned() }
+    RequestMeta::new(Caller::Operator(OPERATOR_SUBJECT.to_owned()), "demo-seed")
 }
 
 fn establishment(id: &str, name: &str, size: SizeTier) -> Establishment {
@@ -122,11 +123,11 @@ fn establishment(id: &str, name: &str, size: SizeTier) -> Establishment {
 }
 
 /// Seeds the demo data. Safe to run once per fresh store.
-pub async fn seed(app: &App) -> Result<(), Error> {
+pub async fn seed(env: &Env) -> Result<(), Error> {
     let meta = operator();
-    let today = domain::clock::saudi_day(app.clock.now());
+    let today = domain::clock::saudi_day(env.clock.now());
     for person in PERSONS {
-        let command = onboarding::SavePerson {
+        let command = SavePerson {
             id: PersonId::parse(person.id).expect("demo ids are valid"),
             name: PersonName { ar: Some(person.name_ar.to_owned()), en: Some(person.name_en.to_owned()) },
             nationality: Nationality::parse(person.nationality).expect("demo nationalities are valid"),
@@ -134,47 +135,32 @@ pub async fn seed(app: &App) -> Result<(), Error> {
             employers: person.employers.iter().map(|e| EstablishmentId::parse(e).expect("valid")).collect::<BTreeSet<_>>(),
             email: Email::parse(person.email).expect("valid"),
             mobile: SaudiMobile::parse(person.mobile).expect("valid"),
-        };
-        onboarding::save_person(app, &meta, command).await?;
+        }
+        .check()?;
+        run(env, &meta, &command).await?;
     }
-    onboarding::onboard(
-        app,
-        &meta,
-        onboarding::Onboard {
-            id: OrganizationId::parse(MUQEEM_ORGANIZATION).expect("valid"),
-            name: "Al Nukhba Trading / مؤسسة النخبة للتجارة".to_owned(),
-            plan: PricingPlan::Muqeem,
-            manager: PersonId::parse("1012345672").expect("valid"),
-            establishments: vec![
-                establishment("1-123456", "Riyadh head office", SizeTier::Medium),
-                establishment("1-123457", "Jeddah branch", SizeTier::Small),
-            ],
-        },
-    )
-    .await?;
-    onboarding::onboard(
-        app,
-        &meta,
-        onboarding::Onboard {
-            id: OrganizationId::parse(QIWA_ORGANIZATION).expect("valid"),
-            name: "Binaa Contracting / شركة بناء للمقاولات".to_owned(),
-            plan: PricingPlan::Qiwa,
-            manager: PersonId::parse("1034567899").expect("valid"),
-            establishments: vec![establishment("4-765432", "Dammam yard", SizeTier::Large)],
-        },
-    )
-    .await?;
+    let muqeem = Onboard::new(
+        OrganizationId::parse(MUQEEM_ORGANIZATION).expect("valid"),
+        "Al Nukhba Trading / مؤسسة النخبة للتجارة".to_owned(),
+        PricingPlan::Muqeem,
+        PersonId::parse("1012345672").expect("valid"),
+        vec![
+            establishment("1-123456", "Riyadh head office", SizeTier::Medium),
+            establishment("1-123457", "Jeddah branch", SizeTier::Small),
+        ],
+    )?;
+    run(env, &meta, &muqeem).await?;
+    let qiwa = Onboard::new(
+        OrganizationId::parse(QIWA_ORGANIZATION).expect("valid"),
+        "Binaa Contracting / شركة بناء للمقاولات".to_owned(),
+        PricingPlan::Qiwa,
+        PersonId::parse("1034567899").expect("valid"),
+        vec![establishment("4-765432", "Dammam yard", SizeTier::Large)],
+    )?;
+    run(env, &meta, &qiwa).await?;
     for (organization, riyals, reference) in [(MUQEEM_ORGANIZATION, 1_000, "DEMO-TOPUP-1"), (QIWA_ORGANIZATION, 5_000, "DEMO-TOPUP-2")] {
-        billing::credit(
-            app,
-            &meta,
-            billing::Credit {
-                organization: OrganizationId::parse(organization).expect("valid"),
-                amount: Halalas::from_riyals(riyals),
-                payment_reference: reference.to_owned(),
-            },
-        )
-        .await?;
+        let credit = Credit::new(OrganizationId::parse(organization).expect("valid"), Halalas::from_riyals(riyals), reference)?;
+        run(env, &meta, &credit).await?;
     }
     Ok(())
 }

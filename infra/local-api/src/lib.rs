@@ -3,6 +3,7 @@
 //! HTTP API (payload 2.0) event and goes through `lambda_http`'s own event conversion, so a
 //! handler sees exactly what it sees in AWS.
 
+pub mod deliverer;
 pub mod demo;
 pub mod jwt;
 
@@ -10,10 +11,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use domain::app::App;
 use domain::clock::Adjustable;
 use domain::embedded::Outbox;
-use gateway::routes::{FUNCTIONS, Route, match_path};
+use domain::env::{Env, SecretSource};
+use gateway::routes::{Function, Route, match_path};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -28,12 +29,15 @@ pub use jwt::JwtConfig;
 /// Everything a running local server needs.
 #[derive(Clone)]
 pub struct Server {
-    pub app: App,
+    pub env: Env,
+    pub secrets: Arc<dyn SecretSource>,
     pub jwt: JwtConfig,
-    /// The embedded outbox, when messages are not sent through SES and SNS.
+    /// The embedded provider, when messages are not sent through SES and SNS.
     pub outbox: Option<Arc<Outbox>>,
     /// The clock a person can move (`/local/clock`), when the server runs on one.
     pub clock: Option<Arc<dyn Adjustable>>,
+    /// Delivers the outbox as Lambda's stream poller would.
+    pub deliverer: Arc<deliverer::Deliverer>,
 }
 
 /// A query string's parameters, percent-decoded (`+` is a space) as API Gateway decodes
@@ -73,15 +77,15 @@ fn local_error(status: u16, code: &str, message: &str) -> Reply {
 
 /// A request matched to the function and route serving it.
 pub struct Matched {
-    pub function: &'static str,
-    pub route: &'static Route,
+    pub function: Function,
+    pub route: Route,
     pub params: Vec<(String, String)>,
 }
 
 /// Finds the function and route serving `method path`.
 pub fn find_route(method: &str, path: &str) -> Option<Matched> {
-    FUNCTIONS.iter().find_map(|(function, routes)| {
-        routes.iter().find_map(|route| {
+    Function::ALL.into_iter().find_map(|function| {
+        function.routes().1.into_iter().find_map(|route| {
             if route.method() != method {
                 return None;
             }
@@ -90,18 +94,22 @@ pub fn find_route(method: &str, path: &str) -> Option<Matched> {
     })
 }
 
-/// Calls a function's handler as the Lambda runtime would.
-pub async fn invoke(app: &App, function: &str, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+/// Calls a function's handler as the Lambda runtime would, with the ports it builds.
+pub async fn invoke(
+    env: &Env,
+    secrets: &dyn SecretSource,
+    function: Function,
+    request: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
     match function {
-        "operator" => operator_function::handle(app, request).await,
-        "subscribe" => subscribe_function::handle(app, request).await,
-        "activate" => activate_function::handle(app, request).await,
-        "directory" => directory_function::handle(app, request).await,
-        "grant" => grant_function::handle(app, request).await,
-        "authorize" => authorize_function::handle(app, request).await,
-        "modify" => modify_function::handle(app, request).await,
-        "suspend" => suspend_function::handle(app, request).await,
-        other => unreachable!("no function named {other}"),
+        Function::Operator => operator_function::handle(env, request).await,
+        Function::Subscribe => subscribe_function::handle(env, secrets, request).await,
+        Function::Activate => activate_function::handle(env, secrets, request).await,
+        Function::Directory => directory_function::handle(env, request).await,
+        Function::Grant => grant_function::handle(env, request).await,
+        Function::Authorize => authorize_function::handle(env, request).await,
+        Function::Modify => modify_function::handle(env, secrets, request).await,
+        Function::Suspend => suspend_function::handle(env, request).await,
     }
 }
 
@@ -158,7 +166,7 @@ impl Server {
                 _ => return local_error(401, "unauthenticated", "a valid bearer token is required"),
             }
         };
-        let event = api_gateway_event(&parts, route, &params, &query, claims.as_ref(), &body, peer);
+        let event = api_gateway_event(&parts, &route, &params, &query, claims.as_ref(), &body, peer);
         let request = match lambda_http::request::from_str(&event.to_string()) {
             Ok(request) => request,
             Err(error) => {
@@ -169,16 +177,21 @@ impl Server {
                 );
             }
         };
-        let response = invoke(&self.app, function, request).await;
+        let response = invoke(&self.env, self.secrets.as_ref(), function, request).await;
         to_hyper(response)
     }
 
-    /// Routes that exist only locally: health, the outbox, the clock, the sweep, a clickable
-    /// activation link.
+    /// Routes that exist only locally: health, the outbox and its failures, the clock, the
+    /// sweep, a clickable activation link.
     async fn local_route(&self, method: &str, path: &str, query: &str) -> Option<Reply> {
         match (method, path) {
             ("GET", "/health") => Some(json_reply(200, &json!({ "status": "ok" }))),
-            ("GET", "/local/clock") => Some(json_reply(200, &json!({ "now": domain::clock::key_timestamp(self.app.clock.now()) }))),
+            ("GET", "/local/clock") => Some(json_reply(200, &json!({ "now": domain::clock::key_timestamp(self.env.clock.now()) }))),
+            ("GET", "/local/failures") => Some(json_reply(200, &json!({ "failures": self.deliverer.failures() }))),
+            ("POST", "/local/deliver") => Some(match self.deliverer.drain().await {
+                Ok(drained) => json_reply(200, &serde_json::to_value(drained).unwrap_or_default()),
+                Err(error) => to_hyper(gateway::error_response(&error, "local-deliver")),
+            }),
             ("POST", "/local/clock") => Some(self.move_clock(query)),
             ("GET", "/local/outbox") => Some(match &self.outbox {
                 Some(outbox) => json_reply(200, &json!({ "messages": outbox.messages() })),
@@ -188,12 +201,13 @@ impl Server {
                 // Runs the scheduled sweep now, or as of `?time=<RFC 3339>` to replay a day.
                 let time = query_value(query, "time");
                 let now = match time.as_deref().map(domain::clock::parse_rfc3339) {
-                    None => self.app.clock.now(),
+                    None => self.env.clock.now(),
                     Some(Some(at)) => at,
                     Some(None) => return Some(local_error(400, "invalid_request", "time is an RFC 3339 timestamp")),
                 };
-                let options = domain::usecases::lifecycle::SweepOptions::default();
-                Some(match domain::usecases::lifecycle::sweep(&self.app, "local-sweep", now, options).await {
+                let options = domain::actions::sweep::SweepOptions::default();
+                let meta = domain::pipeline::RequestMeta::new(domain::policy::Caller::Anonymous, "local-sweep");
+                Some(match domain::actions::sweep::sweep(&self.env, &meta, now, options).await {
                     Ok(report) => json_reply(200, &serde_json::to_value(report).unwrap_or_default()),
                     Err(error) => to_hyper(gateway::error_response(&error, "local-sweep")),
                 })
@@ -201,7 +215,12 @@ impl Server {
             ("GET", "/local/activate") => {
                 let token = query_value(query, "token").unwrap_or_default();
                 let request_id = format!("local-{}", domain::secrets::random_hex(8));
-                Some(match domain::usecases::activation::confirm_email(&self.app, &request_id, &token).await {
+                let meta = domain::pipeline::RequestMeta::new(domain::policy::Caller::Anonymous, request_id.clone());
+                let confirmed = match domain::actions::activate::ConfirmEmail::new(&token) {
+                    Ok(command) => domain::pipeline::run(&self.env, &meta, &command).await.map(|outcome| outcome.answer),
+                    Err(rejection) => Err(rejection.into()),
+                };
+                Some(match confirmed {
                     Ok(state) => json_reply(200, &serde_json::to_value(state).unwrap_or_default()),
                     Err(error) => to_hyper(gateway::error_response(&error, &request_id)),
                 })

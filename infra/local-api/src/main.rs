@@ -12,14 +12,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use domain::app::{App, RetryPolicy, Settings};
-use domain::catalog::Catalog;
 use domain::clock::TravelClock;
 use domain::embedded::{EmbeddedStore, Outbox};
-use domain::messaging::{Mailer, TextSender};
+use domain::env::{Env, FixedKey, SecretSource, Senders, Settings};
 use domain::pricing::PricingConfig;
 use domain::secrets::CodeKey;
 use domain::store::Store;
+use local_api::deliverer::Deliverer;
 use local_api::demo::{OPERATOR_SUBJECT, PERSONS, SERVICE_SUBJECT};
 use local_api::{JwtConfig, Server};
 
@@ -91,8 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     lambda_http::tracing::init_default_subscriber();
 
+    let embedded = Arc::new(EmbeddedStore::new());
+    let mut stream = None;
     let store: Arc<dyn Store> = match options.store.as_str() {
-        "embedded" => Arc::new(EmbeddedStore::new()),
+        "embedded" => embedded.clone(),
         "dynamodb" => {
             let config = aws_adapters::sdk_config().await;
             let client = aws_sdk_dynamodb::Client::new(&config);
@@ -100,51 +101,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             if options.create_tables {
                 aws_adapters::create_tables(&client, &names).await?;
             }
+            stream = Some((aws_sdk_dynamodbstreams::Client::new(&config), client.clone(), names.outbox.clone()));
             Arc::new(aws_adapters::DynamoStore::new(client, names))
         }
         _ => usage(),
     };
     let outbox: Option<Arc<Outbox>>;
-    let mailer: Arc<dyn Mailer>;
-    let texts: Arc<dyn TextSender>;
-    match options.messaging.as_str() {
+    let senders = match options.messaging.as_str() {
         "outbox" => {
             let printing = Arc::new(Outbox::printing());
             outbox = Some(printing.clone());
-            mailer = printing.clone();
-            texts = printing;
+            Senders { mailer: printing.clone(), texts: printing }
         }
         "aws" => {
             let config = aws_adapters::sdk_config().await;
             let from = std::env::var("MAIL_FROM").map_err(|_| "MAIL_FROM is required with --messaging aws")?;
             outbox = None;
-            mailer = Arc::new(aws_adapters::SesMailer::new(aws_sdk_sesv2::Client::new(&config), from, None));
-            texts = Arc::new(aws_adapters::SnsTexter::new(aws_sdk_sns::Client::new(&config), std::env::var("SMS_SENDER_ID").ok()));
+            Senders {
+                mailer: Arc::new(aws_adapters::SesMailer::new(aws_sdk_sesv2::Client::new(&config), from, None)),
+                texts: Arc::new(aws_adapters::SnsTexter::new(aws_sdk_sns::Client::new(&config), std::env::var("SMS_SENDER_ID").ok())),
+            }
         }
         _ => usage(),
-    }
+    };
     let code_key = match std::env::var("CODE_HMAC_KEY") {
         Ok(text) => gateway::bootstrap::parse_code_key(&text)?,
         // A fresh key per run: codes from a previous run stop working, which is fine locally.
         Err(_) => CodeKey::new(domain::secrets::random_hex(32).into_bytes()).expect("64 bytes"),
     };
-    let settings = Settings {
-        catalog: Arc::new(Catalog::bundled()),
-        pricing: match std::env::var("PRICING") {
-            Ok(json) => PricingConfig::from_json(&json)?,
-            Err(_) => PricingConfig::bundled(),
-        },
-        code_key: Some(code_key),
-        activation_link_prefix: format!("http://127.0.0.1:{}/local/activate?token=", options.port),
-        retry: RetryPolicy::default(),
-    };
+    let mut settings = Settings::bundled(format!("http://127.0.0.1:{}/local/activate?token=", options.port));
+    if let Ok(json) = std::env::var("PRICING") {
+        settings.pricing = PricingConfig::from_json(&json)?;
+    }
     let clock = Arc::new(TravelClock::starting_at(options.now));
-    let app = App { store, mailer, texts, clock: clock.clone(), settings: Arc::new(settings) };
+    let env = Env { store, clock: clock.clone(), settings: Arc::new(settings) };
+    let secrets: Arc<dyn SecretSource> = Arc::new(FixedKey(code_key));
+    let ports = deliver_function::Ports { env: env.clone(), secrets: secrets.clone(), senders };
+    let deliverer = Arc::new(match stream {
+        None => Deliverer::embedded(ports, embedded),
+        Some((streams, dynamodb, table)) => Deliverer::stream(ports, streams, dynamodb, table),
+    });
+    tokio::spawn(deliverer.clone().run());
     if options.demo {
-        local_api::demo::seed(&app).await?;
+        local_api::demo::seed(&env).await?;
     }
     let jwt = JwtConfig::from_env();
-    let server = Server { app, jwt: jwt.clone(), outbox, clock: Some(clock.clone()) };
+    let server = Server { env, secrets, jwt: jwt.clone(), outbox, clock: Some(clock.clone()), deliverer };
     let (address, task) = server.bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
 
     println!("\nlocal-api listening on http://{address} (store: {}, messaging: {})", options.store, options.messaging);

@@ -14,21 +14,22 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request};
-use domain::app::{App, RetryPolicy, Settings};
+use domain::actions::operator::{Credit, Onboard, SavePerson};
+use domain::actions::subscribe::{Subscribe, SubscribePerson, Subscription};
 use domain::catalog::{Catalog, ServiceCode};
 use domain::clock::{Clock, ManualClock};
 use domain::contact::{Email, SaudiMobile};
-use domain::embedded::{EmbeddedStore, Outbox};
+use domain::embedded::EmbeddedStore;
+use domain::env::{Env, Settings};
 use domain::grants::Grants;
 use domain::identity::{PersonId, with_check_digit};
 use domain::money::Halalas;
 use domain::organization::{Establishment, EstablishmentId, OrganizationId, PricingPlan, SizeTier};
 use domain::person::{Nationality, PersonName};
+use domain::pipeline::{RequestMeta, run};
 use domain::policy::{Caller, check_access};
-use domain::pricing::PricingConfig;
 use domain::secrets::CodeKey;
 use domain::store::{Key, Record, Write};
-use domain::usecases::{RequestMeta, billing, onboarding};
 use domain::user::{User, UserStatus, UserType};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -168,7 +169,7 @@ fn establishment_ids() -> BTreeSet<EstablishmentId> {
 }
 
 fn operator() -> RequestMeta {
-    RequestMeta { caller: Caller::Operator("bench@operator".into()), request_id: "bench".into() }
+    RequestMeta::new(Caller::Operator("bench@operator".into()), "bench")
 }
 
 /// Users made through the use cases: the manager, active members (citizens and residents)
@@ -176,39 +177,26 @@ fn operator() -> RequestMeta {
 fn users() -> (Vec<User>, OffsetDateTime) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let outbox = Arc::new(Outbox::silent());
         let clock = Arc::new(ManualClock::at(datetime!(2026-11-23 08:00 UTC)));
-        let app = App {
+        let app = Env {
             store: Arc::new(EmbeddedStore::new()),
-            mailer: outbox.clone(),
-            texts: outbox,
             clock: clock.clone(),
-            settings: Arc::new(Settings {
-                catalog: Arc::new(Catalog::bundled()),
-                pricing: PricingConfig::bundled(),
-                code_key: Some(CodeKey::new(vec![7; 32]).expect("32 bytes")),
-                activation_link_prefix: "https://portal.example.sa/activate#token=".to_owned(),
-                retry: RetryPolicy::default(),
-            }),
+            settings: Arc::new(Settings::bundled("https://portal.example.sa/activate#token=")),
         };
+        let key = CodeKey::new(vec![7; 32]).expect("32 bytes");
         let now = clock.now();
         let organization = OrganizationId::parse(ORGANIZATION).expect("valid");
         let manager = person('1', 1);
         register(&app, &manager, now).await;
-        let onboard = onboarding::Onboard {
-            id: organization.clone(),
-            name: "Bench Co".into(),
-            plan: PricingPlan::Muqeem,
-            manager: manager.clone(),
-            establishments: establishment_ids()
-                .into_iter()
-                .map(|id| Establishment { name: format!("Branch {}", id.as_str()), id, size: SizeTier::Medium })
-                .collect(),
-        };
-        onboarding::onboard(&app, &operator(), onboard).await.expect("onboarded");
-        let credit =
-            billing::Credit { organization: organization.clone(), amount: Halalas::new(10_000_000), payment_reference: "bench".into() };
-        billing::credit(&app, &operator(), credit).await.expect("credited");
+        let establishments = establishment_ids()
+            .into_iter()
+            .map(|id| Establishment { name: format!("Branch {}", id.as_str()), id, size: SizeTier::Medium })
+            .collect();
+        let onboard =
+            Onboard::new(organization.clone(), "Bench Co".into(), PricingPlan::Muqeem, manager.clone(), establishments).expect("valid");
+        run(&app, &operator(), &onboard).await.expect("onboarded");
+        let credit = Credit::new(organization.clone(), Halalas::new(10_000_000), "bench").expect("valid");
+        run(&app, &operator(), &credit).await.expect("credited");
 
         let catalog = Catalog::bundled();
         let codes: Vec<ServiceCode> = catalog.services.iter().map(|s| s.code.clone()).collect();
@@ -216,19 +204,22 @@ fn users() -> (Vec<User>, OffsetDateTime) {
         for n in 2..2 + MEMBERS {
             let id = member(n);
             register(&app, &id, now).await;
-            let subscribe = billing::Subscribe {
-                organization: organization.clone(),
-                persons: vec![billing::SubscribePerson {
+            let subscription = Subscription::new(
+                organization.clone(),
+                vec![SubscribePerson {
                     id: id.clone(),
                     establishments: establishment_ids(),
                     user_type: Some(UserType::ResidentsAndPartners),
                     language: None,
                     job_title: None,
                 }],
-            };
-            let meta = RequestMeta { caller: Caller::Person(manager.clone()), request_id: format!("bench-{n}") };
-            let key = format!("bench-{n}");
-            billing::subscribe(&app, &meta, subscribe, &key, &key).await.expect("subscribed");
+            )
+            .expect("valid");
+            let meta = RequestMeta::new(Caller::Person(manager.clone()), format!("bench-{n}"));
+            let idempotency = format!("bench-{n}");
+            let subscribe =
+                Subscribe::new(&meta, subscription, app.settings.pricing.clone(), key.clone(), &idempotency, idempotency.clone());
+            run(&app, &meta, &subscribe).await.expect("subscribed");
             // Each member holds a different slice of the catalog on one or two establishments.
             let mut matrix = BTreeMap::new();
             for (i, establishment) in ESTABLISHMENTS.iter().enumerate().filter(|(i, _)| !(n as usize + i).is_multiple_of(3)) {
@@ -261,9 +252,9 @@ fn users() -> (Vec<User>, OffsetDateTime) {
     })
 }
 
-async fn register(app: &App, id: &PersonId, now: OffsetDateTime) {
+async fn register(app: &Env, id: &PersonId, now: OffsetDateTime) {
     let n = &id.as_str()[6..];
-    let command = onboarding::SavePerson {
+    let command = SavePerson {
         id: id.clone(),
         name: PersonName { ar: None, en: Some(format!("Person {n}")) },
         nationality: Nationality::parse(if id.is_citizen() { "SA" } else { "IN" }).expect("valid"),
@@ -271,11 +262,13 @@ async fn register(app: &App, id: &PersonId, now: OffsetDateTime) {
         employers: establishment_ids(),
         email: Email::parse(&format!("p{n}@bench.example.sa")).expect("valid"),
         mobile: SaudiMobile::parse(&format!("050000{n}")).expect("valid"),
-    };
-    onboarding::save_person(app, &operator(), command).await.expect("registered");
+    }
+    .check()
+    .expect("valid");
+    run(app, &operator(), &command).await.expect("registered");
 }
 
-async fn user(app: &App, organization: &OrganizationId, id: &PersonId) -> User {
+async fn user(app: &Env, organization: &OrganizationId, id: &PersonId) -> User {
     let loaded = app.store.load(&[Key::User(organization.clone(), id.clone())]).await.expect("load");
     loaded.user(organization, id).cloned().expect("the user exists")
 }

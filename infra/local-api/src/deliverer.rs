@@ -1,0 +1,329 @@
+//! The outbox delivered locally, as Lambda's event source mapping delivers it in AWS: on
+//! the embedded store, the store's own stream of committed intents goes to the `deliver`
+//! action in-process; on DynamoDB (the emulator), the outbox table's stream is read with the
+//! DynamoDB Streams API and each batch goes to the `deliver` function's handler as the
+//! event Lambda would build. A record reported as failed is retried, in order, with backoff,
+//! `MAX_ATTEMPTS` times in all; then it is put on the failure list (the local failure
+//! destination, `GET /local/failures`) and the next record is taken.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use deliver_function::Ports;
+use domain::actions::deliver::deliver;
+use domain::embedded::EmbeddedStore;
+use serde::Serialize;
+
+/// Attempts of one record before it goes to the failure list (Lambda's
+/// `MaximumRetryAttempts` is 3 in `template.yaml`: one try and three retries).
+pub const MAX_ATTEMPTS: u32 = 4;
+/// Records handed to the handler at once (the event source mapping's `BatchSize`).
+const BATCH: usize = 10;
+
+/// A record that kept failing, as the failure destination would keep it: where it is, not
+/// what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub position: String,
+    pub attempts: u32,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Drained {
+    /// Records handed to the handler (retries included).
+    pub deliveries: usize,
+    /// Records put on the failure list.
+    pub failed: usize,
+}
+
+enum Source {
+    Embedded { store: std::sync::Arc<EmbeddedStore>, next: Mutex<usize> },
+    Stream(StreamReader),
+}
+
+pub struct Deliverer {
+    ports: Ports,
+    source: Source,
+    failures: Mutex<Vec<Failure>>,
+    /// Deliveries to drop before they reach the handler, as if the invocation had died.
+    drop_next: AtomicUsize,
+    /// Serializes drains: records of one stream are delivered in order, one batch at a time.
+    draining: tokio::sync::Mutex<()>,
+    backoff: Duration,
+}
+
+impl Deliverer {
+    /// Delivers the embedded store's intents.
+    pub fn embedded(ports: Ports, store: std::sync::Arc<EmbeddedStore>) -> Self {
+        Deliverer::new(ports, Source::Embedded { store, next: Mutex::new(0) })
+    }
+
+    /// Delivers from the DynamoDB stream of `outbox_table`.
+    pub fn stream(
+        ports: Ports,
+        streams: aws_sdk_dynamodbstreams::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+        outbox_table: String,
+    ) -> Self {
+        Deliverer::new(ports, Source::Stream(StreamReader::new(streams, dynamodb, outbox_table)))
+    }
+
+    fn new(ports: Ports, source: Source) -> Self {
+        Deliverer {
+            ports,
+            source,
+            failures: Mutex::default(),
+            drop_next: AtomicUsize::new(0),
+            draining: tokio::sync::Mutex::new(()),
+            backoff: Duration::from_millis(20),
+        }
+    }
+
+    /// Drops the next `count` deliveries before the handler sees them (a dead invocation):
+    /// they come again, as Lambda retries them.
+    pub fn drop_next(&self, count: usize) {
+        self.drop_next.store(count, Ordering::SeqCst);
+    }
+
+    /// The failure destination's records so far.
+    pub fn failures(&self) -> Vec<Failure> {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn dropped(&self) -> bool {
+        self.drop_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok()
+    }
+
+    /// Delivers everything committed so far, retries included.
+    pub async fn drain(&self) -> Result<Drained, domain::error::Error> {
+        let _one_at_a_time = self.draining.lock().await;
+        let mut drained = Drained::default();
+        loop {
+            let batch = self.next_batch().await?;
+            if batch.is_empty() {
+                return Ok(drained);
+            }
+            for (position, record) in batch {
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    drained.deliveries += 1;
+                    let delivered = !self.dropped() && self.deliver_one(&record).await;
+                    if delivered {
+                        break;
+                    }
+                    if attempts >= MAX_ATTEMPTS {
+                        tracing::error!(position = %position, attempts, "a record kept failing; put on the failure list");
+                        self.failures
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .push(Failure { position: position.clone(), attempts });
+                        drained.failed += 1;
+                        break;
+                    }
+                    tokio::time::sleep(self.backoff * 2u32.pow(attempts - 1)).await;
+                }
+            }
+        }
+    }
+
+    /// Delivers in the background as intents are committed (the local server).
+    pub async fn run(self: std::sync::Arc<Self>) {
+        loop {
+            if let Err(error) = self.drain().await {
+                tracing::error!(error = %error, "the local deliverer could not read the outbox; trying again");
+            }
+            match &self.source {
+                Source::Embedded { store, .. } => {
+                    let _ = tokio::time::timeout(Duration::from_millis(500), store.appended()).await;
+                }
+                Source::Stream(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
+    async fn next_batch(&self) -> Result<Vec<(String, Pending)>, domain::error::Error> {
+        match &self.source {
+            Source::Embedded { store, next } => {
+                let start = *next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let intents = store.stream_after(start, BATCH);
+                if let Some((last, _)) = intents.last() {
+                    *next.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = last + 1;
+                }
+                Ok(intents.into_iter().map(|(position, intent)| (position.to_string(), Pending::Intent(Box::new(intent)))).collect())
+            }
+            Source::Stream(reader) => reader.next_batch().await,
+        }
+    }
+
+    /// One attempt of one record: whether it was delivered (or needs nothing more).
+    async fn deliver_one(&self, record: &Pending) -> bool {
+        let meta =
+            deliver_function::meta(&format!("local-deliver-{}", domain::secrets::random_hex(4)), domain::deadline::Deadline::unbounded());
+        match record {
+            Pending::Intent(intent) => {
+                let key = match self.ports.secrets.code_key().await {
+                    Ok(key) => key,
+                    Err(error) => {
+                        tracing::error!(error = %error, "no code key");
+                        return false;
+                    }
+                };
+                match deliver(&self.ports.env, &self.ports.senders, &key, &meta, intent).await {
+                    Ok(delivered) => !delivered.retry,
+                    Err(error) => {
+                        tracing::error!(error = %error, cause = ?std::error::Error::source(&error), "intent not delivered");
+                        false
+                    }
+                }
+            }
+            Pending::Record(record) => {
+                let mut event = Event::default();
+                event.records = vec![(**record).clone()];
+                deliver_function::handle(&self.ports, event, &meta).await.batch_item_failures.is_empty()
+            }
+        }
+    }
+}
+
+/// A record waiting for delivery.
+enum Pending {
+    Intent(Box<domain::outbox::Intent>),
+    Record(Box<EventRecord>),
+}
+
+/// Reads the outbox table's stream (one shard on the emulator; shards in order of their
+/// ids otherwise), remembering the position of each shard.
+pub struct StreamReader {
+    streams: aws_sdk_dynamodbstreams::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    /// Each shard's next iterator, once opened.
+    position: tokio::sync::Mutex<Option<HashMap<String, String>>>,
+}
+
+fn stream_error(error: impl std::error::Error + Send + Sync + 'static) -> domain::error::Error {
+    domain::error::Error::internal(error)
+}
+
+impl StreamReader {
+    pub fn new(streams: aws_sdk_dynamodbstreams::Client, dynamodb: aws_sdk_dynamodb::Client, table: String) -> Self {
+        StreamReader { streams, dynamodb, table, position: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The records not read yet, as Lambda hands them to a function.
+    pub async fn read(&self) -> Result<Vec<EventRecord>, domain::error::Error> {
+        let mut records = Vec::new();
+        loop {
+            let batch = self.next_batch().await?;
+            if batch.is_empty() {
+                return Ok(records);
+            }
+            records.extend(batch.into_iter().filter_map(|(_, pending)| match pending {
+                Pending::Record(record) => Some(*record),
+                Pending::Intent(_) => None,
+            }));
+        }
+    }
+
+    async fn next_batch(&self) -> Result<Vec<(String, Pending)>, domain::error::Error> {
+        let mut position = self.position.lock().await;
+        if position.is_none() {
+            *position = Some(self.open().await?);
+        }
+        let iterators = position.as_mut().expect("opened");
+        let mut shards: Vec<String> = iterators.keys().cloned().collect();
+        shards.sort();
+        for shard in shards {
+            let iterator = iterators[&shard].clone();
+            let output = self
+                .streams
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(BATCH as i32)
+                .send()
+                .await
+                .map_err(|e| stream_error(aws_sdk_dynamodbstreams::Error::from(e)))?;
+            if let Some(next) = output.next_shard_iterator() {
+                iterators.insert(shard.clone(), next.to_owned());
+            }
+            let records: Vec<(String, Pending)> = output
+                .records()
+                .iter()
+                .filter_map(event_record)
+                .map(|record| {
+                    let position = record.change.sequence_number.clone().unwrap_or_default();
+                    (position, Pending::Record(Box::new(record)))
+                })
+                .collect();
+            if !records.is_empty() {
+                return Ok(records);
+            }
+        }
+        Ok(vec![])
+    }
+
+    /// Opens every shard of the table's latest stream at its start.
+    async fn open(&self) -> Result<HashMap<String, String>, domain::error::Error> {
+        let table = self
+            .dynamodb
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| stream_error(aws_sdk_dynamodb::Error::from(e)))?;
+        let arn = table
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .ok_or_else(|| domain::error::Error::internal("the outbox table has no stream"))?
+            .to_owned();
+        let description = self
+            .streams
+            .describe_stream()
+            .stream_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| stream_error(aws_sdk_dynamodbstreams::Error::from(e)))?;
+        let mut iterators = HashMap::new();
+        for shard in description.stream_description().map(|d| d.shards()).unwrap_or_default() {
+            let Some(id) = shard.shard_id() else { continue };
+            let iterator = self
+                .streams
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(id)
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .map_err(|e| stream_error(aws_sdk_dynamodbstreams::Error::from(e)))?;
+            if let Some(iterator) = iterator.shard_iterator() {
+                iterators.insert(id.to_owned(), iterator.to_owned());
+            }
+        }
+        Ok(iterators)
+    }
+}
+
+/// A stream record as Lambda hands it to a function.
+fn event_record(record: &aws_sdk_dynamodbstreams::types::Record) -> Option<EventRecord> {
+    let change = record.dynamodb()?;
+    let mut event = EventRecord::default();
+    event.event_id = record.event_id().unwrap_or_default().to_owned();
+    event.event_name = record.event_name().map(|name| name.as_str().to_owned()).unwrap_or_default();
+    event.event_source = Some("aws:dynamodb".to_owned());
+    event.aws_region = record.aws_region().unwrap_or_default().to_owned();
+    event.change.sequence_number = change.sequence_number().map(str::to_owned);
+    event.change.size_bytes = change.size_bytes().unwrap_or_default();
+    if let Some(image) = change.new_image() {
+        event.change.new_image = serde_dynamo::Item::from(image.clone());
+    }
+    if let Some(keys) = change.keys() {
+        event.change.keys = serde_dynamo::Item::from(keys.clone());
+    }
+    Some(event)
+}

@@ -1,0 +1,346 @@
+//! Reading: the organization, the balance and its ledger, the organization's users, the
+//! audit trail — and exporting them. Reading is not audited; exporting is, through the
+//! pipeline (the export's audit entry commits before the rows are given out).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::Scene;
+use crate::audit::{AuditAction, AuditEntry, AuditScope};
+use crate::env::Env;
+use crate::error::{Error, Kind, Rejection};
+use crate::identity::PersonId;
+use crate::ledger::LedgerEntry;
+use crate::money::Halalas;
+use crate::organization::{Establishment, EstablishmentId, Organization, OrganizationId, OrganizationSettings, PricingPlan};
+use crate::person::PersonName;
+use crate::pipeline::{Command, Decision, Reads, RequestMeta, audit_entry};
+use crate::policy::{Action, OnUser, Visibility, authorize};
+use crate::store::{AuditQuery, Cursor, Key, PageRequest, UserFilter};
+use crate::user::{Role, User, UserStatus, UserType};
+
+/// An organization as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationView {
+    pub id: OrganizationId,
+    pub name: String,
+    pub pricing_plan: PricingPlan,
+    pub manager_id: String,
+    pub establishments: Vec<Establishment>,
+    pub settings: OrganizationSettings,
+    #[serde(with = "crate::clock::utc")]
+    pub created_at: OffsetDateTime,
+    /// What a settings change must send back.
+    pub version: u64,
+}
+
+impl OrganizationView {
+    pub fn of(organization: &Organization) -> Self {
+        OrganizationView {
+            id: organization.id.clone(),
+            name: organization.name.clone(),
+            pricing_plan: organization.plan,
+            manager_id: organization.manager.as_str().to_owned(),
+            establishments: organization.establishments.clone(),
+            settings: organization.settings,
+            created_at: organization.created_at,
+            version: organization.version,
+        }
+    }
+}
+
+/// The organization's profile: name, plan, establishments and settings (anyone with a
+/// standing in it, and operators).
+pub async fn organization(env: &Env, meta: &RequestMeta, organization: &OrganizationId) -> Result<OrganizationView, Error> {
+    let now = env.clock.now();
+    let scene = Scene::read(env.store.as_ref(), meta, organization, []).await?;
+    authorize(scene.standing(meta, now)?, Action::ViewOrganization)?;
+    Ok(OrganizationView::of(scene.organization()?))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BalanceView {
+    pub organization_id: OrganizationId,
+    pub available_halalas: Halalas,
+    pub total_credited_halalas: Halalas,
+    pub total_debited_halalas: Halalas,
+    pub seats_sold: u64,
+    /// Newest first.
+    pub ledger: Vec<LedgerEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The balance with a page of its ledger (manager or operator).
+pub async fn balance(env: &Env, meta: &RequestMeta, organization: &OrganizationId, page: PageRequest) -> Result<BalanceView, Error> {
+    let now = env.clock.now();
+    let scene = Scene::read(env.store.as_ref(), meta, organization, [Key::Balance(organization.clone())]).await?;
+    authorize(scene.standing(meta, now)?, Action::ReadBalance)?;
+    let balance = scene.loaded.balance(organization).ok_or_else(Rejection::not_found)?;
+    let ledger = env.store.ledger(organization, page).await?;
+    Ok(BalanceView {
+        organization_id: organization.clone(),
+        available_halalas: balance.available,
+        total_credited_halalas: balance.total_credited,
+        total_debited_halalas: balance.total_debited,
+        seats_sold: balance.seats_sold,
+        ledger: ledger.items,
+        next_cursor: ledger.next.map(|cursor| cursor.as_str().to_owned()),
+    })
+}
+
+/// A user in the organization's directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: PersonId,
+    pub name: PersonName,
+    pub role: Role,
+    pub status: UserStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<UserType>,
+    pub establishments: BTreeSet<EstablishmentId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_title: Option<String>,
+    /// When access ends: the end of the last paid period, renewals included.
+    #[serde(default, with = "crate::clock::utc::option", skip_serializing_if = "Option::is_none")]
+    pub seat_ends_at: Option<OffsetDateTime>,
+}
+
+impl UserSummary {
+    fn of(user: &User, now: OffsetDateTime) -> Self {
+        UserSummary {
+            id: user.id.clone(),
+            name: user.name.clone(),
+            role: user.role,
+            status: user.effective_status(now),
+            user_type: user.user_type,
+            establishments: user.establishments.clone(),
+            job_title: user.job_title.clone(),
+            seat_ends_at: user.last_period().map(|seat| seat.ends_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserListing {
+    pub users: Vec<UserSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Narrows a requested establishment filter to what the caller may see.
+fn visible_establishments(
+    visibility: &Visibility,
+    wanted: Option<&EstablishmentId>,
+) -> Result<Option<BTreeSet<EstablishmentId>>, Rejection> {
+    match (visibility, wanted) {
+        (Visibility::Everything, None) => Ok(None),
+        (Visibility::Everything, Some(one)) => Ok(Some(BTreeSet::from([one.clone()]))),
+        (Visibility::Establishments(mine), None) => Ok(Some(mine.clone())),
+        (Visibility::Establishments(mine), Some(one)) if mine.contains(one) => Ok(Some(BTreeSet::from([one.clone()]))),
+        (Visibility::Establishments(_), Some(_)) => {
+            Err(Rejection::new(Kind::OutsideAdministeredEstablishments, "you do not administer that establishment").field("establishment"))
+        }
+        (Visibility::OwnEntries(_), _) => Err(Rejection::new(Kind::NotAnAdministrator, "this needs the manager or user management rights")),
+    }
+}
+
+/// What a user listing asks for.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub status: Option<UserStatus>,
+    pub establishment: Option<EstablishmentId>,
+    /// Text the user's ID or name contains (Arabic or English, any spelling `search` folds).
+    pub search: Option<String>,
+}
+
+/// The organization's users in ID order, filtered by status, establishment and search
+/// text. A delegated admin sees only the users of the establishments it administers.
+pub async fn users(
+    env: &Env,
+    meta: &RequestMeta,
+    organization: &OrganizationId,
+    query: UserQuery,
+    page: PageRequest,
+) -> Result<UserListing, Error> {
+    let now = env.clock.now();
+    let scene = Scene::read(env.store.as_ref(), meta, organization, []).await?;
+    let visibility = authorize(scene.standing(meta, now)?, Action::ListUsers)?;
+    let establishments = visible_establishments(&visibility, query.establishment.as_ref())?;
+    let search = query.search.as_deref().map(crate::search::normalize).filter(|text| !text.is_empty());
+    let filter = UserFilter { status: query.status, search, establishments, now: Some(now) };
+    let listed = env.store.users(organization, &filter, page).await?;
+    Ok(UserListing {
+        users: listed.items.iter().map(|user| UserSummary::of(user, now)).collect(),
+        next_cursor: listed.next.map(|cursor| cursor.as_str().to_owned()),
+    })
+}
+
+/// Filters of an audit listing or export.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actions: Option<BTreeSet<AuditAction>>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditListing {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Which entries the caller may read: the whole organization's (`user: None`) or one
+/// user's.
+fn audit_query(
+    meta: &RequestMeta,
+    scene: &Scene,
+    user: Option<&PersonId>,
+    filter: &AuditFilter,
+    now: OffsetDateTime,
+) -> Result<AuditQuery, Rejection> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from > to
+    {
+        return Err(Rejection::new(Kind::InvalidField, "from is after to").field("from"));
+    }
+    let organization = &scene.organization;
+    let standing = scene.standing(meta, now)?;
+    let visibility = match user {
+        None => authorize(standing, Action::ReadOrganizationAudit)?,
+        Some(target) => authorize(standing, Action::ViewUser(scene.target(standing, OnUser::View, target)?))?,
+    };
+    let establishments = match (&visibility, user) {
+        (Visibility::Establishments(mine), _) => Some(mine.clone()),
+        _ => None,
+    };
+    Ok(AuditQuery {
+        scope: AuditScope::Organization(organization.clone()),
+        target: user.cloned(),
+        actions: filter.actions.clone(),
+        from: filter.from,
+        to: filter.to,
+        establishments,
+    })
+}
+
+/// Audit entries, newest first. The manager reads everything; a delegated admin the
+/// entries about users of its establishments; a user (on their own route) their own.
+pub async fn audit(
+    env: &Env,
+    meta: &RequestMeta,
+    organization: &OrganizationId,
+    user: Option<&PersonId>,
+    filter: &AuditFilter,
+    page: PageRequest,
+) -> Result<AuditListing, Error> {
+    let extra = user.map(|user| Key::User(organization.clone(), user.clone()));
+    let scene = Scene::read(env.store.as_ref(), meta, organization, extra).await?;
+    let query = audit_query(meta, &scene, user, filter, env.clock.now())?;
+    let listed = env.store.audit(&query, page).await?;
+    Ok(AuditListing { entries: listed.items, next_cursor: listed.next.map(|cursor| cursor.as_str().to_owned()) })
+}
+
+/// The most rows one export answer carries; a `next_cursor` continues it.
+pub const EXPORT_ROWS: usize = 5_000;
+
+/// What was exported, for the export's own audit entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exported<T> {
+    pub rows: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Audit entries for an export (same rights as reading), recorded in the audit trail
+/// before they are given out.
+pub struct ExportAudit {
+    pub organization: OrganizationId,
+    pub user: Option<PersonId>,
+    pub filter: AuditFilter,
+    pub cursor: Option<Cursor>,
+}
+
+pub struct Listed<T> {
+    scene: Scene,
+    rows: Vec<T>,
+    next: Option<Cursor>,
+}
+
+impl Command for ExportAudit {
+    type State = Listed<AuditEntry>;
+    type Answer = Exported<AuditEntry>;
+
+    async fn load(&self, meta: &RequestMeta, reads: &mut Reads<'_>) -> Result<Listed<AuditEntry>, Error> {
+        let extra = self.user.as_ref().map(|user| Key::User(self.organization.clone(), user.clone()));
+        let scene = Scene::load(meta, reads, &self.organization, extra).await?;
+        // The rows are read only for a caller who may read them.
+        let query = audit_query(meta, &scene, self.user.as_ref(), &self.filter, reads.now())?;
+        let listed = reads.query(reads.store().audit(&query, PageRequest { cursor: self.cursor.clone(), limit: EXPORT_ROWS })).await?;
+        Ok(Listed { scene, rows: listed.items, next: listed.next })
+    }
+
+    fn authorize(&self, meta: &RequestMeta, state: &Listed<AuditEntry>, now: OffsetDateTime) -> Result<(), Rejection> {
+        audit_query(meta, &state.scene, self.user.as_ref(), &self.filter, now).map(drop)
+    }
+
+    fn decide(&self, meta: &RequestMeta, state: &Listed<AuditEntry>, now: OffsetDateTime) -> Result<Decision<Exported<AuditEntry>>, Error> {
+        let changes = json!({
+            "format": "csv",
+            "user": self.user,
+            "from": self.filter.from.map(crate::clock::key_timestamp),
+            "to": self.filter.to.map(crate::clock::key_timestamp),
+            "actions": self.filter.actions,
+            "rows": state.rows.len(),
+        });
+        let entry = audit_entry(meta, &self.organization, AuditAction::AuditExported, None, changes, now);
+        let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.as_ref().map(|c| c.as_str().to_owned()) };
+        Ok(Decision::answer(exported).audit(entry))
+    }
+}
+
+/// Ledger entries for an export (manager or operator), recorded in the audit trail before
+/// they are given out.
+pub struct ExportLedger {
+    pub organization: OrganizationId,
+    pub cursor: Option<Cursor>,
+}
+
+impl Command for ExportLedger {
+    type State = Listed<LedgerEntry>;
+    type Answer = Exported<LedgerEntry>;
+
+    async fn load(&self, meta: &RequestMeta, reads: &mut Reads<'_>) -> Result<Listed<LedgerEntry>, Error> {
+        let scene = Scene::load(meta, reads, &self.organization, []).await?;
+        authorize(scene.standing(meta, reads.now())?, Action::ReadBalance)?;
+        let listed =
+            reads.query(reads.store().ledger(&self.organization, PageRequest { cursor: self.cursor.clone(), limit: EXPORT_ROWS })).await?;
+        Ok(Listed { scene, rows: listed.items, next: listed.next })
+    }
+
+    fn authorize(&self, meta: &RequestMeta, state: &Listed<LedgerEntry>, now: OffsetDateTime) -> Result<(), Rejection> {
+        authorize(state.scene.standing(meta, now)?, Action::ReadBalance).map(drop)
+    }
+
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        state: &Listed<LedgerEntry>,
+        now: OffsetDateTime,
+    ) -> Result<Decision<Exported<LedgerEntry>>, Error> {
+        let entry = audit_entry(
+            meta,
+            &self.organization,
+            AuditAction::LedgerExported,
+            None,
+            json!({ "format": "csv", "rows": state.rows.len() }),
+            now,
+        );
+        let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.as_ref().map(|c| c.as_str().to_owned()) };
+        Ok(Decision::answer(exported).audit(entry))
+    }
+}

@@ -1,0 +1,201 @@
+//! Renewing a seat for another year at the current price.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use super::operator::missing_balance;
+use super::{Scene, SeatView};
+use crate::audit::AuditAction;
+use crate::clock::one_year_after;
+use crate::error::{Error, Kind, Rejection};
+use crate::idempotency::IdempotencyScope;
+use crate::identity::PersonId;
+use crate::ledger::{Balance, Direction, LedgerEntry, LedgerReason, SeatPurchase, ledger_sequence};
+use crate::metrics::Metric;
+use crate::money::Halalas;
+use crate::organization::OrganizationId;
+use crate::pipeline::{Command, Decision, Keyed, Reads, RequestMeta, audit_entry};
+use crate::policy::{Action, OnUser, authorize};
+use crate::pricing::PricingConfig;
+use crate::store::{Key, Record, Write};
+use crate::user::{Seat, User, UserStatus};
+
+/// How long after expiry a seat can still be renewed (from the renewal day) rather than
+/// bought anew.
+pub const RENEWAL_GRACE: Duration = Duration::days(30);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewalReceipt {
+    pub organization_id: OrganizationId,
+    pub user_id: PersonId,
+    /// Unchanged by a renewal of a running seat.
+    pub status: UserStatus,
+    /// The period that covers now.
+    pub seat: SeatView,
+    /// The year bought ahead, which follows `seat` without a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_seat: Option<SeatView>,
+    /// The period this renewal bought (the next seat, or the seat itself when a seat that
+    /// had ended was renewed from now).
+    pub renewed: SeatView,
+    pub amount_charged_halalas: Halalas,
+    pub balance_after_halalas: Halalas,
+}
+
+/// Extends access by one year at the current price (see `renewed`).
+pub struct Renew {
+    pub organization: OrganizationId,
+    pub user: PersonId,
+    pub pricing: PricingConfig,
+    keyed: Keyed,
+}
+
+impl Renew {
+    /// `idempotency_key` belongs to the caller; it covers the user renewed, so the same key
+    /// for another user is a reuse.
+    pub fn new(meta: &RequestMeta, organization: OrganizationId, user: PersonId, pricing: PricingConfig, idempotency_key: &str) -> Self {
+        let request_digest = crate::idempotency::request_digest(&json!({ "user": user }));
+        let keyed = Keyed::for_caller(meta, &organization, IdempotencyScope::Renew, idempotency_key, request_digest);
+        Renew { organization, user, pricing, keyed }
+    }
+}
+
+impl Command for Renew {
+    type State = Scene;
+    type Answer = RenewalReceipt;
+
+    async fn load(&self, meta: &RequestMeta, reads: &mut Reads<'_>) -> Result<Scene, Error> {
+        let extra = [Key::Balance(self.organization.clone()), Key::User(self.organization.clone(), self.user.clone())];
+        Scene::load(meta, reads, &self.organization, extra).await
+    }
+
+    fn authorize(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<(), Rejection> {
+        let standing = scene.standing(meta, now)?;
+        let target = scene.target(standing, OnUser::Renew, &self.user)?;
+        authorize(standing, Action::Renew(target)).map(drop)
+    }
+
+    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<RenewalReceipt>, Error> {
+        let organization = scene.organization()?;
+        let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
+        let balance = scene.loaded.balance(&self.organization).ok_or_else(|| missing_balance(&self.organization))?;
+        let price = self.pricing.renewal_price(organization);
+        let Some(balance_after) = balance.available.checked_sub(price) else {
+            return Err(Rejection::new(Kind::InsufficientBalance, format!("this costs {price}, the balance is {}", balance.available))
+                .detail("required_halalas", price.get())
+                .detail("available_halalas", balance.available.get())
+                .into());
+        };
+        let (user, seat) = renewed(target, price, now)?;
+        let receipt = RenewalReceipt {
+            organization_id: self.organization.clone(),
+            user_id: user.id.clone(),
+            status: user.effective_status(now),
+            seat: user.current_seat(now).map(SeatView::from).ok_or_else(|| Error::internal("a renewed user holds no seat"))?,
+            next_seat: user.upcoming_seat(now).map(SeatView::from),
+            renewed: SeatView::from(&seat),
+            amount_charged_halalas: price,
+            balance_after_halalas: balance_after,
+        };
+        let next_balance = Balance {
+            available: balance_after,
+            total_debited: balance.total_debited.checked_add(price).ok_or_else(|| Error::internal("total overflow"))?,
+            version: balance.version + 1,
+            ..balance.clone()
+        };
+        let entry = LedgerEntry {
+            organization: self.organization.clone(),
+            id: crate::secrets::new_id("entry"),
+            sequence: ledger_sequence(balance.version + 1, 0),
+            at: now,
+            direction: Direction::Debit,
+            amount: price,
+            balance_after,
+            reason: LedgerReason::Seat { seat_id: seat.id.clone(), person: user.id.clone(), purchase: SeatPurchase::Renewal },
+            actor: meta.caller.actor(),
+            request_id: meta.request_id.clone(),
+        };
+        let audit = audit_entry(
+            meta,
+            &self.organization,
+            AuditAction::SeatRenewed,
+            Some(&user),
+            json!({
+                "seat_id": seat.id,
+                "previous_seat_id": target.last_period().map(|seat| seat.id.clone()),
+                "price_halalas": price,
+                "seat_starts_at": crate::clock::key_timestamp(seat.starts_at),
+                "seat_ends_at": crate::clock::key_timestamp(seat.ends_at),
+                "status": { "before": target.status, "after": user.status },
+            }),
+            now,
+        );
+        let mut decision = Decision::answer(receipt)
+            .write(Write::replace(Record::Balance(next_balance), balance.version))
+            .write(Write::replace(Record::User(user), target.version))
+            .write(Write::create(Record::Ledger(entry)))
+            .audit(audit);
+        decision.count(Metric::HalalasCharged(price.get()));
+        Ok(decision)
+    }
+
+    fn keyed(&self) -> Option<&Keyed> {
+        Some(&self.keyed)
+    }
+}
+
+/// A user's record after renewing: a running seat keeps running to its end and the year
+/// bought follows it (`next_seat`), with status and access unchanged; a seat that ended less
+/// than `RENEWAL_GRACE` ago is renewed from now. One renewal ahead at most.
+fn renewed(target: &User, price: Halalas, now: OffsetDateTime) -> Result<(User, Seat), Rejection> {
+    if target.status == UserStatus::Suspended {
+        return Err(Rejection::new(Kind::UserSuspended, "a suspended user's seat has ended for good; subscribe the person again"));
+    }
+    if !target.iqama_valid_at(now) {
+        return Err(crate::policy::iqama_expired());
+    }
+    let mut user = target.clone();
+    user.roll_periods(now);
+    if let Some(ahead) = &user.next_seat {
+        let until = crate::clock::key_timestamp(ahead.ends_at);
+        return Err(Rejection::new(
+            Kind::AlreadyRenewed,
+            format!("this seat is already renewed to {until}; renew again once that year has begun"),
+        )
+        .detail("renewed_until", until));
+    }
+    let Some(current) = user.seat.clone() else {
+        return Err(Rejection::new(Kind::SeatExpired, "this user holds no seat to renew; subscribe instead"));
+    };
+    let seat_from = |starts_at: OffsetDateTime| Seat {
+        id: crate::secrets::new_id("seat"),
+        starts_at,
+        ends_at: one_year_after(starts_at),
+        price,
+        reminders_sent: BTreeSet::new(),
+    };
+    let seat = if now < current.ends_at {
+        let seat = seat_from(current.ends_at);
+        user.next_seat = Some(seat.clone());
+        seat
+    } else if now - current.ends_at <= RENEWAL_GRACE {
+        let seat = seat_from(now);
+        user.past_seats.push(current);
+        user.seat = Some(seat.clone());
+        if user.status == UserStatus::Expired {
+            user.status = if user.activation.is_complete() { UserStatus::Active } else { UserStatus::PendingActivation };
+        }
+        seat
+    } else {
+        return Err(Rejection::new(
+            Kind::RenewalGracePassed,
+            format!("the seat ended more than {} days ago; subscribe the person again", RENEWAL_GRACE.whole_days()),
+        ));
+    };
+    user.updated_at = now;
+    user.version = target.version + 1;
+    Ok((user, seat))
+}

@@ -1,0 +1,270 @@
+//! The transactional outbox. A command that tells someone something writes an `Intent` —
+//! what to send, to whom, never a secret — in the same transaction as the change, and marks
+//! each message `queued` on its user's record. `deliver` reads intents from the table's
+//! stream, renders each message in the user's language, sends it, and records the outcome
+//! on the user (`sent` with the provider's message id, or `failed` with the reason), where
+//! the user's view shows it. A change therefore never loses its message, and nothing says
+//! "sent" before it was.
+//!
+//! A message whose slot on the user names another intent was replaced (a resend, a newer
+//! contact change) and is not sent; one already `sent` is not sent again, so a stream
+//! record delivered twice sends once.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::contact::{Email, SaudiMobile};
+use crate::identity::PersonId;
+use crate::messaging::{EmailMessage, SmsMessage, Template, channel_name};
+use crate::organization::{Organization, OrganizationId};
+use crate::secrets::{CodeKey, CodePurpose, Nonce, code_digest, code_for, link_token, token_sha256};
+use crate::user::{Reminder, User};
+
+/// How long an intent stays in the table after it was written (the table's TTL removes
+/// it); delivery retries end long before.
+pub const INTENT_LIFETIME: Duration = Duration::days(30);
+
+/// The messages one command sends, written with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub organization: OrganizationId,
+    pub id: String,
+    #[serde(with = "crate::clock::utc")]
+    pub created_at: OffsetDateTime,
+    pub request_id: String,
+    pub notices: Vec<Notice>,
+}
+
+/// One message to one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub user: PersonId,
+    pub message: Message,
+}
+
+/// Which way a notice goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+}
+
+/// What to send. Secrets are nonces; `deliver` derives them under the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Message {
+    /// The activation link, to the user's email.
+    ActivationLink { nonce: Nonce },
+    /// The activation code, to the user's mobile.
+    ActivationCode { nonce: Nonce },
+    /// A code to the pending new email.
+    EmailVerification { nonce: Nonce },
+    /// A code to the pending new mobile.
+    MobileVerification { nonce: Nonce },
+    /// To the old email: it is no longer the user's.
+    EmailChanged { old: Email },
+    /// To the old mobile: it is no longer the user's.
+    MobileChanged { old: SaudiMobile },
+    /// A seat ends soon.
+    ExpiryReminder {
+        reminder: Reminder,
+        channel: Channel,
+        #[serde(with = "crate::clock::utc")]
+        ends_at: OffsetDateTime,
+    },
+    /// The account was suspended.
+    AccountSuspended {
+        channel: Channel,
+        #[serde(with = "crate::clock::utc")]
+        at: OffsetDateTime,
+    },
+}
+
+/// Where on the user's record a kind of message keeps its delivery state. The names are
+/// part of the API (the user's `messages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Slot {
+    ActivationEmail,
+    ActivationSms,
+    VerificationEmail,
+    VerificationSms,
+    ContactChangedEmail,
+    ContactChangedSms,
+    ReminderEmail,
+    ReminderSms,
+    SuspensionEmail,
+    SuspensionSms,
+}
+
+impl Message {
+    pub fn slot(&self) -> Slot {
+        match self {
+            Message::ActivationLink { .. } => Slot::ActivationEmail,
+            Message::ActivationCode { .. } => Slot::ActivationSms,
+            Message::EmailVerification { .. } => Slot::VerificationEmail,
+            Message::MobileVerification { .. } => Slot::VerificationSms,
+            Message::EmailChanged { .. } => Slot::ContactChangedEmail,
+            Message::MobileChanged { .. } => Slot::ContactChangedSms,
+            Message::ExpiryReminder { channel: Channel::Email, .. } => Slot::ReminderEmail,
+            Message::ExpiryReminder { channel: Channel::Sms, .. } => Slot::ReminderSms,
+            Message::AccountSuspended { channel: Channel::Email, .. } => Slot::SuspensionEmail,
+            Message::AccountSuspended { channel: Channel::Sms, .. } => Slot::SuspensionSms,
+        }
+    }
+}
+
+/// Where a message stands, as the user's view shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Queued,
+    Sent,
+    Failed,
+    /// Replaced before it went out (the data it was about changed); never sent.
+    Superseded,
+}
+
+/// The delivery of the latest message of one slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The intent the message belongs to.
+    pub intent: String,
+    pub state: DeliveryState,
+    /// The provider's message id (SES or SNS), once sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Why the last attempt failed (never personal data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(with = "crate::clock::utc")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A user's delivery records, by slot.
+pub type Deliveries = BTreeMap<Slot, DeliveryRecord>;
+
+/// A message ready for a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    Email(EmailMessage),
+    Sms(SmsMessage),
+}
+
+/// Why a queued message is not sent after all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// A later message took the slot, or the intent's commit never happened.
+    Replaced,
+    /// Already sent (a stream record delivered again).
+    AlreadySent,
+    /// The secret or address it carried is no longer the user's current one.
+    Outdated,
+}
+
+/// What a notice becomes: the message to send now, or why it is not sent.
+pub fn render(
+    intent: &Intent,
+    notice: &Notice,
+    user: &User,
+    organization: &Organization,
+    key: &CodeKey,
+    link_prefix: &str,
+) -> Result<Outgoing, Stale> {
+    match user.deliveries.get(&notice.message.slot()) {
+        Some(record) if record.intent == intent.id => match record.state {
+            DeliveryState::Sent => return Err(Stale::AlreadySent),
+            DeliveryState::Superseded => return Err(Stale::Replaced),
+            DeliveryState::Queued | DeliveryState::Failed => {}
+        },
+        _ => return Err(Stale::Replaced),
+    }
+    let name = display_name(user);
+    let language = user.language;
+    let organization_name = organization.name.as_str();
+    let outgoing = match &notice.message {
+        Message::ActivationLink { nonce } => {
+            let token = link_token(key, nonce);
+            let current = user.activation.email_token.as_ref().is_some_and(|t| t.sha256 == token_sha256(&token));
+            if !current || user.activation.email_confirmed_at.is_some() {
+                return Err(Stale::Outdated);
+            }
+            let link = format!("{link_prefix}{token}");
+            let hours = crate::secrets::LINK_TOKEN_TTL.whole_hours().to_string();
+            let values = [("name", name.as_str()), ("organization", organization_name), ("link", link.as_str()), ("hours", hours.as_str())];
+            Outgoing::Email(EmailMessage::new(&user.email, Template::ActivationEmail, language, &values))
+        }
+        Message::ActivationCode { nonce } => {
+            let code = code_for(key, nonce);
+            let digest = code_digest(key, &user.organization, &user.id, CodePurpose::ActivateMobile, &code);
+            let current = user.activation.mobile_code.as_ref().is_some_and(|c| c.hmac == digest);
+            if !current || user.activation.mobile_confirmed_at.is_some() {
+                return Err(Stale::Outdated);
+            }
+            Outgoing::Sms(SmsMessage::new(&user.mobile, Template::ActivationSms, language, &[("code", code.as_str())]))
+        }
+        Message::EmailVerification { nonce } => {
+            let pending = user.pending_email.as_ref().ok_or(Stale::Outdated)?;
+            let code = code_for(key, nonce);
+            let purpose = CodePurpose::VerifyEmail(pending.value.as_str());
+            if code_digest(key, &user.organization, &user.id, purpose, &code) != pending.code.hmac {
+                return Err(Stale::Outdated);
+            }
+            let values = [("name", name.as_str()), ("organization", organization_name), ("code", code.as_str())];
+            Outgoing::Email(EmailMessage::new(&pending.value, Template::ContactVerificationEmail, language, &values))
+        }
+        Message::MobileVerification { nonce } => {
+            let pending = user.pending_mobile.as_ref().ok_or(Stale::Outdated)?;
+            let code = code_for(key, nonce);
+            let purpose = CodePurpose::VerifyMobile(pending.value.as_str());
+            if code_digest(key, &user.organization, &user.id, purpose, &code) != pending.code.hmac {
+                return Err(Stale::Outdated);
+            }
+            Outgoing::Sms(SmsMessage::new(&pending.value, Template::ContactVerificationSms, language, &[("code", code.as_str())]))
+        }
+        Message::EmailChanged { old } => {
+            let new_value = user.email.masked();
+            let what = channel_name(true, language);
+            let values =
+                [("name", name.as_str()), ("organization", organization_name), ("channel", what), ("new_value", new_value.as_str())];
+            Outgoing::Email(EmailMessage::new(old, Template::ContactChangedEmail, language, &values))
+        }
+        Message::MobileChanged { old } => {
+            let what = channel_name(false, language);
+            Outgoing::Sms(SmsMessage::new(old, Template::ContactChangedSms, language, &[("channel", what)]))
+        }
+        Message::ExpiryReminder { channel, ends_at, .. } => {
+            let days = ((*ends_at - intent.created_at).whole_hours() as f64 / 24.0).ceil().max(1.0) as i64;
+            let (days, date) = (days.to_string(), crate::clock::saudi_day(*ends_at).to_string());
+            let values = [("name", name.as_str()), ("organization", organization_name), ("days", days.as_str()), ("date", date.as_str())];
+            match channel {
+                Channel::Email => Outgoing::Email(EmailMessage::new(&user.email, Template::ExpiryReminderEmail, language, &values)),
+                Channel::Sms => Outgoing::Sms(SmsMessage::new(&user.mobile, Template::ExpiryReminderSms, language, &values)),
+            }
+        }
+        Message::AccountSuspended { channel, at } => {
+            let date = crate::clock::saudi_day(*at).to_string();
+            let values = [("name", name.as_str()), ("organization", organization_name), ("date", date.as_str())];
+            match channel {
+                Channel::Email => Outgoing::Email(EmailMessage::new(&user.email, Template::AccountSuspendedEmail, language, &values)),
+                Channel::Sms => Outgoing::Sms(SmsMessage::new(&user.mobile, Template::AccountSuspendedSms, language, &values)),
+            }
+        }
+    };
+    Ok(outgoing)
+}
+
+/// A name to greet a user by, in their language when available.
+pub fn display_name(user: &User) -> String {
+    let name = &user.name;
+    match user.language {
+        crate::contact::Language::Ar => name.ar.clone().or_else(|| name.en.clone()),
+        crate::contact::Language::En => name.en.clone().or_else(|| name.ar.clone()),
+    }
+    .unwrap_or_default()
+}

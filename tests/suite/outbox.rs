@@ -1,0 +1,383 @@
+//! The pipeline's promises, on both stores: messages leave through the outbox — once, even
+//! when a delivery dies or a provider throttles — and a commit of unknown outcome is
+//! answered as what really happened.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use domain::env::Senders;
+use domain::identity::PersonId;
+use domain::messaging::{DeliveryError, EmailMessage, Mailer, SmsMessage, TextSender};
+use domain::organization::OrganizationId;
+use domain::store::{Record, Store, Write};
+use serde_json::{Value, json};
+use system_tests::faults::{Call, Fault, FaultyStore};
+use system_tests::moto::recording_lock;
+use system_tests::world::{Backend, Client, World};
+
+use crate::activation::{link_token, sms_code};
+use crate::fixtures::{citizen, resident};
+use crate::permissions::cast;
+
+const ORG: &str = "7000000505";
+
+fn user_path(user: &PersonId) -> String {
+    format!("/v1/organizations/{ORG}/users/{}", user.as_str())
+}
+
+async fn profile(client: &Client, manager: &PersonId, user: &PersonId) -> Value {
+    let answer = client.get(&user_path(user), &client.token_for(manager)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()
+}
+
+/// The delivery dies before it reaches the provider (the stream batch fails, or the
+/// invocation is lost): the record comes again, every message goes out once, and the
+/// user's view says so.
+async fn an_intent_is_delivered_once_even_when_its_first_delivery_dies(backend: Backend) {
+    let cast = cast(backend).await;
+    let (world, client) = (&cast.world, &cast.client);
+    let person = world.register(&resident(40), &["1-10"], Some(300)).await;
+    let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+    world.deliver().await; // the cast's own messages
+    world.deliverer.drop_next(1);
+    let bought =
+        client.post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &client.token_for(&cast.manager), "dies-once", &body).await;
+    assert_eq!(bought.status, 201, "{}", bought.text());
+    let before = profile(client, &cast.manager, &person).await;
+    assert_eq!(before["messages"]["activation_email"]["state"], "queued");
+    assert_eq!(before["messages"]["activation_sms"]["state"], "queued");
+
+    let drained = world.deliver().await;
+    assert_eq!((drained.deliveries, drained.failed), (2, 0), "the dropped delivery came again: {drained:?}");
+    let registered = world.records().await.into_iter().find_map(|r| match r {
+        Record::Person(p) if p.id == person => Some(p),
+        _ => None,
+    });
+    let registered = registered.expect("registered");
+    assert_eq!(world.emails_to(&registered.email).await.len(), 1, "once");
+    assert_eq!(world.sms_to(&registered.mobile).await.len(), 1, "once");
+    let after = profile(client, &cast.manager, &person).await;
+    for slot in ["activation_email", "activation_sms"] {
+        assert_eq!(after["messages"][slot]["state"], "sent", "{slot}: {after}");
+        assert_eq!(after["messages"][slot]["attempts"], 1, "{slot}: sent at the attempt that reached the provider");
+        assert!(after["messages"][slot]["message_id"].as_str().is_some_and(|id| !id.is_empty()), "the provider's id");
+    }
+    // The same stream record, delivered again, sends nothing more.
+    world.deliverer.drop_next(0);
+    assert_eq!(world.emails_to(&registered.email).await.len(), 1);
+}
+both!(an_intent_is_delivered_once_even_when_its_first_delivery_dies);
+
+/// SES and SNS answering `Throttling` while `throttled` is set.
+struct Throttled {
+    senders: Senders,
+    throttled: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
+}
+
+impl Throttled {
+    fn check(&self) -> Result<(), DeliveryError> {
+        if self.throttled.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(DeliveryError::transient("Throttling", "injected: rate exceeded"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Mailer for Throttled {
+    async fn send_email(&self, message: &EmailMessage) -> Result<String, DeliveryError> {
+        self.check()?;
+        self.senders.mailer.send_email(message).await
+    }
+}
+
+#[async_trait]
+impl TextSender for Throttled {
+    async fn send_sms(&self, message: &SmsMessage) -> Result<String, DeliveryError> {
+        self.check()?;
+        self.senders.texts.send_sms(message).await
+    }
+}
+
+/// A throttled provider: the record is retried, then recorded as failed on the user and put
+/// on the failure destination; once the provider answers again, a resend goes out.
+async fn a_throttled_provider_is_retried_then_recorded_failed_and_resend_still_works(backend: Backend) {
+    let throttled = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (switch, count) = (throttled.clone(), refused.clone());
+    let world = World::with_ports(
+        backend,
+        None,
+        Some(&move |senders: Senders| {
+            let wrapped = Arc::new(Throttled { senders, throttled: switch.clone(), refused: count.clone() });
+            Senders { mailer: wrapped.clone(), texts: wrapped }
+        }),
+    )
+    .await;
+    let manager = PersonId::parse(&citizen(1)).unwrap();
+    let org = world
+        .onboard(ORG, domain::organization::PricingPlan::Muqeem, manager.as_str(), &[("1-10", domain::organization::SizeTier::Small)])
+        .await;
+    world.credit(&org, 100_000).await;
+    let person = world.register(&resident(41), &["1-10"], Some(300)).await;
+    let client = world.serve().await;
+    throttled.store(true, Ordering::SeqCst);
+    let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+    let bought =
+        client.post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &client.token_for(&manager), "throttled", &body).await;
+    assert_eq!(bought.status, 201, "{}", bought.text());
+
+    let drained = world.deliver().await;
+    let attempts = local_api::deliverer::MAX_ATTEMPTS;
+    assert_eq!((drained.deliveries, drained.failed), (attempts as usize, 1), "retried, then given up: {drained:?}");
+    assert_eq!(refused.load(Ordering::SeqCst), 2 * attempts as usize, "both messages, every attempt");
+    assert_eq!(world.deliverer.failures().len(), 1, "the record reached the failure destination");
+    let view = profile(&client, &manager, &person).await;
+    for slot in ["activation_email", "activation_sms"] {
+        assert_eq!(view["messages"][slot]["state"], "failed", "{slot}: {view}");
+        assert_eq!(view["messages"][slot]["reason"], "Throttling", "{slot}");
+        assert_eq!(view["messages"][slot]["attempts"], attempts, "{slot}");
+    }
+
+    throttled.store(false, Ordering::SeqCst);
+    let resent = client.post(&format!("{}/activation/resend", user_path(&person)), &client.token_for(&manager), &json!({})).await;
+    assert_eq!(resent.json(), json!({ "email": "queued", "sms": "queued" }), "{}", resent.text());
+    world.deliver().await;
+    let view = profile(&client, &manager, &person).await;
+    for slot in ["activation_email", "activation_sms"] {
+        assert_eq!(view["messages"][slot]["state"], "sent", "{slot}: {view}");
+    }
+    let registered = world.records().await.into_iter().find_map(|r| match r {
+        Record::Person(p) if p.id == person => Some(p),
+        _ => None,
+    });
+    let registered = registered.expect("registered");
+    let token = link_token(&world.emails_to(&registered.email).await.last().expect("the resent email").1);
+    let code = sms_code(world.sms_to(&registered.mobile).await.last().expect("the resent SMS"));
+    assert_eq!(client.call("POST", "/v1/activations/email", None, &[], Some(&json!({ "token": token }))).await.status, 200);
+    let active = client.post("/v1/activations/mobile", &client.token_for(&person), &json!({ "organization_id": ORG, "code": code })).await;
+    assert_eq!(active.json()["status"], "active");
+}
+both!(a_throttled_provider_is_retried_then_recorded_failed_and_resend_still_works);
+
+// ---------------------------------------------------------------------------------------
+// Unknown outcomes
+
+/// How the fault of one scenario treats the first commit that writes `target`'s record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outcome {
+    /// The write lands; its answer is lost.
+    Landed,
+    /// It does not land; another change of the same user does, in its place.
+    Overtaken,
+}
+
+/// A store whose first commit writing `target` once `armed` ends with an unknown outcome, as
+/// `outcome` says; `overtake` turns our user record into the other request's.
+fn faulty(
+    target: PersonId,
+    outcome: Outcome,
+    overtake: fn(&mut domain::user::User),
+    armed: Arc<AtomicBool>,
+) -> impl Fn(Arc<dyn Store>) -> Arc<dyn Store> {
+    move |store: Arc<dyn Store>| {
+        let target = target.clone();
+        let armed = armed.clone();
+        FaultyStore::new(store, move |call| match call {
+            Call::Commit(writes) if system_tests::faults::writes_user(writes, &target) && armed.swap(false, Ordering::SeqCst) => {
+                Some(match outcome {
+                    Outcome::Landed => Fault::LostResponse,
+                    Outcome::Overtaken => {
+                        // Another request's change of the same record, from the same read.
+                        let instead: Vec<Write> = writes
+                            .iter()
+                            .filter_map(|write| match &write.record {
+                                Record::User(user) if user.id == target => {
+                                    let mut other = user.clone();
+                                    overtake(&mut other);
+                                    Some(Write { record: Record::User(other), expect: write.expect })
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        Fault::Instead(instead)
+                    }
+                })
+            }
+            _ => None,
+        }) as Arc<dyn Store>
+    }
+}
+
+/// The actions whose outcome may be lost.
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    Suspend,
+    Modify,
+    Activate,
+    Grant,
+}
+
+impl Act {
+    async fn perform(self, actors: &Actors) -> system_tests::http::Answer {
+        let (client, token) = (&actors.client, Some(actors.manager_token.as_str()));
+        let path = user_path(&actors.target);
+        match self {
+            Act::Suspend => client.call("POST", &format!("{path}/suspension"), token, &[], Some(&json!({ "reason": "left" }))).await,
+            Act::Modify => client.call("PATCH", &path, token, &[], Some(&json!({ "version": 1, "job_title": "HR" }))).await,
+            Act::Activate => client.call("POST", "/v1/activations/email", None, &[], Some(&json!({ "token": actors.link }))).await,
+            Act::Grant => {
+                let body = json!({ "version": 1, "grants": { "1-10": ["iqama.renew"] } });
+                client.call("PUT", &format!("{path}/permissions"), token, &[], Some(&body)).await
+            }
+        }
+    }
+
+    /// Another request's change of the same user, landing in place of ours.
+    fn overtake(self) -> fn(&mut domain::user::User) {
+        match self {
+            Act::Suspend => |user| {
+                user.status = domain::user::UserStatus::Suspended;
+                user.suspension =
+                    Some(domain::user::Suspension { by: user.id.clone(), reason: "another admin".into(), at: user.updated_at });
+            },
+            Act::Modify => |user| {
+                user.job_title = Some("someone else's title".into());
+                user.profile_version += 1;
+            },
+            Act::Activate => |user| user.activation.email_confirmed_at = Some(user.updated_at),
+            Act::Grant => |user| user.grants_version += 1,
+        }
+    }
+
+    /// The refusal that state gets.
+    fn refusal(self) -> (u16, &'static str) {
+        match self {
+            Act::Suspend => (409, "already_suspended"),
+            Act::Modify | Act::Grant => (409, "version_conflict"),
+            Act::Activate => (410, "activation_link_used"),
+        }
+    }
+}
+
+/// Each action whose outcome may be lost: it answers success when its write landed, and
+/// the real refusal when it did not and the state moved on.
+async fn an_unknown_outcome_is_answered_as_what_really_happened(backend: Backend) {
+    for act in [Act::Suspend, Act::Modify, Act::Activate, Act::Grant] {
+        for outcome in [Outcome::Landed, Outcome::Overtaken] {
+            let target = PersonId::parse(&resident(50)).unwrap();
+            let armed = Arc::new(AtomicBool::new(false));
+            let world = World::with_ports(backend, Some(&faulty(target.clone(), outcome, act.overtake(), armed.clone())), None).await;
+            let actors = Actors::new(world, target).await;
+            armed.store(true, Ordering::SeqCst);
+            let answer = act.perform(&actors).await;
+            assert!(!armed.load(Ordering::SeqCst), "{act:?}: the fault was injected");
+            match outcome {
+                Outcome::Landed => assert!(answer.status < 300, "{act:?}: a write that landed is a success: {}", answer.text()),
+                Outcome::Overtaken => {
+                    let (status, code) = act.refusal();
+                    assert_eq!((answer.status, answer.code().as_str()), (status, code), "{act:?}: the real refusal: {}", answer.text());
+                }
+            }
+            let recorded = actors
+                .world
+                .records()
+                .await
+                .into_iter()
+                .filter(
+                    |r| matches!(r, Record::Audit(e) if e.target.as_ref() == Some(&actors.target) && e.request_id.starts_with("local-")),
+                )
+                .count();
+            let expected = if outcome == Outcome::Landed { 1 } else { 0 };
+            assert_eq!(recorded, expected, "{act:?} {outcome:?}: the change is recorded exactly as often as it happened");
+        }
+    }
+}
+both!(an_unknown_outcome_is_answered_as_what_really_happened);
+
+/// An organization with a manager and one pending member, the link of its activation
+/// email, and the local server.
+struct Actors {
+    world: World,
+    client: Client,
+    target: PersonId,
+    manager_token: String,
+    link: String,
+}
+
+impl Actors {
+    async fn new(world: World, target: PersonId) -> Actors {
+        let manager = PersonId::parse(&citizen(1)).unwrap();
+        let org: OrganizationId = world
+            .onboard(ORG, domain::organization::PricingPlan::Muqeem, manager.as_str(), &[("1-10", domain::organization::SizeTier::Small)])
+            .await;
+        world.credit(&org, 100_000).await;
+        world.register(target.as_str(), &["1-10"], Some(300)).await;
+        let persons = vec![domain::actions::subscribe::SubscribePerson {
+            id: target.clone(),
+            establishments: ["1-10"].iter().map(|e| domain::organization::EstablishmentId::parse(e).unwrap()).collect(),
+            user_type: Some(domain::user::UserType::PartnersOnly),
+            language: None,
+            job_title: None,
+        }];
+        world.subscribe(&manager, &org, persons, "actors").await;
+        let email = world.user(&org, &target).await.email;
+        let link = link_token(&world.emails_to(&email).await.last().expect("the activation email").1);
+        let client = world.serve().await;
+        let manager_token = client.token_for(&manager);
+        Actors { world, client, target, manager_token, link }
+    }
+}
+
+/// A subscription of 25 persons is one transaction with its intent (77 of DynamoDB's 100
+/// items), and its 50 messages go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_five_persons_are_one_transaction_and_fifty_messages() {
+    let world = World::new(Backend::Moto).await;
+    let manager = PersonId::parse(&citizen(1)).unwrap();
+    let org = world
+        .onboard(ORG, domain::organization::PricingPlan::Muqeem, manager.as_str(), &[("1-10", domain::organization::SizeTier::Small)])
+        .await;
+    world.credit(&org, 10_000_000).await;
+    let mut persons = Vec::new();
+    for n in 0..25 {
+        let id = world.register(&resident(200 + n), &["1-10"], Some(300)).await;
+        persons.push(json!({ "id": id.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }));
+    }
+    let client = world.serve().await;
+    let table = world.dynamo.as_ref().unwrap().names().users.clone();
+    let recorded = {
+        let _recording = recording_lock().lock().await;
+        world.moto().start_recording().await;
+        let bought = client
+            .post_keyed(
+                &format!("/v1/organizations/{ORG}/subscriptions"),
+                &client.token_for(&manager),
+                "twenty-five",
+                &json!({ "persons": persons }),
+            )
+            .await;
+        assert_eq!(bought.status, 201, "{}", bought.text());
+        world.moto().recorded_targets(&table).await
+    };
+    let writes: Vec<&String> = recorded.iter().filter(|target| target.contains("Write") || target.contains("PutItem")).collect();
+    assert_eq!(writes, vec!["DynamoDB_20120810.TransactWriteItems"], "one atomic write, messages included");
+    let drained = world.deliver().await;
+    assert_eq!((drained.deliveries, drained.failed), (1, 0), "one intent");
+    let users: Vec<domain::user::User> = world
+        .records()
+        .await
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::User(u) if !u.is_manager() => Some(u),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(users.len(), 25);
+    let sent = users.iter().flat_map(|u| u.deliveries.values()).filter(|d| d.state == domain::outbox::DeliveryState::Sent).count();
+    assert_eq!(sent, 50, "an email and an SMS for each");
+}
