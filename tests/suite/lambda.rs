@@ -215,7 +215,7 @@ async fn every_event_kept_in_the_repository_is_answered_by_its_function() {
     let mut on_disk: Vec<String> = std::fs::read_dir(&events)
         .expect("infra/events")
         .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json") && name != "scheduled.json")
+        .filter(|name| name.ends_with(".json") && !["scheduled.json", "deliver.json"].contains(&name.as_str()))
         .collect();
     on_disk.sort();
     let mut listed: Vec<String> = expected.iter().map(|(function, _)| format!("{function}.json")).collect();
@@ -242,4 +242,22 @@ async fn the_sweep_refuses_an_event_without_a_time_with_a_named_error() {
     let error = invoke_once(&world, "expiry-sweep", json!({ "id": "x", "time": "yesterday" })).await.expect_err("refused");
     assert_eq!(error["errorType"], "BadEventTime", "{error}");
     assert_eq!(error["errorMessage"], "the event's time is not an RFC 3339 timestamp");
+}
+
+/// The stream event kept in `infra/events/deliver.json` (what `cargo lambda invoke deliver
+/// --data-file` sends) is read by the deliver binary: its intent parses, and since no user's
+/// slot names it (the demo subscription made its own), nothing is sent and nothing is
+/// retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deliver_binary_takes_the_stream_event_kept_in_the_repository() {
+    let world = World::new(Backend::Moto).await;
+    local_api::demo::seed(&world.env).await.expect("the demo data");
+    let event: Value = serde_json::from_str(&std::fs::read_to_string(workspace_root().join("infra/events/deliver.json")).unwrap()).unwrap();
+    let record = &event["Records"][0];
+    let parsed: aws_lambda_events::event::dynamodb::EventRecord =
+        serde_json::from_value(record.clone()).expect("the shape of aws_lambda_events");
+    let intent = deliver_function::intent_of(&parsed).expect("a readable intent").expect("a new one");
+    assert_eq!(intent.notices.len(), 2);
+    let answer = invoke_once(&world, "deliver", event).await.expect("no error");
+    assert_eq!(answer, json!({ "batchItemFailures": [] }));
 }
