@@ -4,7 +4,10 @@
 //! shape of a command, not guessed; `template.yaml` deploys the same timeouts (a test reads
 //! them from there).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// Tokio's clock, so tests can run a deadline on paused, virtual time.
+use tokio::time::Instant;
 
 /// API Gateway HTTP API's integration timeout: a hard limit, the client gets 503 after it.
 pub const API_GATEWAY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,10 +45,19 @@ pub const SDK_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(SDK_OPERATION_TI
 /// Opening a connection is part of an attempt; a third of it.
 pub const SDK_CONNECT_TIMEOUT: Duration = Duration::from_millis(SDK_ATTEMPT_TIMEOUT.as_millis() as u64 / 3);
 
-/// When the sweep stops starting work and saves where it is: a margin for the calls in
-/// flight (each bounded by the SDK's operation timeout) and for saving its place.
+/// What delivering one intent may take: its read, its sends (concurrent, each bounded by
+/// the operation timeout) and its records. `deliver` starts an intent only while this much
+/// time is left, and hands the rest of its batch back to the stream to come again.
+pub const DELIVER_INTENT_BUDGET: Duration = Duration::from_millis(CALLS_PER_ATTEMPT as u64 * SDK_OPERATION_TIMEOUT.as_millis() as u64);
+
+/// Kept back from the sweep's deadline for saving where it stopped (one store call).
+pub const SWEEP_SAVE_RESERVE: Duration =
+    Duration::from_millis(SDK_OPERATION_TIMEOUT.as_millis() as u64 + RESPONSE_RESERVE.as_millis() as u64);
+
+/// When the sweep stops starting work: an item started just before may still take one
+/// attempt of a command (`CALLS_PER_ATTEMPT` calls), and saving its place needs its reserve.
 pub const SWEEP_MARGIN: Duration =
-    Duration::from_millis(2 * SDK_OPERATION_TIMEOUT.as_millis() as u64 + RESPONSE_RESERVE.as_millis() as u64);
+    Duration::from_millis(CALLS_PER_ATTEMPT as u64 * SDK_OPERATION_TIMEOUT.as_millis() as u64 + SWEEP_SAVE_RESERVE.as_millis() as u64);
 
 /// The instant an invocation must have answered by. `unbounded` outside Lambda (the local
 /// server, tests), where the retry policy alone bounds the work.
@@ -86,6 +98,11 @@ impl Deadline {
         self.usable().map_or(cap, |left| left.min(cap))
     }
 
+    /// The same deadline, `by` earlier (for work that must leave time for what follows it).
+    pub fn earlier_by(&self, by: Duration) -> Self {
+        Deadline(self.0.map(|at| at.checked_sub(by).unwrap_or_else(Instant::now)))
+    }
+
     /// Whether a sweep should stop starting work, keeping `margin` back.
     pub fn nearly_reached(&self, margin: Duration) -> bool {
         self.usable().is_some_and(|left| left <= margin)
@@ -110,7 +127,10 @@ mod tests {
         assert!(SDK_CONNECT_TIMEOUT < SDK_ATTEMPT_TIMEOUT);
         assert_eq!(SDK_OPERATION_TIMEOUT, Duration::from_millis(3250));
         assert_eq!(SDK_ATTEMPT_TIMEOUT, Duration::from_millis(1083));
+        assert_eq!(SWEEP_MARGIN, Duration::from_millis(13_250));
+        assert!(DELIVER_INTENT_BUDGET * 2 < DELIVER_FUNCTION_TIMEOUT, "an invocation delivers more than one intent");
         assert!(SWEEP_MARGIN < SWEEP_FUNCTION_TIMEOUT / 10, "the sweep works for most of its time");
+        assert!(SWEEP_SAVE_RESERVE < SWEEP_MARGIN, "items started before the margin finish before the save");
     }
 
     #[test]

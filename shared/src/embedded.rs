@@ -3,30 +3,118 @@
 //! suite runs against both) and, like the outbox table's DynamoDB stream, a stream of the
 //! intents it committed; and a provider that keeps and prints messages.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::audit::AuditEntry;
+use crate::audit::{AuditEntry, AuditScope};
 use crate::clock::key_timestamp;
+use crate::identity::PersonId;
 use crate::ledger::LedgerEntry;
 use crate::messaging::{DeliveryError, EmailMessage, Mailer, SmsMessage, TextSender};
 use crate::organization::OrganizationId;
 use crate::store::{
-    AuditQuery, BadItem, CommitError, Contact, Cursor, Expect, Key, LEDGER_PREFIX, Loaded, Page, PageRequest, Queries, Record, Records,
-    StorageKey, StoreError, SweepMonth, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range,
-    organization_partition, user_matches,
+    AuditQuery, BadItem, CommitError, Contact, Cursor, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, IndexAttributes, Key,
+    LEDGER_PREFIX, LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, PERSON_INDEX, Page, PageRequest, Queries, Record, Records,
+    StorageKey, StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range,
+    audit_target, organization_partition, person_key, user_matches,
 };
 use crate::user::User;
 
 pub use crate::store::MAX_WRITES as MAX_TRANSACTION_ITEMS;
 
+/// An index entry: its partition, its sort value, the item's key.
+type Entry = (String, String, StorageKey);
+
+#[derive(Default)]
+struct Tables {
+    records: BTreeMap<StorageKey, Record>,
+    /// The global secondary indexes, kept with every write as DynamoDB keeps them.
+    indexes: HashMap<&'static str, BTreeSet<Entry>>,
+}
+
+/// The index entries of a record: `(index, partition, sort)`, as the DynamoDB tables define
+/// them (`aws-adapters`' table specs).
+fn entries(attributes: IndexAttributes, key: &StorageKey) -> Vec<(&'static str, String, String)> {
+    let mut entries = Vec::new();
+    if let (Some(partition), Some(at)) = (attributes.expiry_key, attributes.expiry_at) {
+        entries.push((EXPIRY_INDEX, partition, at));
+    }
+    for (index, partition) in [
+        (LINK_TOKEN_INDEX, attributes.link_token),
+        (EMAIL_INDEX, attributes.email_key),
+        (MOBILE_INDEX, attributes.mobile_key),
+        (PERSON_INDEX, attributes.person_key),
+    ] {
+        if let Some(partition) = partition {
+            entries.push((index, partition, String::new()));
+        }
+    }
+    if let Some(target) = attributes.target {
+        entries.push((TARGET_INDEX, target, key.sk.clone()));
+    }
+    entries
+}
+
+impl Tables {
+    fn put(&mut self, record: Record) {
+        let key = record.storage_key();
+        if let Some(old) = self.records.get(&key) {
+            for (index, partition, sort) in entries(old.index_attributes(), &key) {
+                if let Some(set) = self.indexes.get_mut(index) {
+                    set.remove(&(partition, sort, key.clone()));
+                }
+            }
+        }
+        for (index, partition, sort) in entries(record.index_attributes(), &key) {
+            self.indexes.entry(index).or_default().insert((partition, sort, key.clone()));
+        }
+        self.records.insert(key, record);
+    }
+
+    /// The items of one index partition, in sort order.
+    fn partition<'a>(&'a self, index: &str, partition: &str) -> impl DoubleEndedIterator<Item = (&'a Entry, &'a Record)> + 'a {
+        self.span(index, partition, Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// The items of one index partition between two positions `(sort value, item key)`.
+    fn span<'a>(
+        &'a self,
+        index: &str,
+        partition: &str,
+        low: Bound<(String, StorageKey)>,
+        high: Bound<(String, StorageKey)>,
+    ) -> impl DoubleEndedIterator<Item = (&'a Entry, &'a Record)> + 'a {
+        let smallest = || StorageKey { table: Table::Users, pk: String::new(), sk: String::new() };
+        let entry = |(sort, key): (String, StorageKey)| (partition.to_owned(), sort, key);
+        let low = match low {
+            Bound::Unbounded => Bound::Included((partition.to_owned(), String::new(), smallest())),
+            Bound::Included(at) => Bound::Included(entry(at)),
+            Bound::Excluded(at) => Bound::Excluded(entry(at)),
+        };
+        // A string that sorts after `partition` sorts at or after `partition` followed by
+        // the smallest character: the end of the partition.
+        let high = match high {
+            Bound::Unbounded => Bound::Excluded((format!("{partition}\u{0}"), String::new(), smallest())),
+            Bound::Included(at) => Bound::Included(entry(at)),
+            Bound::Excluded(at) => Bound::Excluded(entry(at)),
+        };
+        let empty = matches!((&low, &high), (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) if l > h);
+        self.indexes
+            .get(index)
+            .filter(|_| !empty)
+            .into_iter()
+            .flat_map(move |set| set.range((low.clone(), high.clone())))
+            .filter_map(move |entry| self.records.get(&entry.2).map(|record| (entry, record)))
+    }
+}
+
 #[derive(Default)]
 pub struct EmbeddedStore {
-    records: Mutex<BTreeMap<StorageKey, Record>>,
+    tables: Mutex<Tables>,
     /// Every intent committed, in commit order: the stream `deliver` reads.
     stream: Mutex<Vec<crate::outbox::Intent>>,
     appended: tokio::sync::Notify,
@@ -48,13 +136,22 @@ impl EmbeddedStore {
         self.appended.notified().await;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<StorageKey, Record>> {
-        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every stored record, for tests that check invariants over the whole store.
     pub fn snapshot(&self) -> Vec<Record> {
-        self.lock().values().cloned().collect()
+        self.lock().records.values().cloned().collect()
+    }
+
+    /// Stores records without conditions or transaction limits: for seeding large data sets
+    /// (benchmarks, tests), as a bulk load would.
+    pub fn load_directly(&self, records: impl IntoIterator<Item = Record>) {
+        let mut tables = self.lock();
+        for record in records {
+            tables.put(record);
+        }
     }
 }
 
@@ -80,8 +177,8 @@ fn invalid(message: &str) -> CommitError {
 #[async_trait]
 impl Records for EmbeddedStore {
     async fn load(&self, keys: &[Key]) -> Result<Loaded, StoreError> {
-        let records = self.lock();
-        Ok(Loaded::new(keys.iter().filter_map(|key| records.get(&key.storage_key()).cloned())))
+        let tables = self.lock();
+        Ok(Loaded::new(keys.iter().filter_map(|key| tables.records.get(&key.storage_key()).cloned())))
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
@@ -92,11 +189,11 @@ impl Records for EmbeddedStore {
         if !writes.iter().all(|write| seen.insert(write.record.storage_key())) {
             return Err(invalid("a transaction cannot write the same item twice"));
         }
-        let mut records = self.lock();
+        let mut tables = self.lock();
         let failed: Vec<usize> = writes
             .iter()
             .enumerate()
-            .filter(|(_, write)| !holds(write.expect, records.get(&write.record.storage_key())))
+            .filter(|(_, write)| !holds(write.expect, tables.records.get(&write.record.storage_key())))
             .map(|(position, _)| position)
             .collect();
         if !failed.is_empty() {
@@ -107,9 +204,9 @@ impl Records for EmbeddedStore {
             if let Record::Intent(intent) = &write.record {
                 intents.push(intent.clone());
             }
-            records.insert(write.record.storage_key(), write.record);
+            tables.put(write.record);
         }
-        drop(records);
+        drop(tables);
         if !intents.is_empty() {
             self.stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(intents);
             self.appended.notify_waiters();
@@ -134,8 +231,70 @@ fn resume_after(page: &PageRequest, partition: &str) -> Result<Option<String>, S
     key.get("sk").cloned().map(Some).ok_or(StoreError::InvalidCursor)
 }
 
+/// A cursor into an index partition, as DynamoDB's: the index's keys and the item's.
+struct IndexCursor<'a> {
+    partition_attribute: &'static str,
+    partition: &'a str,
+    sort_attribute: &'static str,
+    table: Table,
+}
+
+impl IndexCursor<'_> {
+    /// The position `(sort value, item key)` a cursor resumes after, checked against the
+    /// partition being listed.
+    fn resume(&self, page: &PageRequest) -> Result<Option<(String, StorageKey)>, StoreError> {
+        let Some(cursor) = &page.cursor else {
+            return Ok(None);
+        };
+        let key = cursor.decode()?;
+        if key.get(self.partition_attribute).map(String::as_str) != Some(self.partition) {
+            return Err(StoreError::InvalidCursor);
+        }
+        let field = |name: &str| key.get(name).cloned().ok_or(StoreError::InvalidCursor);
+        Ok(Some((field(self.sort_attribute)?, StorageKey { table: self.table, pk: field("pk")?, sk: field("sk")? })))
+    }
+
+    fn cursor(&self, (_, sort, item): &Entry) -> Cursor {
+        Cursor::encode(&BTreeMap::from([
+            (self.partition_attribute.to_owned(), self.partition.to_owned()),
+            (self.sort_attribute.to_owned(), sort.clone()),
+            ("pk".to_owned(), item.pk.clone()),
+            ("sk".to_owned(), item.sk.clone()),
+        ]))
+    }
+}
+
+/// Collects up to `page.limit` items that pass `keep`, reading at most `budget` items (as
+/// DynamoDB's `Limit` counts items read before a filter); `next` continues after the last
+/// item read whenever there may be more.
+fn collect<'a, T, K: Clone + 'a>(
+    iter: impl Iterator<Item = (K, &'a Record)>,
+    page: &PageRequest,
+    budget: usize,
+    mut keep: impl FnMut(&Record) -> Option<T>,
+    cursor: impl Fn(&K) -> Cursor,
+) -> Page<T> {
+    let mut items = Vec::new();
+    let mut scanned = 0;
+    let mut last = None;
+    let mut more = false;
+    for (key, record) in iter {
+        if items.len() == page.limit || scanned == budget {
+            more = true;
+            break;
+        }
+        scanned += 1;
+        if let Some(item) = keep(record) {
+            items.push(item);
+        }
+        last = Some(key);
+    }
+    Page { next: if more { last.as_ref().map(cursor) } else { None }, items, scanned }
+}
+
 /// Walks one partition's sort keys in `[low, high]`, ascending or descending, resuming
-/// after a cursor, and returns up to `limit` records that pass `keep`.
+/// after a cursor: a page of the records that pass `keep`, reading at most `budget`.
+#[allow(clippy::too_many_arguments)]
 fn walk<T>(
     records: &BTreeMap<StorageKey, Record>,
     table: Table,
@@ -143,7 +302,8 @@ fn walk<T>(
     (low, high): (String, String),
     descending: bool,
     page: &PageRequest,
-    mut keep: impl FnMut(&Record) -> Option<T>,
+    budget: usize,
+    keep: impl FnMut(&Record) -> Option<T>,
 ) -> Result<Page<T>, StoreError> {
     let at = |sk: String| StorageKey { table, pk: partition.to_owned(), sk };
     let mut lower = Bound::Included(at(low));
@@ -156,41 +316,36 @@ fn walk<T>(
         }
     }
     if matches!((&lower, &upper), (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) if l > u) {
-        return Ok(Page { items: vec![], next: None });
+        return Ok(Page { items: vec![], next: None, scanned: 0 });
     }
     let range = records.range((lower, upper));
     let iter: Box<dyn Iterator<Item = (&StorageKey, &Record)>> = if descending { Box::new(range.rev()) } else { Box::new(range) };
-    let mut items = Vec::new();
-    let mut last = None;
-    let mut more = false;
-    for (key, record) in iter {
-        if items.len() == page.limit {
-            more = true;
-            break;
-        }
-        if let Some(item) = keep(record) {
-            items.push(item);
-            last = Some(key.clone());
-        }
-    }
-    Ok(Page { next: if more { last.as_ref().map(cursor_of) } else { None }, items })
+    Ok(collect(iter, page, budget, keep, |key: &&StorageKey| cursor_of(key)))
 }
 
 fn prefix_range(prefix: &str) -> (String, String) {
     (prefix.to_owned(), format!("{prefix}~"))
 }
 
+/// The read budget of a listing: its page when every item read is returned, the fixed
+/// budget when a filter may drop items.
+fn budget(page: &PageRequest, filtered: bool) -> usize {
+    if filtered { LISTING_READ_BUDGET.max(page.limit) } else { page.limit }
+}
+
 #[async_trait]
 impl Queries for EmbeddedStore {
     async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError> {
-        let records = self.lock();
+        let tables = self.lock();
+        let filtered = filter.status.is_some() || filter.establishments.is_some() || filter.search.is_some();
         walk(
-            &records,
+            &tables.records,
             Table::Users,
             &organization_partition(organization),
             prefix_range(USER_PREFIX),
             false,
             &page,
+            budget(&page, filtered),
             |record| match record {
                 Record::User(user) if user_matches(user, filter) => Some(user.clone()),
                 _ => None,
@@ -199,113 +354,123 @@ impl Queries for EmbeddedStore {
     }
 
     async fn audit(&self, query: &AuditQuery, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
-        let records = self.lock();
-        walk(&records, Table::Audit, &audit_partition(&query.scope), audit_sort_range(query), true, &page, |record| match record {
+        let tables = self.lock();
+        let filtered = query.actions.is_some() || query.establishments.is_some();
+        let keep = |record: &Record| match record {
             Record::Audit(entry) if audit_matches(entry, query) => Some(entry.clone()),
             _ => None,
-        })
+        };
+        match (&query.target, &query.scope) {
+            (Some(target), AuditScope::Organization(organization)) => {
+                // The `by_target` index, newest first, within the time range.
+                let partition = audit_target(organization, target);
+                let (low, high) = audit_sort_range(query);
+                let index =
+                    IndexCursor { partition_attribute: "audit_target", partition: &partition, sort_attribute: "sk", table: Table::Audit };
+                let after = index.resume(&page)?;
+                let smallest = || StorageKey { table: Table::Users, pk: String::new(), sk: String::new() };
+                // Sort values up to `high`, all of them: below `high` followed by the smallest character.
+                let high = match after {
+                    Some(after) if after.0 <= high => Bound::Excluded(after),
+                    _ => Bound::Excluded((format!("{high}\u{0}"), smallest())),
+                };
+                let entries = tables
+                    .span(TARGET_INDEX, &partition, Bound::Included((low, smallest())), high)
+                    .rev()
+                    .map(|(entry, record)| (entry.clone(), record));
+                let cursor = |entry: &Entry| index.cursor(entry);
+                Ok(collect(entries, &page, budget(&page, filtered), keep, cursor))
+            }
+            _ => walk(
+                &tables.records,
+                Table::Audit,
+                &audit_partition(&query.scope),
+                audit_sort_range(query),
+                true,
+                &page,
+                budget(&page, filtered),
+                keep,
+            ),
+        }
     }
 
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
-        let records = self.lock();
-        walk(&records, Table::Balances, &organization_partition(organization), prefix_range(LEDGER_PREFIX), true, &page, |record| {
-            match record {
+        let tables = self.lock();
+        walk(
+            &tables.records,
+            Table::Balances,
+            &organization_partition(organization),
+            prefix_range(LEDGER_PREFIX),
+            true,
+            &page,
+            page.limit,
+            |record| match record {
                 Record::Ledger(entry) => Some(entry.clone()),
                 _ => None,
-            }
-        })
+            },
+        )
     }
 
-    async fn due_for_sweep(
+    async fn expiring(
         &self,
-        month: SweepMonth,
-        until: OffsetDateTime,
+        partition: ExpiryPartition,
+        until: Option<OffsetDateTime>,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        let partition = month.partition();
-        let until = key_timestamp(until);
-        let records = self.lock();
-        // The index orders by (sweep_at, table key); a cursor carries all of them.
-        let mut due: Vec<(String, &StorageKey, &User)> = records
-            .iter()
-            .filter_map(|(key, record)| match record {
-                Record::User(user) => {
-                    let attributes = record.index_attributes();
-                    match (attributes.sweep_month, attributes.sweep_at) {
-                        (Some(day), Some(at)) if day == partition && at <= until => Some((at, key, user)),
-                        _ => None,
-                    }
-                }
+        let key = partition.key();
+        let tables = self.lock();
+        let index = IndexCursor { partition_attribute: "expiry_key", partition: &key, sort_attribute: "expiry_at", table: Table::Users };
+        let after = index.resume(&page)?;
+        let low = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let entries = tables
+            .span(EXPIRY_INDEX, &key, low, Bound::Unbounded)
+            .take_while(|((_, at, _), _)| until.is_none_or(|until| *at <= key_timestamp(until)))
+            .map(|(entry, record)| (entry.clone(), record));
+        let cursor = |entry: &Entry| index.cursor(entry);
+        Ok(collect(
+            entries,
+            &page,
+            page.limit,
+            |record| match record {
+                Record::User(user) => Some(Ok(user.clone())),
                 _ => None,
-            })
-            .collect();
-        due.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        let start = match &page.cursor {
-            None => 0,
-            Some(cursor) => {
-                let key = cursor.decode()?;
-                if key.get("sweep_month") != Some(&partition) {
-                    return Err(StoreError::InvalidCursor);
-                }
-                let position = (
-                    key.get("sweep_at").cloned().unwrap_or_default(),
-                    key.get("pk").cloned().unwrap_or_default(),
-                    key.get("sk").cloned().unwrap_or_default(),
-                );
-                due.iter().position(|(at, k, _)| (at.clone(), k.pk.clone(), k.sk.clone()) > position).unwrap_or(due.len())
-            }
-        };
-        let slice = &due[start..];
-        let taken = &slice[..slice.len().min(page.limit)];
-        let next = (slice.len() > page.limit).then(|| {
-            let (at, key, _) = taken.last().expect("a full page has a last item");
-            Cursor::encode(&BTreeMap::from([
-                ("sweep_month".to_owned(), partition.clone()),
-                ("sweep_at".to_owned(), at.clone()),
-                ("pk".to_owned(), key.pk.clone()),
-                ("sk".to_owned(), key.sk.clone()),
-            ]))
-        });
-        Ok(Page { items: taken.iter().map(|(_, _, user)| Ok((*user).clone())).collect(), next })
+            },
+            cursor,
+        ))
     }
 
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
+        let index = match contact {
+            Contact::Email(_) => EMAIL_INDEX,
+            Contact::Mobile(_) => MOBILE_INDEX,
+        };
         let key = contact.key(organization);
-        let records = self.lock();
-        Ok(records
-            .values()
-            .filter_map(|record| match record {
-                Record::User(user) => {
-                    let attributes = record.index_attributes();
-                    let found = match contact {
-                        Contact::Email(_) => attributes.email_key,
-                        Contact::Mobile(_) => attributes.mobile_key,
-                    };
-                    (found.as_deref() == Some(key.as_str())).then(|| user.clone())
-                }
+        let tables = self.lock();
+        Ok(tables
+            .partition(index, &key)
+            .filter_map(|(_, record)| match record {
+                Record::User(user) => Some(user.clone()),
                 _ => None,
             })
             .collect())
     }
 
-    async fn memberships(&self, person: &crate::identity::PersonId) -> Result<Vec<OrganizationId>, StoreError> {
-        let key = crate::store::person_key(person);
-        let records = self.lock();
-        Ok(records
-            .values()
-            .filter_map(|record| match record {
-                Record::User(user) if record.index_attributes().person_key.as_deref() == Some(key.as_str()) => {
-                    Some(user.organization.clone())
-                }
+    async fn memberships(&self, person: &PersonId) -> Result<Vec<OrganizationId>, StoreError> {
+        let key = person_key(person);
+        let tables = self.lock();
+        Ok(tables
+            .partition(PERSON_INDEX, &key)
+            .filter_map(|(_, record)| match record {
+                Record::User(user) => Some(user.organization.clone()),
                 _ => None,
             })
             .collect())
     }
 
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
-        let records = self.lock();
-        Ok(records.values().find_map(|record| match record {
-            Record::User(user) if record.index_attributes().link_token.as_deref() == Some(sha256) => Some(user.clone()),
+        let tables = self.lock();
+        Ok(tables.partition(LINK_TOKEN_INDEX, sha256).find_map(|(_, record)| match record {
+            Record::User(user) => Some(user.clone()),
             _ => None,
         }))
     }

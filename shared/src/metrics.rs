@@ -24,6 +24,8 @@ pub enum Metric {
     MessagesFailed(u64),
     SweepExpiries(u64),
     SweepReminders(u64),
+    /// Sweep items or queries that failed (retried by the next run; alarmed on).
+    SweepFailures(u64),
 }
 
 impl Metric {
@@ -36,6 +38,7 @@ impl Metric {
             Metric::MessagesFailed(_) => "MessagesFailed",
             Metric::SweepExpiries(_) => "SweepExpiries",
             Metric::SweepReminders(_) => "SweepReminders",
+            Metric::SweepFailures(_) => "SweepFailures",
         }
     }
 
@@ -47,7 +50,8 @@ impl Metric {
             | Metric::MessagesSent(n)
             | Metric::MessagesFailed(n)
             | Metric::SweepExpiries(n)
-            | Metric::SweepReminders(n) => n,
+            | Metric::SweepReminders(n)
+            | Metric::SweepFailures(n) => n,
         }
     }
 }
@@ -88,7 +92,10 @@ pub fn line(function: &str, metrics: &[Metric], timestamp_millis: i128) -> Strin
             "CloudWatchMetrics": [{ "Namespace": NAMESPACE, "Dimensions": [["FunctionName"]], "Metrics": definitions }],
         },
         "FunctionName": function,
-        // The Lambda log level of the line (JSON log format filters by it).
+        // Like every log line: its time, and the level Lambda's JSON log format filters by.
+        "timestamp": time::OffsetDateTime::from_unix_timestamp_nanos(timestamp_millis * 1_000_000)
+            .map(crate::clock::key_timestamp)
+            .unwrap_or_default(),
         "level": "INFO",
     });
     if let Some(fields) = object.as_object_mut() {
@@ -133,6 +140,7 @@ mod tests {
         assert_eq!(value["Subscriptions"], 3);
         assert_eq!(value["HalalasCharged"], 30000);
         assert_eq!(value["FunctionName"], "subscribe");
+        assert_eq!(value["timestamp"], "2026-11-18T11:06:40.000000Z");
         assert!(!text.contains('\n'));
     }
 }

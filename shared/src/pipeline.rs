@@ -139,7 +139,8 @@ impl<'a> Reads<'a> {
     }
 }
 
-async fn bounded<T>(deadline: Deadline, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, Error> {
+/// Runs a store call within the deadline (and the SDK's operation timeout).
+pub(crate) async fn bounded<T>(deadline: Deadline, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, Error> {
     match within(deadline, SDK_OPERATION_TIMEOUT, call).await {
         Some(result) => result.map_err(Error::from),
         None => Err(Error::internal(StoreError::Unavailable("the invocation's time ran out waiting for the store".into()))),

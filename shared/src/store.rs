@@ -17,10 +17,11 @@
 //! | intent       | outbox   | `ORG#{org}`          | `INTENT#{time}#{intent}`         |
 //!
 //! Indexes (sparse: only records that need them carry the attributes):
-//! - users `by_sweep_month`: `sweep_month` = `SWEEP#{YYYY-MM}` and `sweep_at` = the time
-//!   of the seat's next reminder or expiry. The sweep reads the items due by now in the
-//!   last thirteen monthly partitions: its work grows with the seats due, not with all
-//!   seats, and a sweep outage of up to a year is caught up.
+//! - users `by_expiry_day`: `expiry_key` = `EXPIRY#{YYYY-MM-DD}#{shard}` — the Saudi day the
+//!   user's last paid period ends, and one of `EXPIRY_SHARDS` shards picked by a hash of the
+//!   user's key (write sharding: a day's seats, sold on one busy day a year earlier, spread
+//!   over the shards, so no index partition is hot at national scale) — and `expiry_at`, the
+//!   instant. The sweep reads only the days it has to, shard by shard.
 //! - users `by_link_token`: `link_token` = SHA-256 of the user's current activation link token.
 //! - users `by_email` / `by_mobile`: `email_key` / `mobile_key` = `ORG#{org}#{value}`: who in
 //!   an organization already uses an email or a mobile.
@@ -66,7 +67,7 @@ impl Table {
     pub const ALL: [Table; 4] = [Table::Users, Table::Balances, Table::Audit, Table::Outbox];
 }
 
-pub const SWEEP_INDEX: &str = "by_sweep_month";
+pub const EXPIRY_INDEX: &str = "by_expiry_day";
 pub const LINK_TOKEN_INDEX: &str = "by_link_token";
 pub const TARGET_INDEX: &str = "by_target";
 pub const EMAIL_INDEX: &str = "by_email";
@@ -116,6 +117,8 @@ pub enum Key {
     Person(PersonId),
     Balance(OrganizationId),
     Idempotency(OrganizationId, IdempotencyScope, String),
+    /// Where the expiry sweep stands (one item for the platform).
+    SweepState,
     /// Any record, by where it lives (the executor reads a commit's witness back with it).
     At(StorageKey),
 }
@@ -132,6 +135,7 @@ impl Key {
                 pk: organization_partition(org),
                 sk: format!("IDEMPOTENCY#{}#{digest}", scope.as_str()),
             },
+            Key::SweepState => StorageKey { table: Table::Users, pk: "SWEEP".into(), sk: "STATE".into() },
             Key::At(key) => key.clone(),
         }
     }
@@ -151,13 +155,14 @@ pub enum Record {
     Audit(AuditEntry),
     Idempotency(IdempotencyRecord),
     Intent(crate::outbox::Intent),
+    SweepState(crate::actions::sweep::SweepState),
 }
 
 /// Attributes an adapter stores beside a record so the indexes can find it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexAttributes {
-    pub sweep_month: Option<String>,
-    pub sweep_at: Option<String>,
+    pub expiry_key: Option<String>,
+    pub expiry_at: Option<String>,
     pub link_token: Option<String>,
     pub target: Option<String>,
     pub email_key: Option<String>,
@@ -203,6 +208,7 @@ impl Record {
             Record::Idempotency(record) => {
                 Key::Idempotency(record.organization.clone(), record.scope, record.key_digest.clone()).storage_key()
             }
+            Record::SweepState(_) => Key::SweepState.storage_key(),
             Record::Intent(intent) => StorageKey {
                 table: Table::Outbox,
                 pk: organization_partition(&intent.organization),
@@ -218,6 +224,7 @@ impl Record {
             Record::User(u) => Some(u.version),
             Record::Person(p) => Some(p.version),
             Record::Balance(b) => Some(b.version),
+            Record::SweepState(state) => Some(state.version),
             Record::Ledger(_) | Record::Audit(_) | Record::Idempotency(_) | Record::Intent(_) => None,
         }
     }
@@ -232,6 +239,7 @@ impl Record {
             Record::Audit(_) => "audit_entry",
             Record::Idempotency(_) => "idempotency",
             Record::Intent(_) => "intent",
+            Record::SweepState(_) => "sweep_state",
         }
     }
 
@@ -239,9 +247,10 @@ impl Record {
         match self {
             Record::User(user) => {
                 let mut attributes = IndexAttributes::default();
-                if let Some((at, _)) = user.next_sweep() {
-                    attributes.sweep_month = Some(SweepMonth::of(at).partition());
-                    attributes.sweep_at = Some(key_timestamp(at));
+                if let Some(at) = user.expiry() {
+                    let partition = ExpiryPartition { day: crate::clock::saudi_day(at), shard: expiry_shard(&user.organization, &user.id) };
+                    attributes.expiry_key = Some(partition.key());
+                    attributes.expiry_at = Some(key_timestamp(at));
                 }
                 // Kept after use, so a second click can be told "already used"; a resend
                 // replaces it, and the old link becomes unknown.
@@ -360,6 +369,13 @@ impl Loaded {
         }
     }
 
+    pub fn sweep_state(&self) -> Option<&crate::actions::sweep::SweepState> {
+        match self.get(Key::SweepState) {
+            Some(Record::SweepState(state)) => Some(state),
+            _ => None,
+        }
+    }
+
     pub fn person(&self, id: &PersonId) -> Option<&Person> {
         match self.get(Key::Person(id.clone())) {
             Some(Record::Person(p)) => Some(p),
@@ -402,7 +418,8 @@ impl Loaded {
 
 /// An opaque position in a listing: the key attributes of the last item returned,
 /// base64url-encoded. Adapters check it belongs to the listing it is used with.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Cursor(String);
 
 impl fmt::Debug for Cursor {
@@ -448,6 +465,8 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Present when there may be more items.
     pub next: Option<Cursor>,
+    /// Items read to make this page (what a request costs; bounded by the read budget).
+    pub scanned: usize,
 }
 
 /// Which users a listing returns.
@@ -503,11 +522,12 @@ pub trait Queries: Send + Sync {
     /// Ledger entries, newest first.
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError>;
 
-    /// Users whose next sweep step falls in `month`, at or before `until`.
-    async fn due_for_sweep(
+    /// The users of one partition of the expiry index, in `expiry_at` order; only those
+    /// whose period ends by `until` when given.
+    async fn expiring(
         &self,
-        month: SweepMonth,
-        until: OffsetDateTime,
+        partition: ExpiryPartition,
+        until: Option<OffsetDateTime>,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError>;
 
@@ -528,28 +548,38 @@ pub trait Store: Records + Queries {}
 
 impl<T: Records + Queries> Store for T {}
 
-/// A month of the sweep index (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SweepMonth {
-    pub year: i32,
-    pub month: u8,
+/// Shards of each day of the expiry index.
+pub const EXPIRY_SHARDS: u8 = 16;
+
+/// One partition of the expiry index: a Saudi day, one shard of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ExpiryPartition {
+    pub day: time::Date,
+    pub shard: u8,
 }
 
-impl SweepMonth {
-    pub fn of(at: OffsetDateTime) -> Self {
-        let date = at.to_offset(time::UtcOffset::UTC).date();
-        SweepMonth { year: date.year(), month: u8::from(date.month()) }
+impl ExpiryPartition {
+    /// Every shard of `day`.
+    pub fn of_day(day: time::Date) -> impl Iterator<Item = ExpiryPartition> {
+        (0..EXPIRY_SHARDS).map(move |shard| ExpiryPartition { day, shard })
     }
 
-    pub fn previous(self) -> Self {
-        if self.month == 1 { SweepMonth { year: self.year - 1, month: 12 } } else { SweepMonth { month: self.month - 1, ..self } }
-    }
-
-    /// The index partition key, `SWEEP#YYYY-MM`.
-    pub fn partition(self) -> String {
-        format!("SWEEP#{:04}-{:02}", self.year, self.month)
+    /// The index partition key, `EXPIRY#YYYY-MM-DD#SS`.
+    pub fn key(self) -> String {
+        format!("EXPIRY#{}#{:02}", self.day, self.shard)
     }
 }
+
+/// The shard of a user's entries: stable, and spread evenly by the SHA-256 of the key.
+pub fn expiry_shard(organization: &OrganizationId, user: &PersonId) -> u8 {
+    let digest = crate::secrets::sha256_hex(format!("{}#{}", organization.as_str(), user.as_str()).as_bytes());
+    u8::from_str_radix(&digest[..2], 16).unwrap_or(0) % EXPIRY_SHARDS
+}
+
+/// The most items one listing request reads (DynamoDB's `Limit` is on items read before the
+/// filter): a filter that matches little returns a short page and a cursor to continue,
+/// rather than reading a whole large organization in one request.
+pub const LISTING_READ_BUDGET: usize = 500;
 
 /// Whether a user matches a listing filter (shared by the embedded store and by tests).
 pub fn user_matches(user: &User, filter: &UserFilter) -> bool {

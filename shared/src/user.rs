@@ -366,37 +366,35 @@ impl User {
         matches!(self.status, UserStatus::Active | UserStatus::PendingActivation) && self.seat_valid_at(now)
     }
 
-    /// The next thing the expiry sweep must do for this user, if anything: reminders and
-    /// expiry follow the last paid period, so a renewal moves them a year on.
-    pub fn next_sweep(&self) -> Option<(OffsetDateTime, SweepStep)> {
-        if matches!(self.status, UserStatus::Suspended | UserStatus::Expired) {
-            return None;
-        }
-        let seat = self.last_period()?;
-        let reminder = Reminder::ALL
-            .into_iter()
-            .find(|reminder| !seat.reminders_sent.contains(reminder))
-            .map(|reminder| (seat.ends_at - reminder.before_expiry(), SweepStep::Remind(reminder)));
-        Some(reminder.unwrap_or((seat.ends_at, SweepStep::Expire)))
-    }
-
-    /// What is due at `now`: expiry once the last period has ended, otherwise the most
-    /// urgent reminder whose time has come (earlier ones that were missed are skipped, not
-    /// sent late).
+    /// What the expiry sweep must do for this user at `now`, if anything: expire once the
+    /// last paid period has ended; otherwise the most urgent reminder whose Saudi day has
+    /// come (30, 7 and 1 days before the Saudi day the period ends). Earlier reminders that
+    /// were missed are skipped, not sent late. Reminders and expiry follow the last period,
+    /// so a renewal moves them a year on.
     pub fn sweep_due_at(&self, now: OffsetDateTime) -> Option<SweepStep> {
-        let (first_due, _) = self.next_sweep()?;
-        if now < first_due {
+        if matches!(self.status, UserStatus::Suspended | UserStatus::Expired) {
             return None;
         }
         let seat = self.last_period()?;
         if now >= seat.ends_at {
             return Some(SweepStep::Expire);
         }
+        let today = crate::clock::saudi_day(now);
+        let end_day = crate::clock::saudi_day(seat.ends_at);
         Reminder::ALL
             .into_iter()
             .rev()
-            .find(|reminder| now >= seat.ends_at - reminder.before_expiry() && !seat.reminders_sent.contains(reminder))
+            .find(|reminder| today >= end_day - reminder.before_expiry() && !seat.reminders_sent.contains(reminder))
             .map(SweepStep::Remind)
+    }
+
+    /// The sweep's index entry: the Saudi day the last paid period ends, while the user
+    /// holds one and is neither suspended nor expired.
+    pub fn expiry(&self) -> Option<OffsetDateTime> {
+        if matches!(self.status, UserStatus::Suspended | UserStatus::Expired) {
+            return None;
+        }
+        self.last_period().map(|seat| seat.ends_at)
     }
 
     /// Establishments in which this user may use services: those with at least one grant.
@@ -455,17 +453,18 @@ mod tests {
     }
 
     #[test]
-    fn reminders_come_thirty_seven_and_one_day_before_then_expiry() {
+    fn reminders_come_on_the_saudi_days_thirty_seven_and_one_before_then_expiry() {
+        // Ends at 13:00 on 23 Nov in Riyadh: the 30-day reminder is due from 00:00 on 24 Oct.
         let end = datetime!(2027-11-23 10:00 UTC);
         let mut user = member_with_seat(end);
-        assert_eq!(user.next_sweep(), Some((end - Duration::days(30), SweepStep::Remind(Reminder::ThirtyDays))));
-        assert_eq!(user.sweep_due_at(end - Duration::days(31)), None);
-        assert_eq!(user.sweep_due_at(end - Duration::days(30)), Some(SweepStep::Remind(Reminder::ThirtyDays)));
+        assert_eq!(user.sweep_due_at(datetime!(2027-10-23 20:59 UTC)), None, "23 Oct in Riyadh");
+        assert_eq!(user.sweep_due_at(datetime!(2027-10-23 21:00 UTC)), Some(SweepStep::Remind(Reminder::ThirtyDays)), "24 Oct");
         user.seat.as_mut().unwrap().reminders_sent.insert(Reminder::ThirtyDays);
-        assert_eq!(user.next_sweep(), Some((end - Duration::days(7), SweepStep::Remind(Reminder::SevenDays))));
+        assert_eq!(user.sweep_due_at(datetime!(2027-11-15 21:00 UTC)), Some(SweepStep::Remind(Reminder::SevenDays)), "16 Nov");
         user.seat.as_mut().unwrap().reminders_sent.extend([Reminder::SevenDays, Reminder::OneDay]);
-        assert_eq!(user.next_sweep(), Some((end, SweepStep::Expire)));
+        assert_eq!(user.sweep_due_at(end - Duration::seconds(1)), None);
         assert_eq!(user.sweep_due_at(end), Some(SweepStep::Expire));
+        assert_eq!(user.expiry(), Some(end));
     }
 
     #[test]
@@ -488,7 +487,8 @@ mod tests {
         assert_eq!(user.effective_status(end + Duration::days(1)), UserStatus::Active);
         assert_eq!(user.sweep_due_at(end - Duration::days(30)), None, "no reminder for the old end");
         assert_eq!(user.sweep_due_at(end), None, "no expiry at the old end");
-        assert_eq!(user.next_sweep(), Some((new_end - Duration::days(30), SweepStep::Remind(Reminder::ThirtyDays))));
+        assert_eq!(user.expiry(), Some(new_end), "the index follows the new end");
+        assert_eq!(user.sweep_due_at(new_end - Duration::days(30)), Some(SweepStep::Remind(Reminder::ThirtyDays)));
         assert!(!user.can_act_at(new_end));
 
         user.roll_periods(end + Duration::days(1));
@@ -511,6 +511,7 @@ mod tests {
     fn suspended_users_need_no_sweep() {
         let mut user = member_with_seat(datetime!(2027-11-23 10:00 UTC));
         user.status = UserStatus::Suspended;
-        assert_eq!(user.next_sweep(), None);
+        assert_eq!(user.sweep_due_at(datetime!(2028-01-01 00:00 UTC)), None);
+        assert_eq!(user.expiry(), None, "out of the sweep's index");
     }
 }

@@ -9,8 +9,8 @@ use domain::audit::AuditEntry;
 use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
-    AuditQuery, BadItem, CommitError, Contact, Key, Loaded, Page, PageRequest, Queries, Records, Store, StoreError, SweepMonth, UserFilter,
-    Write,
+    AuditQuery, BadItem, CommitError, Contact, ExpiryPartition, Key, Loaded, Page, PageRequest, Queries, Records, Store, StoreError,
+    UserFilter, Write,
 };
 use domain::user::User;
 use time::OffsetDateTime;
@@ -64,13 +64,13 @@ impl Queries for GatedStore {
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
         self.inner.ledger(organization, page).await
     }
-    async fn due_for_sweep(
+    async fn expiring(
         &self,
-        month: SweepMonth,
-        until: OffsetDateTime,
+        partition: ExpiryPartition,
+        until: Option<OffsetDateTime>,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        self.inner.due_for_sweep(month, until, page).await
+        self.inner.expiring(partition, until, page).await
     }
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
         self.inner.user_by_link_token(sha256).await
@@ -103,6 +103,9 @@ pub enum Fault {
     /// The outcome is unknown and the write did not land — another request's (these
     /// writes) landed in its place, so the state moved on before the caller could retry.
     Instead(Vec<Write>),
+    /// The call takes this long (on Tokio's clock, so paused-time tests stay instant), then
+    /// goes through.
+    Slow(std::time::Duration),
 }
 
 type Plan = Box<dyn FnMut(&Call<'_>) -> Option<Fault> + Send>;
@@ -161,6 +164,10 @@ impl Records for FaultyStore {
                 self.inner.commit(other).await?;
                 Err(CommitError::Unknown(injected_error("timeout; another change landed instead")))
             }
+            Some(Fault::Slow(pause)) => {
+                tokio::time::sleep(pause).await;
+                self.inner.commit(writes).await
+            }
             None => self.inner.commit(writes).await,
         }
     }
@@ -180,14 +187,14 @@ impl Queries for FaultyStore {
         self.query_allowed("ledger")?;
         self.inner.ledger(organization, page).await
     }
-    async fn due_for_sweep(
+    async fn expiring(
         &self,
-        month: SweepMonth,
-        until: OffsetDateTime,
+        partition: ExpiryPartition,
+        until: Option<OffsetDateTime>,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        self.query_allowed("due_for_sweep")?;
-        self.inner.due_for_sweep(month, until, page).await
+        self.query_allowed("expiring")?;
+        self.inner.expiring(partition, until, page).await
     }
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
         self.query_allowed("user_by_link_token")?;

@@ -112,6 +112,16 @@ impl Moto {
         let _ = ses.create_email_identity().email_identity(MAIL_DOMAIN).send().await;
     }
 
+    /// A Secrets Manager secret holding `text`, by a fresh name: its ARN (what a function's
+    /// `CODE_KEY_SECRET_ARN` names).
+    pub async fn create_secret(&self, text: &str) -> String {
+        let config = self.sdk_config().await;
+        let client = aws_sdk_secretsmanager::Client::new(&config);
+        let name = format!("code-key-{}", domain::secrets::random_hex(6));
+        let created = client.create_secret().name(name).secret_string(text).send().await.expect("the secret is created");
+        created.arn().expect("an ARN").to_owned()
+    }
+
     /// What moto holds: sent emails, SMS, etc.
     pub async fn data(&self) -> Value {
         let (status, body) = http::get_raw(self.address, "/moto-api/data.json").await;

@@ -339,6 +339,7 @@ fn record_json(record: &Record) -> String {
         Record::Audit(r) => serde_json::to_value(r),
         Record::Idempotency(r) => serde_json::to_value(r),
         Record::Intent(r) => serde_json::to_value(r),
+        Record::SweepState(r) => serde_json::to_value(r),
     }
     .expect("records serialize");
     format!("{}:{}", record.kind(), canonical(value))

@@ -7,7 +7,9 @@ use domain::audit::{AuditAction, AuditScope};
 use domain::idempotency::{IdempotencyRecord, IdempotencyScope};
 use domain::ledger::{Balance, Direction, LedgerEntry, LedgerReason};
 use domain::money::Halalas;
-use domain::store::{AuditQuery, CommitError, Cursor, Expect, Key, PageRequest, Record, StoreError, UserFilter, Write};
+use domain::store::{
+    AuditQuery, CommitError, Cursor, Expect, ExpiryPartition, Key, LISTING_READ_BUDGET, PageRequest, Record, StoreError, UserFilter, Write,
+};
 use domain::user::{User, UserStatus};
 use system_tests::world::{Backend, World};
 use time::Duration;
@@ -346,49 +348,149 @@ async fn audit_lists_newest_first_with_filters(backend: Backend) {
 }
 both!(audit_lists_newest_first_with_filters);
 
-async fn the_sweep_index_finds_only_due_seats(backend: Backend) {
+/// Every user of one expiry partition, through pages of `limit`.
+async fn expiring_in(
+    store: &std::sync::Arc<dyn domain::store::Store>,
+    partition: ExpiryPartition,
+    until: Option<time::OffsetDateTime>,
+    limit: usize,
+) -> Vec<User> {
+    let mut found = Vec::new();
+    let mut page = PageRequest::first(limit);
+    loop {
+        let result = store.expiring(partition, until, page.clone()).await.expect("page");
+        assert!(result.items.len() <= limit);
+        found.extend(result.items.into_iter().map(|item| item.expect("readable")));
+        match result.next {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => return found,
+        }
+    }
+}
+
+async fn the_expiry_index_keys_seats_by_saudi_day_and_shard(backend: Backend) {
     let world = World::new(backend).await;
     let store = &world.env.store;
     let now = world.now();
     let organization = org(12);
-    let mut due = Vec::new();
+    // The Saudi day 30 days on, and the day after; a suspended user and a renewed one.
+    let day = domain::clock::saudi_day(now) + Duration::days(30);
+    let start = domain::clock::start_of_saudi_day(day);
+    let mut on_day = Vec::new();
     let mut writes = Vec::new();
-    // Seats ending in 30 days (first reminder due today), at various hours, and others.
-    for n in 0..9u32 {
+    for n in 0..40u32 {
         let mut user = full_user(&organization, &person('1', 900 + n), now);
         let seat = user.seat.as_mut().expect("seat");
-        seat.reminders_sent.clear();
-        seat.ends_at = match n % 3 {
-            0 => now + Duration::days(30) - Duration::hours(2),
-            1 => now + Duration::days(30) + Duration::hours(1),
-            _ => now + Duration::days(200),
+        seat.ends_at = match n % 4 {
+            0 => start,
+            1 => start + Duration::hours(23) + Duration::minutes(59),
+            2 => start + Duration::days(1),
+            _ => start + Duration::hours(12),
         };
         if n == 3 {
             user.status = UserStatus::Suspended;
         }
-        if n % 3 == 0 && n != 3 {
-            due.push(user.clone());
+        if n == 7 {
+            // Renewed: the index follows the last paid period, a year on.
+            let mut next = user.seat.clone().expect("seat");
+            next.id = "seat_2".into();
+            next.starts_at = next.ends_at;
+            next.ends_at = next.starts_at + Duration::days(365);
+            user.next_seat = Some(next);
+        }
+        if n % 4 != 2 && n != 3 && n != 7 {
+            on_day.push(user.clone());
         }
         writes.push(Write::create(Record::User(user)));
     }
     store.commit(writes).await.expect("users");
+
     let mut found = Vec::new();
-    let mut page = PageRequest::first(1);
+    for partition in ExpiryPartition::of_day(day) {
+        let users = expiring_in(store, partition, None, 2).await;
+        assert!(users.iter().all(|u| domain::store::expiry_shard(&u.organization, &u.id) == partition.shard), "each in its own shard");
+        let ends: Vec<_> = users.iter().map(|u| u.seat.as_ref().expect("seat").ends_at).collect();
+        assert!(ends.windows(2).all(|pair| pair[0] <= pair[1]), "in order of their end");
+        found.extend(users);
+    }
+    let ids = |users: &[User]| users.iter().map(|u| u.id.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(ids(&found), ids(&on_day), "the day's seats, every shard together");
+    let shards = found.iter().map(|u| domain::store::expiry_shard(&u.organization, &u.id)).collect::<BTreeSet<_>>();
+    assert!(shards.len() > 8, "spread over the shards: {shards:?}");
+
+    // `until` stops at seats that have ended by then.
+    let noon = start + Duration::hours(12);
+    let mut by_noon = Vec::new();
+    for partition in ExpiryPartition::of_day(day) {
+        by_noon.extend(expiring_in(store, partition, Some(noon), 1).await);
+    }
+    let wanted: Vec<User> = on_day.iter().filter(|u| u.seat.as_ref().expect("seat").ends_at <= noon).cloned().collect();
+    assert_eq!(ids(&by_noon), ids(&wanted));
+    assert!(!wanted.is_empty() && wanted.len() < on_day.len());
+}
+both!(the_expiry_index_keys_seats_by_saudi_day_and_shard);
+
+async fn a_filtered_listing_reads_at_most_its_budget(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.env.store;
+    let now = world.now();
+    let organization = org(13);
+    let total = LISTING_READ_BUDGET * 2 + 50;
+    let mut users: Vec<User> = (0..total as u32).map(|n| full_user(&organization, &person('1', 20_000 + n), now)).collect();
+    // The only match is the last user in ID order.
+    users.last_mut().expect("users").status = UserStatus::Suspended;
+    for chunk in users.chunks(domain::store::MAX_WRITES) {
+        store.commit(chunk.iter().cloned().map(|u| Write::create(Record::User(u))).collect()).await.expect("users");
+    }
+    let filter = UserFilter { status: Some(UserStatus::Suspended), ..Default::default() };
+    let mut page = PageRequest::first(20);
+    let mut requests = Vec::new();
     loop {
-        let result = store.due_for_sweep(domain::store::SweepMonth::of(now), now, page.clone()).await.expect("page");
-        found.extend(result.items.into_iter().map(|item| item.expect("readable")));
+        let result = store.users(&organization, &filter, page.clone()).await.expect("page");
+        assert!(result.scanned <= LISTING_READ_BUDGET, "one request reads at most the budget: {}", result.scanned);
+        requests.push((result.items.len(), result.scanned));
         match result.next {
             Some(cursor) => page.cursor = Some(cursor),
             None => break,
         }
     }
-    let mut found_ids: Vec<_> = found.iter().map(|u| u.id.clone()).collect();
-    let mut due_ids: Vec<_> = due.iter().map(|u| u.id.clone()).collect();
-    found_ids.sort();
-    due_ids.sort();
-    assert_eq!(found_ids, due_ids);
+    assert_eq!(requests.iter().map(|(found, _)| found).sum::<usize>(), 1, "{requests:?}");
+    assert!(requests.len() >= 3, "short pages with a cursor to continue: {requests:?}");
+    assert_eq!(requests[0], (0, LISTING_READ_BUDGET), "the first request stops at the budget");
+    assert_eq!(requests.iter().map(|(_, read)| read).sum::<usize>(), total, "every user read once over the pages");
+
+    // Without a filter, a request reads its page and no more.
+    let plain = store.users(&organization, &UserFilter::default(), PageRequest::first(20)).await.expect("page");
+    assert_eq!((plain.items.len(), plain.scanned), (20, 20));
 }
-both!(the_sweep_index_finds_only_due_seats);
+both!(a_filtered_listing_reads_at_most_its_budget);
+
+async fn the_sweep_state_round_trips(backend: Backend) {
+    let world = World::new(backend).await;
+    let store = &world.env.store;
+    let now = world.now();
+    let cursor = Cursor::encode(&std::collections::BTreeMap::from([("pk".to_owned(), "ORG#1".to_owned())]));
+    let state = domain::actions::sweep::SweepState {
+        version: 1,
+        completed_through: Some(now.date()),
+        progress: Some(domain::actions::sweep::DayProgress {
+            day: now.date() + Duration::days(1),
+            partitions: [
+                ("EXPIRY#2027-01-01#00".to_owned(), domain::actions::sweep::Mark::Done),
+                ("EXPIRY#2027-01-01#01".to_owned(), domain::actions::sweep::Mark::Resume(Some(cursor))),
+                ("EXPIRY#2027-01-01#02".to_owned(), domain::actions::sweep::Mark::Resume(None)),
+            ]
+            .into(),
+        }),
+        retries: vec![domain::actions::sweep::Retry { partition: ExpiryPartition { day: now.date(), shard: 3 }, from: None, runs: 2 }],
+        lease: Some(domain::actions::sweep::Lease { run: "run-1".into(), until: now }),
+        updated_at: now,
+    };
+    store.commit(vec![Write::create(Record::SweepState(state.clone()))]).await.expect("state");
+    let loaded = store.load(&[Key::SweepState]).await.expect("load");
+    assert_eq!(loaded.sweep_state(), Some(&state));
+}
+both!(the_sweep_state_round_trips);
 
 async fn link_tokens_are_found_until_replaced(backend: Backend) {
     let world = World::new(backend).await;

@@ -88,7 +88,7 @@ async fn the_subscribe_binary_serves_an_api_gateway_event_as_a_lambda_process() 
     );
     let mut process = runtime
         .function(&function_binary("subscribe"), "subscribe", &world.moto().endpoint(), &names)
-        .env("CODE_HMAC_KEY", "2a".repeat(32))
+        .env("CODE_KEY_SECRET_ARN", world.moto().create_secret(&"2a".repeat(32)).await)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -147,8 +147,16 @@ async fn the_subscribe_binary_serves_an_api_gateway_event_as_a_lambda_process() 
     assert_eq!(world.emails_to(&registered.email).await.len(), 1, "sent once: the world's own deliverer finds it sent");
     assert_eq!(world.sms_to(&registered.mobile).await.len(), 1);
 
-    // Its logs are JSON lines, carry the request id, and no personal data or secret.
+    // Its logs are JSON lines with a timestamp (the subscription's metrics among them, in
+    // embedded metric format), carry the request id, and no personal data or secret.
     assert!(logs.contains("lambda-reality-check-1"), "the request id is logged:\n{logs}");
+    let lines: Vec<Value> = logs.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"))).collect();
+    for line in &lines {
+        let at = line["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp: {line}"));
+        assert!(domain::clock::parse_rfc3339(at).is_some(), "{at}");
+    }
+    let metrics = lines.iter().find(|line| !line["_aws"].is_null()).expect("an embedded-metric line");
+    assert_eq!((metrics["Subscriptions"].as_u64(), metrics["FunctionName"].as_str()), (Some(1), Some("subscribe")), "{metrics}");
     for secret in [person.as_str(), manager.as_str(), registered.email.as_str(), registered.mobile.as_str()] {
         assert!(!logs.contains(secret), "the logs contain {secret}:\n{logs}");
     }
@@ -183,7 +191,7 @@ async fn invoke_once(world: &World, function: &str, event: Value) -> Result<Valu
     runtime.queue("once", event);
     let mut process = runtime
         .function(&function_binary(function), function, &world.moto().endpoint(), &names)
-        .env("CODE_HMAC_KEY", "2a".repeat(32))
+        .env("CODE_KEY_SECRET_ARN", world.moto().create_secret(&"2a".repeat(32)).await)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -260,4 +268,63 @@ async fn the_deliver_binary_takes_the_stream_event_kept_in_the_repository() {
     assert_eq!(intent.notices.len(), 2);
     let answer = invoke_once(&world, "deliver", event).await.expect("no error");
     assert_eq!(answer, json!({ "batchItemFailures": [] }));
+}
+
+/// The code key comes from Secrets Manager, read once when the function starts: its
+/// configuration holds only the secret's ARN, and two invocations make one read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_key_is_read_from_secrets_manager_once_at_start_up() {
+    let world = World::new(Backend::Moto).await;
+    local_api::demo::seed(&world.env).await.expect("the demo data");
+    let names = world.dynamo.as_ref().expect("moto world").names().clone();
+    let secret = world.moto().create_secret(&"2a".repeat(32)).await;
+    let event: Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("infra/events/subscribe.json")).unwrap()).unwrap();
+
+    let _recording = system_tests::moto::recording_lock().lock().await;
+    world.moto().start_recording().await;
+    let runtime = RuntimeApi::start().await;
+    runtime.queue("first", event.clone());
+    runtime.queue("second", event);
+    let mut process = runtime
+        .function(&function_binary("subscribe"), "subscribe", &world.moto().endpoint(), &names)
+        .env("CODE_KEY_SECRET_ARN", &secret)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the function starts");
+    for invocation in ["first", "second"] {
+        let answer = tokio::time::timeout(Duration::from_secs(60), runtime.answer(invocation)).await.expect("an answer").expect("no error");
+        assert_eq!(answer["statusCode"], 201, "{invocation}: {answer}");
+    }
+    process.kill().await.expect("stop the function");
+    let reads = world.moto().recorded_targets(&secret).await;
+    assert_eq!(reads, ["secretsmanager.GetSecretValue"], "one read, at start-up");
+}
+
+/// A function that cannot read its code key does not start (and says why, without the key);
+/// nor does a key too short to be one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_without_a_readable_code_key_does_not_start() {
+    let world = World::new(Backend::Moto).await;
+    let names = world.dynamo.as_ref().expect("moto world").names().clone();
+    let short = world.moto().create_secret("too-short").await;
+    for secret in ["arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf".to_owned(), short] {
+        let runtime = RuntimeApi::start().await;
+        let mut process = runtime
+            .function(&function_binary("activate"), "activate", &world.moto().endpoint(), &names)
+            .env("CODE_KEY_SECRET_ARN", &secret)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the process starts");
+        let status = tokio::time::timeout(Duration::from_secs(30), process.wait()).await.expect("it exits").expect("a status");
+        assert!(!status.success(), "{secret}: {status}");
+        assert!(runtime.first_next_at().is_none(), "{secret}: it never asked for work");
+        let mut logs = String::new();
+        process.stdout.take().expect("stdout").read_to_string(&mut logs).await.expect("logs");
+        process.stderr.take().expect("stderr").read_to_string(&mut logs).await.expect("logs");
+        assert!(logs.contains("the code key could not be read at start-up"), "{logs}");
+        assert!(!logs.contains("too-short"), "the secret's text is never logged: {logs}");
+    }
 }

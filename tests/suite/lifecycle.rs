@@ -249,20 +249,29 @@ fn totals(reports: &[SweepReport]) -> (usize, usize) {
     (reports.iter().map(|r| r.expired).sum(), reports.iter().map(|r| r.reminded).sum())
 }
 
+/// Index queries of a run that reads `end_days` days (see `sweep::plan`), and today.
+fn queries_for(end_days: usize) -> usize {
+    usize::from(domain::store::EXPIRY_SHARDS) * (end_days + 1)
+}
+
 async fn the_sweep_expires_due_seats_and_reminds_once(backend: Backend) {
     let fleet = fleet(World::new(backend).await).await;
     let app = &fleet.world.env;
     let now = first_run();
 
+    // The first run ever looks back `REMINDER_CATCH_UP_DAYS`: seats that ended in that time
+    // expire, and the reminders of those days go out late — but not the 30-day reminder of
+    // the seat ending in 22 days, whose day is further back (it gets the 7-day one).
     let first = system_tests::world::sweep(app, "run-1", now, SweepOptions::default()).await.unwrap();
-    assert_eq!((first.expired, first.reminded, first.bad_items, first.failed), (2, 5, 0, 0), "{first:?}");
+    assert_eq!((first.expired, first.reminded, first.bad_items, first.failed), (2, 4, 0, 0), "{first:?}");
+    assert_eq!(first.days_completed.len(), 8, "{first:?}");
     for offset in [0, 2] {
         assert_eq!(fleet.status(offset).await, UserStatus::Expired, "offset {offset}");
     }
     for (offset, expected) in [
         (4, vec![Reminder::ThirtyDays, Reminder::SevenDays, Reminder::OneDay]),
         (5, vec![Reminder::ThirtyDays, Reminder::SevenDays]),
-        (25, vec![Reminder::ThirtyDays]),
+        (25, vec![]),
         (31, vec![Reminder::ThirtyDays]),
         (33, vec![Reminder::ThirtyDays]),
         (34, vec![]),
@@ -270,26 +279,40 @@ async fn the_sweep_expires_due_seats_and_reminds_once(backend: Backend) {
     ] {
         assert_eq!(fleet.status(offset).await, UserStatus::Active, "offset {offset}");
         assert_eq!(fleet.reminders(offset).await, expected.into_iter().collect(), "offset {offset}");
-        let sent = if matches!(offset, 4 | 5 | 25 | 31 | 33) { (1, 1) } else { (0, 0) };
+        let sent = if matches!(offset, 4 | 5 | 31 | 33) { (1, 1) } else { (0, 0) };
         assert_eq!(fleet.received(offset).await, sent, "offset {offset}: one email and one SMS per reminder");
     }
 
-    // Running again changes nothing and sends nothing.
+    // Running again the same day reads only today's partitions, and changes nothing.
     let again = system_tests::world::sweep(app, "run-2", now, SweepOptions::default()).await.unwrap();
-    assert_eq!((again.due, again.expired, again.reminded), (0, 0, 0), "{again:?}");
-    assert_eq!(fleet.received(25).await, (1, 1));
+    assert_eq!((again.expired, again.reminded, again.already_done, again.queries), (0, 0, 0, queries_for(0)), "{again:?}");
 
-    // Two runs at once, sixteen days later: each step happens once.
-    let later = now + Duration::days(16);
+    // The next day, two runs at once: one works, the other finds the lease taken.
     let (a, b) = tokio::join!(
-        system_tests::world::sweep(app, "run-3a", later, SweepOptions::default()),
-        system_tests::world::sweep(app, "run-3b", later, SweepOptions::default())
+        system_tests::world::sweep(app, "run-3a", now + Duration::days(1), SweepOptions::default()),
+        system_tests::world::sweep(app, "run-3b", now + Duration::days(1), SweepOptions::default())
     );
-    let reports = [a.unwrap(), b.unwrap()];
-    assert_eq!(totals(&reports), (2, 2), "{reports:?}");
+    let mut reports = vec![a.unwrap(), b.unwrap()];
+    assert!(reports.iter().filter(|r| r.skipped).count() <= 1, "{reports:?}");
+    // Then daily, for two weeks.
+    for day in 2..=16 {
+        reports.push(
+            system_tests::world::sweep(app, &format!("run-{day}"), now + Duration::days(day), SweepOptions::default()).await.unwrap(),
+        );
+        assert_eq!(reports.last().unwrap().days_completed, vec![domain::clock::saudi_day(now + Duration::days(day))]);
+    }
+    // (Of the two runs at once, the one that found the day done read today only.)
+    assert!(
+        reports.iter().filter(|r| !r.days_completed.is_empty()).all(|r| r.queries == queries_for(4)),
+        "a day reads yesterday and three reminder days: {reports:?}"
+    );
+    // Expired: the seats ending in 1 and 2 days. Reminded: the 1-day reminder of the seat
+    // ending in 2 days, the 7-day of the one in 22, the 30-day of the one in 31.
+    assert_eq!(totals(&reports), (2, 3), "{reports:?}");
     assert_eq!((fleet.status(4).await, fleet.status(5).await), (UserStatus::Expired, UserStatus::Expired));
-    assert_eq!(fleet.received(25).await, (2, 2), "the 7-day reminder, once");
-    assert_eq!(fleet.received(34).await, (1, 1), "the 30-day reminder, once");
+    assert_eq!(fleet.received(5).await, (2, 2), "the 7-day reminder, then the 1-day one");
+    assert_eq!(fleet.received(25).await, (1, 1), "the 7-day reminder, on its day, once");
+    assert_eq!(fleet.received(34).await, (1, 1), "the 30-day reminder, on its day, once");
     let expiries =
         fleet.world.records().await.into_iter().filter(|r| matches!(r, Record::Audit(e) if e.action == AuditAction::SeatExpired)).count();
     assert_eq!(expiries, 4, "one audit entry per expiry");
@@ -297,35 +320,142 @@ async fn the_sweep_expires_due_seats_and_reminds_once(backend: Backend) {
 both!(the_sweep_expires_due_seats_and_reminds_once);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_sweep_never_scans() {
+async fn the_sweep_reads_only_the_days_it_has_to_and_never_scans() {
     let fleet = fleet(World::new(Backend::Moto).await).await;
     let users_table = fleet.world.dynamo.as_ref().unwrap().names().users.clone();
     let _recording = recording_lock().lock().await;
     fleet.world.moto().start_recording().await;
     let report = system_tests::world::sweep(&fleet.world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
     let requests = fleet.world.moto().recorded_targets(&users_table).await;
-    assert_eq!((report.expired, report.reminded), (2, 5));
+    assert_eq!((report.expired, report.reminded), (2, 4));
     assert!(!requests.iter().any(|r| r.ends_with(".Scan")), "{requests:?}");
     let queries = requests.iter().filter(|r| r.ends_with(".Query")).count();
-    assert_eq!(queries, 13, "one query per month of the catch-up window, whatever the number of seats");
+    // The first run looks back seven days: eight days of expiries, and the reminder days
+    // ahead of those seven days (tomorrow to a week on, and 24 to 30 days on): 22 days.
+    assert_eq!(queries, queries_for(22), "one query per partition it has to read, whatever the number of seats");
+    assert_eq!(report.queries, queries);
     let writes = requests.iter().filter(|r| r.ends_with(".TransactWriteItems")).count();
-    assert_eq!(writes, 7, "one write per due seat");
+    assert_eq!(writes, 6, "one transaction per due seat");
+    let state_writes = requests.iter().filter(|r| r.ends_with(".PutItem")).count();
+    assert_eq!(state_writes, 1 + 8 + 1, "the lease, each day completed, the release");
+
+    // An hour later: today's partitions only.
+    fleet.world.moto().start_recording().await;
+    let report =
+        system_tests::world::sweep(&fleet.world.env, "run-2", first_run() + Duration::hours(1), SweepOptions::default()).await.unwrap();
+    let requests = fleet.world.moto().recorded_targets(&users_table).await;
+    assert_eq!(requests.iter().filter(|r| r.ends_with(".Query")).count(), queries_for(0), "{report:?}");
 }
 
-async fn an_interrupted_sweep_finishes_on_the_next_run_without_doubles(backend: Backend) {
+async fn missed_days_are_caught_up_expiries_all_reminders_recent(backend: Backend) {
     let fleet = fleet(World::new(backend).await).await;
     let app = &fleet.world.env;
-    let mut reports = Vec::new();
-    let first = system_tests::world::sweep(app, "run-1", first_run(), SweepOptions { max_items: 3 }).await.unwrap();
-    assert!(first.stopped_early);
-    reports.push(first);
-    reports.push(system_tests::world::sweep(app, "run-2", first_run(), SweepOptions::default()).await.unwrap());
-    assert_eq!(totals(&reports), (2, 5));
-    for offset in [4, 5, 25, 31, 33] {
-        assert_eq!(fleet.received(offset).await, (1, 1), "offset {offset}");
-    }
+    system_tests::world::sweep(app, "run-1", first_run(), SweepOptions::default()).await.unwrap();
+    // Twenty days without a run.
+    let later = first_run() + Duration::days(20);
+    let report = system_tests::world::sweep(app, "run-2", later, SweepOptions::default()).await.unwrap();
+    assert_eq!(report.days_completed.len(), 20, "{report:?}");
+    // Twenty days of expiries; reminders for the last seven days only (14 days ahead).
+    assert_eq!(report.queries, queries_for(20 + 14), "old days read only for expiries");
+    assert_eq!((fleet.status(4).await, fleet.status(5).await), (UserStatus::Expired, UserStatus::Expired), "no expiry left behind");
+    assert_eq!(fleet.reminders(25).await, [Reminder::ThirtyDays, Reminder::SevenDays].into(), "the 7-day reminder of a recent day");
+    assert_eq!(fleet.received(34).await, (0, 0), "a 30-day reminder 19 days late is not sent");
 }
-both!(an_interrupted_sweep_finishes_on_the_next_run_without_doubles);
+both!(missed_days_are_caught_up_expiries_all_reminders_recent);
+
+/// The deadline, not a count, ends a run: on paused (virtual) time, with writes that take
+/// 100 ms each, a run given a few seconds stops, saves where each partition was, and the
+/// next runs finish — every seat expired once, every reminder queued once.
+#[tokio::test(start_paused = true)]
+async fn a_sweep_stops_at_its_deadline_and_the_next_run_continues() {
+    use domain::deadline::{Deadline, SWEEP_MARGIN};
+    let world = World::with_ports(
+        Backend::Embedded,
+        Some(&|store: Arc<dyn Store>| {
+            FaultyStore::new(store, |call| match call {
+                Call::Commit(_) => Some(Fault::Slow(std::time::Duration::from_millis(100))),
+                _ => None,
+            }) as Arc<dyn Store>
+        }),
+        None,
+    )
+    .await;
+    let org = OrganizationId::parse(ORG).unwrap();
+    let now = first_run();
+    let ended = now - Duration::days(1);
+    let reminded = now + Duration::days(7);
+    let users: Vec<domain::user::User> = (0..1_200u32)
+        .map(|n| {
+            let mut user = crate::fixtures::full_user(&org, &crate::fixtures::person('1', 40_000 + n), START);
+            let seat = user.seat.as_mut().unwrap();
+            seat.reminders_sent.clear();
+            seat.ends_at = if n % 3 == 0 { reminded } else { ended };
+            user
+        })
+        .collect();
+    world.embedded.as_ref().unwrap().load_directly(users.iter().cloned().map(Record::User));
+    // The first run ever starts from the last completed day: say, the day before yesterday.
+    let state = domain::actions::sweep::SweepState {
+        version: 1,
+        completed_through: Some(domain::clock::saudi_day(now) - Duration::days(1)),
+        progress: None,
+        retries: vec![],
+        lease: None,
+        updated_at: now,
+    };
+    world.env.store.commit(vec![domain::store::Write::create(Record::SweepState(state))]).await.unwrap();
+
+    let mut reports = Vec::new();
+    loop {
+        let deadline = Deadline::after(SWEEP_MARGIN + std::time::Duration::from_secs(3));
+        let meta =
+            domain::pipeline::RequestMeta::new(domain::policy::Caller::Anonymous, format!("run-{}", reports.len())).with_deadline(deadline);
+        let report = domain::actions::sweep::sweep(&world.env, &meta, now, SweepOptions::default()).await.unwrap();
+        let stopped = report.stopped_early;
+        reports.push(report);
+        if !stopped {
+            break;
+        }
+        let saved = world.env.store.load(&[domain::store::Key::SweepState]).await.unwrap().sweep_state().cloned().unwrap();
+        assert!(saved.progress.is_some() && saved.lease.is_none(), "the place is saved and the lease released: {saved:?}");
+        assert!(reports.len() < 10, "{reports:?}");
+    }
+    assert!(reports.len() >= 3, "the deadline ended runs: {reports:?}");
+    assert!(reports.iter().all(|r| r.failed == 0), "{reports:?}");
+    assert_eq!(totals(&reports), (800, 400), "{reports:?}");
+    let audit: Vec<AuditAction> = world
+        .records()
+        .await
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Audit(e) => Some(e.action),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(audit.iter().filter(|a| **a == AuditAction::SeatExpired).count(), 800, "each seat expired once");
+    assert_eq!(audit.iter().filter(|a| **a == AuditAction::SeatReminderQueued).count(), 400, "each reminder queued once");
+}
+
+async fn a_run_finds_the_lease_taken_and_does_nothing_until_it_lapses(backend: Backend) {
+    let fleet = fleet(World::new(backend).await).await;
+    let world = &fleet.world;
+    let state = domain::actions::sweep::SweepState {
+        version: 1,
+        completed_through: None,
+        progress: None,
+        retries: vec![],
+        lease: Some(domain::actions::sweep::Lease { run: "other".into(), until: world.now() + Duration::minutes(5) }),
+        updated_at: world.now(),
+    };
+    world.env.store.commit(vec![domain::store::Write::create(Record::SweepState(state))]).await.unwrap();
+    let held = system_tests::world::sweep(&world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
+    assert!(held.skipped && held.expired == 0 && held.queries == 0, "{held:?}");
+    assert_eq!(fleet.status(0).await, UserStatus::Active);
+    // The same run retried (Lambda retries an event with its id) takes its lease back.
+    let retried = system_tests::world::sweep(&world.env, "other", first_run(), SweepOptions::default()).await.unwrap();
+    assert!(!retried.skipped && retried.expired == 2, "{retried:?}");
+}
+both!(a_run_finds_the_lease_taken_and_does_nothing_until_it_lapses);
 
 async fn one_failing_item_does_not_fail_the_batch(backend: Backend) {
     let failing = Arc::new(AtomicBool::new(true));
@@ -351,11 +481,14 @@ async fn one_failing_item_does_not_fail_the_batch(backend: Backend) {
     let fleet = fleet(world).await;
     failing.store(true, Ordering::SeqCst);
     let first = system_tests::world::sweep(&fleet.world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
-    assert_eq!((first.expired, first.reminded, first.failed), (1, 5, 1), "{first:?}");
+    assert_eq!((first.expired, first.reminded, first.failed), (1, 4, 1), "{first:?}");
+    assert_eq!(first.days_completed.len(), 8, "a failed item does not hold its day up");
     failing.store(false, Ordering::SeqCst);
     let second = system_tests::world::sweep(&fleet.world.env, "run-2", first_run(), SweepOptions::default()).await.unwrap();
-    assert_eq!((second.expired, second.reminded, second.failed), (1, 0, 0), "{second:?}");
+    assert_eq!((second.expired, second.reminded, second.failed), (1, 0, 0), "its partition is retried: {second:?}");
     assert_eq!(fleet.status(0).await, UserStatus::Expired);
+    let state = fleet.world.env.store.load(&[domain::store::Key::SweepState]).await.unwrap().sweep_state().cloned().unwrap();
+    assert!(state.retries.is_empty(), "{state:?}");
 }
 both!(one_failing_item_does_not_fail_the_batch);
 
@@ -363,7 +496,8 @@ both!(one_failing_item_does_not_fail_the_batch);
 async fn an_unreadable_item_is_logged_and_skipped() {
     let fleet = fleet(World::new(Backend::Moto).await).await;
     let store = fleet.world.dynamo.as_ref().unwrap();
-    let month = domain::store::SweepMonth::of(first_run()).partition();
+    let yesterday = domain::clock::saudi_day(first_run()) - Duration::days(1);
+    let partition = domain::store::ExpiryPartition { day: yesterday, shard: 0 }.key();
     use aws_sdk_dynamodb::types::AttributeValue::S;
     store
         .client()
@@ -372,30 +506,30 @@ async fn an_unreadable_item_is_logged_and_skipped() {
         .item("pk", S(format!("ORG#{ORG}")))
         .item("sk", S("USER#1000000008".into()))
         .item("kind", S("user".into()))
-        .item("sweep_month", S(month))
-        .item("sweep_at", S(domain::clock::key_timestamp(first_run() - Duration::hours(1))))
+        .item("expiry_key", S(partition))
+        .item("expiry_at", S(domain::clock::key_timestamp(first_run() - Duration::days(1))))
         .item("status", S("no longer a status".into()))
         .send()
         .await
         .unwrap();
     let report = system_tests::world::sweep(&fleet.world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
-    assert_eq!((report.bad_items, report.expired, report.reminded), (1, 2, 5), "{report:?}");
+    assert_eq!((report.bad_items, report.expired, report.reminded), (1, 2, 4), "{report:?}");
 }
 
 async fn reminders_follow_language_and_notification_settings(backend: Backend) {
     let fleet = fleet(World::new(backend).await).await;
     let (world, org) = (&fleet.world, &fleet.org);
     world
-        .update_user(org, fleet.person(25), |u| {
+        .update_user(org, fleet.person(31), |u| {
             u.language = domain::contact::Language::Ar;
             u.notifications.expiry_reminders = domain::user::Channels { email: false, sms: true };
         })
         .await;
     system_tests::world::sweep(&world.env, "run-1", first_run(), SweepOptions::default()).await.unwrap();
-    let user = world.user(org, fleet.person(25)).await;
+    let user = world.user(org, fleet.person(31)).await;
     let sms = world.sms_to(&user.mobile).await;
     assert!(sms.last().unwrap().contains("ينتهي اشتراكك"), "in Arabic: {sms:?}");
-    assert_eq!(fleet.received(25).await, (0, 1), "SMS only, as chosen");
+    assert_eq!(fleet.received(31).await, (0, 1), "SMS only, as chosen");
     assert!(world.emails_to(&user.email).await.iter().all(|(_, b)| !link_token(b).is_empty()), "only the activation email");
 }
 both!(reminders_follow_language_and_notification_settings);

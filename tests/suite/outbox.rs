@@ -381,3 +381,61 @@ async fn twenty_five_persons_are_one_transaction_and_fifty_messages() {
     let sent = users.iter().flat_map(|u| u.deliveries.values()).filter(|d| d.state == domain::outbox::DeliveryState::Sent).count();
     assert_eq!(sent, 50, "an email and an SMS for each");
 }
+
+/// `deliver` starts an intent only while the invocation has the time to finish it: with
+/// less, it sends nothing and hands the whole batch back to the stream, which brings it
+/// again — and then it goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_hands_back_what_its_time_cannot_hold() {
+    use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+    use domain::deadline::{DELIVER_INTENT_BUDGET, Deadline};
+    let world = World::new(Backend::Embedded).await;
+    let manager = PersonId::parse(&citizen(1)).unwrap();
+    let org: OrganizationId = world
+        .onboard(ORG, domain::organization::PricingPlan::Muqeem, manager.as_str(), &[("1-10", domain::organization::SizeTier::Small)])
+        .await;
+    world.credit(&org, 100_000).await;
+    let mut persons = Vec::new();
+    for n in [3, 4] {
+        let person = world.register(&resident(n), &["1-10"], Some(300)).await;
+        persons.push(domain::actions::subscribe::SubscribePerson {
+            id: person,
+            establishments: ["1-10"].iter().map(|e| domain::organization::EstablishmentId::parse(e).unwrap()).collect(),
+            user_type: Some(domain::user::UserType::PartnersOnly),
+            language: None,
+            job_title: None,
+        });
+    }
+    for (n, person) in persons.into_iter().enumerate() {
+        world.subscribe(&manager, &org, vec![person], &format!("batch-{n}")).await;
+    }
+    let intents = world.embedded.as_ref().unwrap().stream_after(0, 10);
+    assert_eq!(intents.len(), 2);
+    let mut event = Event::default();
+    event.records = intents
+        .into_iter()
+        .map(|(position, intent)| {
+            let mut record = EventRecord::default();
+            record.event_name = "INSERT".into();
+            record.change.sequence_number = Some(format!("{position:021}"));
+            record.change.new_image = aws_adapters::dynamo::to_item(&Record::Intent(intent)).unwrap().into();
+            record
+        })
+        .collect();
+    let outbox = world.outbox.clone().unwrap();
+    let ports = deliver_function::Ports {
+        env: world.env.clone(),
+        secrets: world.secrets.clone(),
+        senders: Senders { mailer: outbox.clone(), texts: outbox.clone() },
+    };
+
+    let short = deliver_function::meta("short", Deadline::after(DELIVER_INTENT_BUDGET / 2));
+    let answer = deliver_function::handle(&ports, event.clone(), &short).await;
+    assert_eq!(answer.batch_item_failures.len(), 2, "both records come again");
+    assert!(outbox.messages().is_empty(), "nothing was sent");
+
+    let enough = deliver_function::meta("enough", Deadline::after(domain::deadline::DELIVER_FUNCTION_TIMEOUT));
+    let answer = deliver_function::handle(&ports, event, &enough).await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert_eq!(outbox.messages().len(), 4, "an email and an SMS each");
+}

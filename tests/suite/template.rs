@@ -249,3 +249,233 @@ fn the_openapi_file_describes_exactly_the_mounted_and_deployed_routes() {
         assert_eq!(matched.route.key, format!("{method} {path}"));
     }
 }
+
+fn statements(function: &Yaml) -> Vec<Yaml> {
+    function["Properties"]["Policies"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .flat_map(|policy| policy["Statement"].as_vec().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// A statement's resources as the template names them (`UsersTable.Arn`,
+/// `${UsersTable.Arn}/index/by_person`, `CodeHmacKey`, …), conditional ones included.
+fn resource_names(statement: &Yaml) -> Vec<String> {
+    fn flatten(yaml: &Yaml, into: &mut Vec<String>) {
+        match yaml {
+            Yaml::String(text) if text != "HasSesConfigurationSet" && text != "AWS::NoValue" => into.push(text.clone()),
+            Yaml::Array(items) => items.iter().for_each(|item| flatten(item, into)),
+            Yaml::Hash(map) => map.values().for_each(|value| flatten(value, into)),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    flatten(&statement["Resource"], &mut names);
+    if let Some(not) = statement["NotResource"].as_str() {
+        names.push(format!("NOT {not}"));
+    }
+    names
+}
+
+/// Everything each function may do, as `action on resource`: the template's whole word on
+/// what a function can reach (SAM adds only logging, X-Ray and, for deliver, reading DynamoDB
+/// streams). Tenant isolation rests on the code's keys within these tables (README, "Tenant
+/// isolation"); no function reaches anything else.
+#[test]
+fn every_function_reaches_exactly_what_it_needs() {
+    let users = "UsersTable.Arn";
+    let key_table = |actions: &[&str], resources: &[&str]| -> Vec<String> {
+        resources.iter().flat_map(|resource| actions.iter().map(move |action| format!("{action} on {resource}"))).collect()
+    };
+    let read_write = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"];
+    let audit = key_table(&["dynamodb:PutItem"], &["AuditTable.Arn"]);
+    let outbox = key_table(&["dynamodb:PutItem"], &["OutboxTable.Arn"]);
+    let secret = key_table(&["secretsmanager:GetSecretValue"], &["CodeHmacKey"]);
+    let query = |index: &str| format!("dynamodb:Query on ${{UsersTable.Arn}}/index/{index}");
+    let expected: Vec<(&str, Vec<String>)> = vec![
+        ("operator", [key_table(&read_write, &[users, "BalancesTable.Arn"]), vec![query("by_person")], audit.clone()].concat()),
+        ("subscribe", [secret.clone(), key_table(&read_write, &[users, "BalancesTable.Arn"]), audit.clone(), outbox.clone()].concat()),
+        (
+            "activate",
+            [secret.clone(), key_table(&read_write, &[users]), vec![query("by_link_token")], audit.clone(), outbox.clone()].concat(),
+        ),
+        ("grant", [key_table(&read_write, &[users]), audit.clone()].concat()),
+        ("authorize", key_table(&["dynamodb:GetItem"], &[users])),
+        (
+            "modify",
+            [secret.clone(), key_table(&read_write, &[users]), vec![query("by_email"), query("by_mobile")], audit.clone(), outbox.clone()]
+                .concat(),
+        ),
+        ("suspend", [key_table(&read_write, &[users]), audit.clone(), outbox.clone()].concat()),
+        (
+            "expiry-sweep",
+            [
+                key_table(&read_write, &[users]),
+                vec![query("by_expiry_day")],
+                audit.clone(),
+                outbox.clone(),
+                key_table(&["sqs:SendMessage"], &["SweepFailures.Arn"]),
+            ]
+            .concat(),
+        ),
+        (
+            "directory",
+            [
+                key_table(
+                    &["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+                    &[users, "BalancesTable.Arn", "AuditTable.Arn", "${AuditTable.Arn}/index/by_target"],
+                ),
+                audit.clone(),
+            ]
+            .concat(),
+        ),
+        (
+            "deliver",
+            [
+                secret.clone(),
+                key_table(&read_write, &[users]),
+                key_table(
+                    &["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+                    &["OutboxTable.StreamArn"],
+                ),
+                key_table(&["sqs:SendMessage"], &["DeliveryFailures.Arn"]),
+                key_table(
+                    &["ses:SendEmail"],
+                    &[
+                        "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${MailDomain}",
+                        "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/${SesConfigurationSet}",
+                    ],
+                ),
+                vec!["sns:Publish on NOT arn:${AWS::Partition}:sns:*:*:*".to_owned()],
+            ]
+            .concat(),
+        ),
+    ];
+    let template = template();
+    let functions = product_functions(&template);
+    assert_eq!(functions.len(), expected.len());
+    for (binary, reach) in expected {
+        let (name, body) = functions
+            .iter()
+            .find(|(_, body)| body["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary))
+            .unwrap_or_else(|| panic!("no function builds {binary}"));
+        let allowed: BTreeSet<String> = statements(body)
+            .iter()
+            .filter(|statement| statement["Effect"].as_str() == Some("Allow"))
+            .flat_map(|statement| {
+                let resources = resource_names(statement);
+                actions(statement)
+                    .into_iter()
+                    .flat_map(move |action| resources.clone().into_iter().map(move |r| format!("{action} on {r}")))
+            })
+            .collect();
+        assert_eq!(allowed, reach.into_iter().collect::<BTreeSet<_>>(), "{name} ({binary})");
+        assert!(
+            body["Properties"]["Policies"].as_vec().is_some_and(|policies| policies.iter().all(|p| !p["Statement"].is_badvalue())),
+            "{name}: only inline statements, no managed policies"
+        );
+    }
+}
+
+/// The time budgets of `domain::deadline` are the timeouts the template deploys.
+#[test]
+fn function_timeouts_are_the_deadline_module_s() {
+    use domain::deadline::{DELIVER_FUNCTION_TIMEOUT, HTTP_FUNCTION_TIMEOUT, SWEEP_FUNCTION_TIMEOUT};
+    let template = template();
+    let seconds = |yaml: &Yaml| yaml.as_i64().map(|s| std::time::Duration::from_secs(s as u64));
+    assert_eq!(seconds(&template["Globals"]["Function"]["Timeout"]), Some(HTTP_FUNCTION_TIMEOUT));
+    for (name, body) in product_functions(&template) {
+        let expected = match name.as_str() {
+            "ExpirySweepFunction" => Some(SWEEP_FUNCTION_TIMEOUT),
+            "DeliverFunction" => Some(DELIVER_FUNCTION_TIMEOUT),
+            _ => None,
+        };
+        assert_eq!(seconds(&body["Properties"]["Timeout"]), expected, "{name}");
+    }
+}
+
+/// Nothing secret is configuration: the code key's functions get the secret's ARN and may
+/// read that secret; no other function may read any.
+#[test]
+fn the_code_key_is_read_from_secrets_manager_not_configured() {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).expect("template.yaml");
+    assert!(!text.contains("resolve:secretsmanager"), "no secret is resolved into a function's configuration");
+    let template = template();
+    for (name, body) in product_functions(&template) {
+        let variables = &body["Properties"]["Environment"]["Variables"];
+        let reads: Vec<String> = statements(&body)
+            .iter()
+            .filter(|s| actions(s).iter().any(|a| a.starts_with("secretsmanager:")))
+            .flat_map(resource_names)
+            .collect();
+        let binary = text_of(&body["Metadata"]["BuildProperties"]["Binary"]);
+        if ["subscribe", "activate", "modify", "deliver"].contains(&binary.as_str()) {
+            assert_eq!(variables["CODE_KEY_SECRET_ARN"].as_str(), Some("CodeHmacKey"), "{name}");
+            assert_eq!(reads, ["CodeHmacKey"], "{name}");
+        } else {
+            assert!(variables["CODE_KEY_SECRET_ARN"].is_badvalue() && reads.is_empty(), "{name} has no business with the key");
+        }
+    }
+}
+
+fn text_of(yaml: &Yaml) -> String {
+    yaml.as_str().expect("text").to_owned()
+}
+
+fn alarms(template: &Yaml) -> Vec<(String, Yaml)> {
+    resources(template).into_iter().filter(|(_, body)| body["Type"].as_str() == Some("AWS::CloudWatch::Alarm")).collect()
+}
+
+/// `(namespace, metric, dimension value)` of an alarm.
+fn watched(alarm: &Yaml) -> (String, String, String) {
+    let properties = &alarm["Properties"];
+    let dimension = properties["Dimensions"][0]["Value"].as_str().unwrap_or_default().to_owned();
+    (text_of(&properties["Namespace"]), text_of(&properties["MetricName"]), dimension)
+}
+
+#[test]
+fn operations_are_watched_and_every_alarm_notifies_the_topic() {
+    let template = template();
+    assert_eq!(template["Parameters"]["AlarmTopicArn"]["Type"].as_str(), Some("String"));
+    assert_eq!(template["Globals"]["Function"]["Tracing"].as_str(), Some("Active"), "X-Ray on every function");
+    let alarms = alarms(&template);
+    for (name, alarm) in &alarms {
+        assert_eq!(alarm["Properties"]["AlarmActions"][0].as_str(), Some("AlarmTopicArn"), "{name} notifies the topic");
+    }
+    let watched: BTreeSet<(String, String, String)> = alarms.iter().map(|(_, alarm)| watched(alarm)).collect();
+    for (name, _) in product_functions(&template) {
+        for metric in ["Errors", "Throttles"] {
+            assert!(watched.contains(&("AWS/Lambda".into(), metric.into(), name.clone())), "{name}: {metric}");
+        }
+    }
+    for expected in [
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "DeliveryFailures.QueueName"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "SweepFailures.QueueName"),
+        ("AWS/Lambda", "IteratorAge", "DeliverFunction"),
+        ("AWS/Lambda", "Invocations", "ExpirySweepFunction"),
+        (domain::metrics::NAMESPACE, "SweepFailures", "ExpirySweepFunction"),
+        ("AWS/ApiGateway", "5xx", "HttpApi"),
+    ] {
+        let expected = (expected.0.to_owned(), expected.1.to_owned(), expected.2.to_owned());
+        assert!(watched.contains(&expected), "{expected:?}");
+    }
+    assert_eq!(domain::metrics::Metric::SweepFailures(1).name(), "SweepFailures", "the sweep's alarm watches the metric the sweep emits");
+}
+
+/// The sweep runs hourly; a run that fails after it started is retried and then kept, and
+/// so is an event that never reached it.
+#[test]
+fn the_sweep_runs_hourly_and_a_failed_run_is_kept() {
+    let template = template();
+    let sweep = &template["Resources"]["ExpirySweepFunction"]["Properties"];
+    let schedule = &sweep["Events"]["Hourly"]["Properties"];
+    assert_eq!(schedule["Schedule"].as_str(), Some("rate(1 hour)"));
+    assert_eq!(schedule["DeadLetterConfig"]["Arn"].as_str(), Some("SweepFailures.Arn"));
+    let config = &sweep["EventInvokeConfig"];
+    assert_eq!(config["DestinationConfig"]["OnFailure"]["Type"].as_str(), Some("SQS"));
+    assert_eq!(config["DestinationConfig"]["OnFailure"]["Destination"].as_str(), Some("SweepFailures.Arn"));
+    assert_eq!(config["MaximumRetryAttempts"].as_i64(), Some(2));
+    let lease = domain::deadline::SWEEP_FUNCTION_TIMEOUT.as_secs();
+    assert!(lease < 3600, "a run's lease lapses before the next hourly run");
+}

@@ -39,8 +39,12 @@ pub fn intent_of(record: &EventRecord) -> Result<Option<Intent>, String> {
 pub async fn handle(ports: &Ports, event: Event, meta: &RequestMeta) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     let mut key = None;
+    let mut out_of_time = false;
     for record in &event.records {
+        // Once the time left cannot hold an intent, the rest of the batch comes again.
+        out_of_time |= !meta.deadline.allows(domain::deadline::DELIVER_INTENT_BUDGET);
         let retry = match intent_of(record) {
+            _ if out_of_time => true,
             Ok(None) => false,
             Ok(Some(intent)) => {
                 let key = match &key {

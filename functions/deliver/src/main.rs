@@ -2,7 +2,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    gateway::observability::init();
     let ports = deliver_function::Ports {
         env: gateway::bootstrap::env().await?,
         secrets: gateway::bootstrap::secrets().await?,

@@ -2,7 +2,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    gateway::observability::init();
     let env: &'static domain::env::Env = Box::leak(Box::new(gateway::bootstrap::env().await?));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<expiry_sweep_function::ScheduledEvent>| async move {
         let deadline = domain::deadline::Deadline::from_epoch_millis(event.context.deadline);

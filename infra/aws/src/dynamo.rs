@@ -18,9 +18,10 @@ use domain::identity::mask_id;
 use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
-    AuditQuery, BadItem, BoxError, CommitError, Contact, Cursor, EMAIL_INDEX, Expect, Key, LEDGER_PREFIX, LINK_TOKEN_INDEX, Loaded,
-    MOBILE_INDEX, PERSON_INDEX, Page, PageRequest, Queries, Record, Records, SWEEP_INDEX, StoreError, SweepMonth, TARGET_INDEX, Table,
-    USER_PREFIX, UserFilter, Write, audit_partition, audit_sort_range, audit_target, organization_partition, person_key,
+    AuditQuery, BadItem, BoxError, CommitError, Contact, Cursor, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, Key, LEDGER_PREFIX,
+    LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, PERSON_INDEX, Page, PageRequest, Queries, Record, Records, StoreError,
+    TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_partition, audit_sort_range, audit_target, organization_partition,
+    person_key,
 };
 use domain::user::{User, UserStatus};
 use time::OffsetDateTime;
@@ -87,6 +88,7 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
         Record::Audit(value) => item(value)?,
         Record::Idempotency(value) => item(value)?,
         Record::Intent(value) => item(value)?,
+        Record::SweepState(value) => item(value)?,
     };
     let key = record.storage_key();
     attributes.insert("pk".into(), s(key.pk));
@@ -94,8 +96,8 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
     attributes.insert("kind".into(), s(record.kind()));
     let index = record.index_attributes();
     for (name, value) in [
-        ("sweep_month", index.sweep_month),
-        ("sweep_at", index.sweep_at),
+        ("expiry_key", index.expiry_key),
+        ("expiry_at", index.expiry_at),
         ("link_token", index.link_token),
         ("audit_target", index.target),
         ("email_key", index.email_key),
@@ -141,6 +143,7 @@ pub fn from_item(item: Item) -> Result<Record, String> {
         "audit_entry" => parse(item).map(Record::Audit),
         "idempotency" => parse(item).map(Record::Idempotency),
         "intent" => parse(item).map(Record::Intent),
+        "sweep_state" => parse(item).map(Record::SweepState),
         _ => return Err(format!("{key}: an unknown kind of item")),
     };
     record.map_err(|problem| format!("{kind} {key}: could not read {problem}"))
@@ -331,7 +334,7 @@ impl Records for DynamoStore {
     }
 }
 
-/// One listing query, paged through filters until a page is full.
+/// One listing query: a page of items that pass the filter, reading at most a budget.
 struct Listing<'a> {
     table: Table,
     index: Option<&'static str>,
@@ -346,6 +349,10 @@ struct Listing<'a> {
 }
 
 impl DynamoStore {
+    /// Queries until the page is full or the read budget is spent: the page's size when
+    /// every item read is returned, `LISTING_READ_BUDGET` when a filter may drop items
+    /// (`Limit` counts items read before the filter). A short page comes with a cursor
+    /// whenever the partition may hold more.
     async fn list(&self, listing: Listing<'_>, page: &PageRequest) -> Result<Page<Item>, StoreError> {
         let mut start: Option<Item> = match &page.cursor {
             None => None,
@@ -360,10 +367,12 @@ impl DynamoStore {
                 Some(key.into_iter().map(|(name, value)| (name, s(value))).collect())
             }
         };
+        let filtered = listing.filter.is_some();
+        let budget = if filtered { LISTING_READ_BUDGET.max(page.limit) } else { page.limit };
         let mut items = Vec::new();
+        let mut scanned = 0;
         loop {
-            let remaining = page.limit - items.len();
-            let batch = if listing.filter.is_some() { 100 } else { remaining.max(1) };
+            let limit = if filtered { budget - scanned } else { page.limit - items.len() };
             let output = self
                 .client
                 .query()
@@ -374,11 +383,12 @@ impl DynamoStore {
                 .set_expression_attribute_names((!listing.names.is_empty()).then(|| listing.names.clone()))
                 .set_expression_attribute_values(Some(listing.values.clone()))
                 .scan_index_forward(listing.forward)
-                .limit(i32::try_from(batch).unwrap_or(i32::MAX))
+                .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| read_failure(aws_sdk_dynamodb::Error::from(e)))?;
+            scanned += usize::try_from(output.scanned_count).unwrap_or(0);
             let returned = output.items.unwrap_or_default();
             let returned_count = returned.len();
             for (position, item) in returned.into_iter().enumerate() {
@@ -386,12 +396,13 @@ impl DynamoStore {
                 if items.len() == page.limit {
                     let more = position + 1 < returned_count || output.last_evaluated_key.is_some();
                     let next = more.then(|| cursor_from(items.last().expect("a full page"), listing.cursor_attributes));
-                    return Ok(Page { items, next });
+                    return Ok(Page { items, next, scanned });
                 }
             }
             match output.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(Page { items, next: None }),
+                Some(key) if scanned < budget => start = Some(key),
+                Some(key) => return Ok(Page { items, next: Some(cursor_from(&key, listing.cursor_attributes)), scanned }),
+                None => return Ok(Page { items, next: None, scanned }),
             }
         }
     }
@@ -440,7 +451,7 @@ fn parse_items<T>(page: Page<Item>, pick: impl Fn(Record) -> Option<T>) -> Resul
             from_item(item).map_err(StoreError::Corrupt).and_then(|r| pick(r).ok_or_else(|| StoreError::Corrupt("unexpected kind".into())))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page { items, next: page.next })
+    Ok(Page { items, next: page.next, scanned: page.scanned })
 }
 
 fn status_value(status: UserStatus) -> AttributeValue {
@@ -562,7 +573,7 @@ impl Queries for DynamoStore {
                 })
                 .collect();
             if list.is_empty() {
-                return Ok(Page { items: vec![], next: None });
+                return Ok(Page { items: vec![], next: None, scanned: 0 });
             }
             clauses.push(format!("#action IN ({})", list.join(", ")));
         }
@@ -635,23 +646,27 @@ impl Queries for DynamoStore {
         })
     }
 
-    async fn due_for_sweep(
+    async fn expiring(
         &self,
-        month: SweepMonth,
-        until: OffsetDateTime,
+        partition: ExpiryPartition,
+        until: Option<OffsetDateTime>,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        let partition = month.partition();
+        let key = partition.key();
+        let mut values = HashMap::from([(":key".to_owned(), s(&key))]);
+        if let Some(until) = until {
+            values.insert(":until".to_owned(), s(key_timestamp(until)));
+        }
         let listing = Listing {
             table: Table::Users,
-            index: Some(SWEEP_INDEX),
-            key_condition: "sweep_month = :month AND sweep_at <= :until",
+            index: Some(EXPIRY_INDEX),
+            key_condition: if until.is_some() { "expiry_key = :key AND expiry_at <= :until" } else { "expiry_key = :key" },
             filter: None,
             names: HashMap::new(),
-            values: HashMap::from([(":month".to_owned(), s(&partition)), (":until".to_owned(), s(key_timestamp(until)))]),
+            values,
             forward: true,
-            cursor_attributes: &["pk", "sk", "sweep_month", "sweep_at"],
-            cursor_must_match: vec![("sweep_month", partition)],
+            cursor_attributes: &["pk", "sk", "expiry_key", "expiry_at"],
+            cursor_must_match: vec![("expiry_key", key)],
         };
         let page = self.list(listing, &page).await?;
         let items = page
@@ -661,12 +676,12 @@ impl Queries for DynamoStore {
                 let key = masked_key(&item);
                 match from_item(item) {
                     Ok(Record::User(user)) => Ok(user),
-                    Ok(other) => Err(BadItem { key, problem: format!("a {} in the sweep index", other.kind()) }),
+                    Ok(other) => Err(BadItem { key, problem: format!("a {} in the expiry index", other.kind()) }),
                     Err(problem) => Err(BadItem { key, problem }),
                 }
             })
             .collect();
-        Ok(Page { items, next: page.next })
+        Ok(Page { items, next: page.next, scanned: page.scanned })
     }
 
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {

@@ -1,33 +1,37 @@
 //! Production adapters of the domain's ports: a DynamoDB store, an SES v2 mailer and an SNS
-//! SMS sender, plus the shared SDK configuration (bounded retries and timeouts).
+//! SMS sender, the code key from Secrets Manager, plus the shared SDK configuration
+//! (bounded retries and timeouts, from `domain::deadline`).
 
 pub mod dynamo;
 pub mod messaging;
+pub mod secrets;
 pub mod tables;
-
-use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use domain::deadline::{SDK_ATTEMPT_TIMEOUT, SDK_ATTEMPTS, SDK_CONNECT_TIMEOUT, SDK_OPERATION_TIMEOUT};
 
 pub use dynamo::DynamoStore;
 pub use messaging::{SesMailer, SnsTexter};
 pub use tables::{TableNames, create_tables};
 
+/// The retries and timeouts of every SDK call: derived in `domain::deadline` so that one
+/// attempt of a command, every call slow, still fits in an HTTP function's time.
+pub fn sdk_limits() -> (RetryConfig, TimeoutConfig) {
+    (
+        RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS),
+        TimeoutConfig::builder()
+            .connect_timeout(SDK_CONNECT_TIMEOUT)
+            .operation_attempt_timeout(SDK_ATTEMPT_TIMEOUT)
+            .operation_timeout(SDK_OPERATION_TIMEOUT)
+            .build(),
+    )
+}
+
 /// SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL` for an
-/// emulator), with bounded retries and timeouts: a request that API Gateway will cut off
-/// after 30 s must not retry for longer than that.
+/// emulator), with `sdk_limits`.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(8))
-                .build(),
-        )
-        .load()
-        .await
+    let (retry, timeout) = sdk_limits();
+    aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeout).load().await
 }

@@ -1,12 +1,13 @@
 //! Start-up of a Lambda: configuration from the environment once, SDK clients once,
-//! tracing once, then the runtime loop. Each function builds only the ports it uses: the
-//! store (every function), the secret key (subscribe, activate, modify, deliver), the
-//! senders (deliver).
+//! logging and metrics once (`observability::init`), then the runtime loop. Each function
+//! builds only the ports it uses: the store (every function), the code key (subscribe,
+//! activate, modify, deliver — read from Secrets Manager here, at start-up), the senders
+//! (deliver).
 //!
 //! | variable | meaning |
 //! |---|---|
 //! | `USERS_TABLE`, `BALANCES_TABLE`, `AUDIT_TABLE`, `OUTBOX_TABLE` | DynamoDB table names |
-//! | `CODE_HMAC_KEY` | key (≥ 32 bytes of text) that links and codes are derived and digested under |
+//! | `CODE_KEY_SECRET_ARN` | the Secrets Manager secret whose text (≥ 32 bytes) is the key links and codes are derived and digested under |
 //! | `ACTIVATION_LINK_PREFIX` | text the activation token is appended to |
 //! | `PRICING` | pricing JSON (default: `shared/config/pricing.json`) |
 //! | `MAIL_FROM`, `SES_CONFIGURATION_SET` | SES sender identity and optional configuration set (deliver) |
@@ -38,7 +39,7 @@ pub fn settings_from_env() -> Result<Settings, String> {
     })
 }
 
-/// The key is used as the text's bytes; at least 32.
+/// A key given as text (the local server's `CODE_HMAC_KEY`): its bytes, at least 32.
 pub fn parse_code_key(text: &str) -> Result<CodeKey, String> {
     CodeKey::new(text.trim().as_bytes().to_vec()).map_err(|e| format!("CODE_HMAC_KEY: {e}"))
 }
@@ -50,10 +51,16 @@ pub async fn env() -> Result<Env, lambda_http::Error> {
     Ok(Env { store: Arc::new(store), clock: Arc::new(SystemClock), settings: Arc::new(settings_from_env()?) })
 }
 
-/// The key links and codes are derived and digested under.
+/// The key links and codes are derived and digested under, read once from the Secrets
+/// Manager secret `CODE_KEY_SECRET_ARN` names. A function that cannot read it does not start
+/// (the cause is logged without the secret).
 pub async fn secrets() -> Result<Arc<dyn SecretSource>, lambda_http::Error> {
-    let text = std::env::var("CODE_HMAC_KEY").map_err(|_| "CODE_HMAC_KEY is not set")?;
-    Ok(Arc::new(FixedKey(parse_code_key(&text)?)))
+    let secret = std::env::var("CODE_KEY_SECRET_ARN").map_err(|_| "CODE_KEY_SECRET_ARN is not set")?;
+    let config = aws_adapters::sdk_config().await;
+    let key = aws_adapters::secrets::read_code_key(&aws_sdk_secretsmanager::Client::new(&config), &secret).await.inspect_err(|error| {
+        tracing::error!(cause = %crate::cause_chain(error), "the code key could not be read at start-up");
+    })?;
+    Ok(Arc::new(FixedKey(key)))
 }
 
 /// SES and SNS, for `deliver`.
@@ -76,7 +83,7 @@ where
     Handle: Fn(&'static Ports, Request) -> Fut + Sync,
     Fut: Future<Output = Response<Body>> + Send,
 {
-    lambda_http::tracing::init_default_subscriber();
+    crate::observability::init();
     // The ports live as long as the process; leaking them gives handlers a plain reference.
     let ports: &'static Ports = Box::leak(Box::new(build.await?));
     let handle = &handle;

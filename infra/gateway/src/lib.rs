@@ -7,6 +7,7 @@
 //! never trusted for identity.
 
 pub mod bootstrap;
+pub mod observability;
 pub mod routes;
 
 use std::collections::HashMap;

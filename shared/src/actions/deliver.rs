@@ -17,6 +17,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::deadline::{Deadline, SDK_OPERATION_TIMEOUT, within};
 use crate::env::{Env, Senders};
 use crate::error::{Error, Rejection};
 use crate::identity::PersonId;
@@ -47,7 +48,7 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
     let organization = &intent.organization;
     let mut keys = vec![Key::Organization(organization.clone())];
     keys.extend(intent.notices.iter().map(|notice| Key::User(organization.clone(), notice.user.clone())));
-    let loaded = env.store.load(&keys).await?;
+    let loaded = crate::pipeline::bounded(meta.deadline, env.store.load(&keys)).await?;
     let Some(org) = loaded.organization(organization) else {
         tracing::error!(intent = %intent.id, "an intent of an organization that does not exist; dropped");
         return Ok(Delivered { skipped: intent.notices.len(), ..Delivered::default() });
@@ -67,8 +68,11 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
             }
         }
     }
-    let sent: Vec<(PersonId, Slot, Result<ProviderMessageId, DeliveryError>)> =
-        stream::iter(to_send).map(|(user, slot, outgoing)| send(senders, user, slot, outgoing)).buffered(CONCURRENT_SENDS).collect().await;
+    let sent: Vec<(PersonId, Slot, Result<ProviderMessageId, DeliveryError>)> = stream::iter(to_send)
+        .map(|(user, slot, outgoing)| send(senders, meta.deadline, user, slot, outgoing))
+        .buffered(CONCURRENT_SENDS)
+        .collect()
+        .await;
 
     let mut by_user: BTreeMap<PersonId, Vec<Outcome>> = BTreeMap::new();
     for (user, slot, result) in sent {
@@ -99,16 +103,24 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
     Ok(report)
 }
 
+/// Sends one message within the invocation's time. A send cut off by the deadline may have
+/// reached the provider: it is a transient failure, and the intent comes again.
 async fn send(
     senders: &Senders,
+    deadline: Deadline,
     user: PersonId,
     slot: Slot,
     outgoing: Outgoing,
 ) -> (PersonId, Slot, Result<ProviderMessageId, DeliveryError>) {
-    let result = match &outgoing {
-        Outgoing::Email(message) => senders.mailer.send_email(message).await,
-        Outgoing::Sms(message) => senders.texts.send_sms(message).await,
+    let sending = async {
+        match &outgoing {
+            Outgoing::Email(message) => senders.mailer.send_email(message).await,
+            Outgoing::Sms(message) => senders.texts.send_sms(message).await,
+        }
     };
+    let result = within(deadline, SDK_OPERATION_TIMEOUT, sending)
+        .await
+        .unwrap_or_else(|| Err(DeliveryError::transient("TimedOut", "the invocation's time ran out waiting for the provider")));
     (user, slot, result)
 }
 
