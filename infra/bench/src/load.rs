@@ -82,26 +82,36 @@ end
 "#;
 
 /// One kept-alive connection for the setup requests (tens of thousands of them).
-struct Connection(hyper::client::conn::http1::SendRequest<Full<Bytes>>);
+pub struct Connection(hyper::client::conn::http1::SendRequest<Full<Bytes>>);
 
 impl Connection {
-    async fn open(address: SocketAddr) -> Connection {
+    pub async fn open(address: SocketAddr) -> Connection {
         let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
         tokio::spawn(connection);
         Connection(sender)
     }
 
-    async fn send(&mut self, method: &str, path: &str, token: &str, body: &Value) -> (u16, String) {
+    pub async fn send(&mut self, method: &str, path: &str, token: &str, body: &Value) -> (u16, String) {
+        self.send_with(method, path, token, None, body).await
+    }
+
+    pub async fn send_keyed(&mut self, method: &str, path: &str, token: &str, key: &str, body: &Value) -> (u16, String) {
+        self.send_with(method, path, token, Some(key), body).await
+    }
+
+    async fn send_with(&mut self, method: &str, path: &str, token: &str, key: Option<&str>, body: &Value) -> (u16, String) {
         self.0.ready().await.expect("the connection is ready");
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", "127.0.0.1")
             .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .expect("a request");
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = request.body(Full::new(Bytes::from(body.to_string()))).expect("a request");
         let response = self.0.send_request(request).await.expect("a response");
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.expect("a body").to_bytes();
@@ -109,11 +119,11 @@ impl Connection {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port()
 }
 
-fn token(server: &Path, args: &[&str]) -> String {
+pub fn token(server: &Path, args: &[&str]) -> String {
     let output = std::process::Command::new(server).arg("token").args(args).output().expect("local-api token");
     String::from_utf8(output.stdout).expect("a token").trim().to_owned()
 }

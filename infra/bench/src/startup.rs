@@ -3,10 +3,12 @@
 //! Each run starts the binary as Lambda would, against a loopback Runtime API: the cold start
 //! is the time from spawning the process to its first `GET /runtime/invocation/next`. It then
 //! gets one invocation (an HTTP API event without authorizer claims, which the function
-//! refuses before any I/O; the sweep gets an event whose `time` it refuses), and the peak
-//! resident set (`VmHWM`) is read once it has answered. The SDK endpoint points at a closed
-//! loopback port: start-up does no network I/O. Floors and functions are started in
-//! interleaved rounds (see `measure_all`).
+//! refuses before any I/O; the sweep gets an event whose `time` it refuses, `deliver` an
+//! empty stream batch), and the peak resident set (`VmHWM`) is read once it has answered.
+//! The SDK endpoint is the emulator on loopback: the functions that read the code key at
+//! start-up (and their floors) read it there; the others do no network I/O before their
+//! first invocation. Floors and functions are started in interleaved rounds (see
+//! `measure_all`).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -30,9 +32,25 @@ fn median(mut values: Vec<f64>) -> f64 {
     if values.len().is_multiple_of(2) { (values[middle - 1] + values[middle]) / 2.0 } else { values[middle] }
 }
 
-fn event(scheduled: bool) -> Value {
-    if scheduled {
-        return json!({ "id": "bench", "time": "not a time", "detail-type": "Scheduled Event", "source": "aws.events" });
+/// The event a binary gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Http,
+    Scheduled,
+    Stream,
+}
+
+/// Where the binaries' SDK calls go, and the secret they read at start-up.
+pub struct Emulator {
+    pub endpoint: String,
+    pub secret_arn: String,
+}
+
+fn event(kind: Kind) -> Value {
+    match kind {
+        Kind::Scheduled => return json!({ "id": "bench", "time": "not a time", "detail-type": "Scheduled Event", "source": "aws.events" }),
+        Kind::Stream => return json!({ "Records": [] }),
+        Kind::Http => {}
     }
     json!({
         "version": "2.0",
@@ -60,14 +78,13 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-async fn run_once(binary: &Path, scheduled: bool) -> (f64, u64) {
+async fn run_once(binary: &Path, kind: Kind, emulator: &Emulator) -> (f64, u64) {
     let runtime = RuntimeApi::start().await;
-    runtime.queue("bench-1", event(scheduled));
+    runtime.queue("bench-1", event(kind));
     let started = Instant::now();
-    // The SDK endpoint is a closed loopback port: start-up does no network I/O.
     let mut process = runtime
-        .function(binary, "bench", "http://127.0.0.1:9", &TableNames::with_prefix("bench"))
-        .env("CODE_HMAC_KEY", "2a".repeat(32))
+        .function(binary, "bench", &emulator.endpoint, &TableNames::with_prefix("bench"))
+        .env("CODE_KEY_SECRET_ARN", &emulator.secret_arn)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -82,20 +99,20 @@ async fn run_once(binary: &Path, scheduled: bool) -> (f64, u64) {
     (cold.as_secs_f64() * 1000.0, rss)
 }
 
-/// Measures every binary (`(path, scheduled)`) in interleaved rounds: each round starts
+/// Measures every binary (`(path, event kind)`) in interleaved rounds: each round starts
 /// every binary once, in an order rotated from the round before, so that a drift of the
 /// machine (another tenant, frequency, page cache) falls on functions and floors alike
 /// instead of on whichever was measured last. One untimed round first warms the page cache,
 /// as a provisioned sandbox would have it. Medians over `runs` rounds.
-pub async fn measure_all(binaries: &[(&Path, bool)], runs: usize) -> Vec<Startup> {
+pub async fn measure_all(binaries: &[(&Path, Kind)], runs: usize, emulator: &Emulator) -> Vec<Startup> {
     let count = binaries.len();
     let mut colds = vec![Vec::with_capacity(runs); count];
     let mut rss = vec![Vec::with_capacity(runs); count];
     for round in 0..=runs {
         for step in 0..count {
             let index = (round + step) % count;
-            let (binary, scheduled) = binaries[index];
-            let (cold, peak) = run_once(binary, scheduled).await;
+            let (binary, kind) = binaries[index];
+            let (cold, peak) = run_once(binary, kind, emulator).await;
             if round > 0 {
                 colds[index].push(cold);
                 rss[index].push(peak as f64);

@@ -29,7 +29,7 @@ use crate::secrets::CodeKey;
 use crate::store::{Key, Loaded, Record, Write};
 use crate::user::User;
 
-/// Messages of one intent sent at once.
+/// Messages of one intent sent at once (and users' delivery records written at once).
 const CONCURRENT_SENDS: usize = 8;
 
 /// What delivering one intent did.
@@ -90,13 +90,19 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
         };
         by_user.entry(user).or_default().push(outcome);
     }
-    for (user, outcomes) in by_user {
-        let command = RecordDeliveries::new(intent, &user, &loaded, outcomes);
-        if let Err(error) = run(env, meta, &command).await {
-            // The messages went out; only their record is missing. Retrying the intent would
-            // send them again, so the failure is logged, not retried.
-            tracing::error!(intent = %intent.id, error = %error, cause = ?std::error::Error::source(&error), "could not record deliveries");
-        }
+    // One conditional write per user, several at once (each user's record is its own).
+    let recorded: Vec<Result<(), Error>> = stream::iter(by_user)
+        .map(|(user, outcomes)| {
+            let command = RecordDeliveries::new(intent, &user, &loaded, outcomes);
+            async move { run(env, meta, &command).await.map(|_| ()) }
+        })
+        .buffer_unordered(CONCURRENT_SENDS)
+        .collect()
+        .await;
+    for error in recorded.into_iter().filter_map(Result::err) {
+        // The messages went out; only their record is missing. Retrying the intent would
+        // send them again, so the failure is logged, not retried.
+        tracing::error!(intent = %intent.id, error = %error, cause = ?std::error::Error::source(&error), "could not record deliveries");
     }
     let metrics = [Metric::MessagesSent(report.sent as u64), Metric::MessagesFailed(report.failed as u64)];
     crate::metrics::emit(&metrics.into_iter().filter(|m| m.value() > 0).collect::<Vec<_>>());

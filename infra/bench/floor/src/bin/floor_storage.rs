@@ -1,5 +1,6 @@
-//! The floor of a storage function (operator, grant, authorize, directory): the Lambda HTTP
-//! runtime and a DynamoDB client built from the environment, answering `{}`.
+//! The floor of a storage function (operator, grant, authorize, suspend, directory, and the
+//! sweep): the Lambda HTTP runtime and a DynamoDB client built from the environment,
+//! answering `{}`.
 
 use lambda_http::{Body, Error, Request, Response, service_fn};
 
