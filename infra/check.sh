@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project, installing what it needs first:
 # a .venv with the pinned Python tools (moto, cfn-lint, SAM CLI, cargo-lambda with zig,
-# schemathesis). Needs the Rust toolchain and Python 3.11+ with venv and curl.
+# schemathesis, Playwright), the console's npm tools (TypeScript, axe-core) and Chromium (apt).
+# Needs the Rust toolchain, Python 3.11+ with venv, Node.js with npm, and curl.
 # Usage: bash infra/check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,16 @@ step "Template lint: cfn-lint and sam validate --lint"
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-me-south-1}
 .venv/bin/cfn-lint template.yaml
 .venv/bin/sam validate --lint
+
+step "Console: type-checked with TypeScript against its API module (generated from openapi.yaml, checked above)"
+(cd infra/console-check && npm ci --no-audit --no-fund --silent && npx --no-install tsc -p tsconfig.json)
+
+step "Console in a real browser: Debian's Chromium driven by Playwright, axe-core on every screen"
+if ! command -v chromium > /dev/null; then
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get install -y -qq chromium > /dev/null 2>&1 || { as_root apt-get update -qq && as_root apt-get install -y -qq chromium > /dev/null; }
+fi
+LOCAL_API="$PWD/target/debug/local-api" CHROMIUM="$(command -v chromium)" .venv/bin/pytest -q -p no:cacheprovider tests/browser
 
 step "API fuzzing: schemathesis against the local server (openapi.yaml)"
 bash infra/fuzz.sh target/debug/local-api

@@ -194,6 +194,8 @@ pub fn target_of<'a>(standing: Standing<'_>, kind: OnUser, id: &PersonId, found:
                     return Err(only_the_user());
                 }
             }
+            // A new user may ask for a fresh link or code of their own (the activation page).
+            OnUser::ResendActivation if &me.id == id => {}
             _ => return Err(not_an_administrator()),
         },
         Standing::Manager(me) | Standing::DelegatedAdmin(me) => {
@@ -395,6 +397,7 @@ pub fn authorize(standing: Standing<'_>, action: Action<'_>) -> Result<Visibilit
         (DelegatedAdmin(admin), Suspend(target) | Renew(target)) => {
             delegated_admin_may_manage(admin, target, true).map(|()| Visibility::Establishments(admin.grants.administered()))
         }
+        (Member(me), ResendActivation(target)) if target.id == me.id => Ok(Visibility::OwnEntries(me.id.clone())),
         (Member(_), ModifyUser(_) | CancelPendingChange(_) | ResendActivation(_) | Suspend(_) | Renew(_)) => Err(not_admin()),
 
         (Manager(_), SetGrants { target, .. }) => {

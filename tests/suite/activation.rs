@@ -221,6 +221,35 @@ async fn a_resend_kills_the_old_secrets_and_is_rate_limited(backend: Backend) {
 }
 both!(a_resend_kills_the_old_secrets_and_is_rate_limited);
 
+/// The activation page offers the new user a fresh code: they may resend their own link or
+/// code (within the same limit), never another user's.
+async fn a_new_user_may_resend_their_own_code_and_no_one_else_s(backend: Backend) {
+    let newcomer = subscribe_newcomer(World::new(backend).await, "en").await;
+    let path = |id: &PersonId| format!("/v1/organizations/{ORG}/users/{}/activation/resend", id.as_str());
+    let own = newcomer.client.token_for(newcomer.id());
+    let resent = newcomer.client.post(&path(newcomer.id()), &own, &json!({ "sms": true })).await;
+    assert_eq!(resent.status, 200, "{}", resent.text());
+    assert_eq!(resent.json(), json!({ "email": "not_needed", "sms": "queued" }));
+    let (_, code) = newcomer.latest_secrets().await;
+    assert_ne!(code, newcomer.code, "a fresh code");
+
+    // Another user's resend: the same answer whether that user exists or not.
+    let manager = PersonId::parse(&newcomer.manager).unwrap();
+    let other = newcomer.client.post(&path(&manager), &own, &json!({})).await;
+    let nobody = newcomer.client.post(&path(&PersonId::parse(&citizen(77)).unwrap()), &own, &json!({})).await;
+    assert_eq!((other.status, other.code().as_str()), (403, "not_an_administrator"));
+    assert_eq!((nobody.status, nobody.code()), (other.status, other.code()));
+    let audit = newcomer
+        .world
+        .records()
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Record::Audit(e) if e.action == domain::audit::AuditAction::ActivationResent))
+        .count();
+    assert_eq!(audit, 1, "the user's own resend is audited, the refused ones write nothing");
+}
+both!(a_new_user_may_resend_their_own_code_and_no_one_else_s);
+
 /// Every string anywhere in a JSON value.
 fn strings(value: &Value, out: &mut Vec<String>) {
     match value {

@@ -22,6 +22,7 @@ macro_rules! both {
 
 mod activation;
 mod billing;
+mod console;
 mod contract;
 mod directory;
 mod fixtures;

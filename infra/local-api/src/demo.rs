@@ -28,7 +28,11 @@ pub struct DemoPerson {
     pub employers: &'static [&'static str],
     pub email: &'static str,
     pub mobile: &'static str,
+    /// Who the person is in the demo, in English and Arabic (the console's sign-in page).
     pub note: &'static str,
+    pub note_ar: &'static str,
+    /// The organization whose establishment employs the person.
+    pub organization: &'static str,
 }
 
 pub const MUQEEM_ORGANIZATION: &str = "7001234567";
@@ -45,6 +49,8 @@ pub const PERSONS: &[DemoPerson] = &[
         email: "abdullah@nukhba.example",
         mobile: "0501234567",
         note: "manager of 7001234567 (Muqeem plan)",
+        note_ar: "مدير المنظمة 7001234567 (باقة مقيم)",
+        organization: "7001234567",
     },
     DemoPerson {
         id: "1023456781",
@@ -56,6 +62,8 @@ pub const PERSONS: &[DemoPerson] = &[
         email: "sara@nukhba.example",
         mobile: "0551234567",
         note: "citizen, employee of 1-123456",
+        note_ar: "مواطن، موظف في المنشأة 1-123456",
+        organization: "7001234567",
     },
     DemoPerson {
         id: "2345678904",
@@ -67,6 +75,8 @@ pub const PERSONS: &[DemoPerson] = &[
         email: "ahmed@nukhba.example",
         mobile: "0561234567",
         note: "resident with a valid iqama, employee of 1-123456",
+        note_ar: "مقيم بإقامة سارية، موظف في المنشأة 1-123456",
+        organization: "7001234567",
     },
     DemoPerson {
         id: "2456789011",
@@ -78,6 +88,8 @@ pub const PERSONS: &[DemoPerson] = &[
         email: "ravi@nukhba.example",
         mobile: "0571234567",
         note: "resident whose iqama expired: cannot be subscribed",
+        note_ar: "مقيم انتهت إقامته: لا يمكن الاشتراك له",
+        organization: "7001234567",
     },
     DemoPerson {
         id: "2567890120",
@@ -89,6 +101,8 @@ pub const PERSONS: &[DemoPerson] = &[
         email: "maria@nukhba.example",
         mobile: "0581234567",
         note: "resident, employee of 1-123457",
+        note_ar: "مقيم، موظف في المنشأة 1-123457",
+        organization: "7001234567",
     },
     DemoPerson {
         id: "1034567899",
@@ -100,6 +114,8 @@ pub const PERSONS: &[DemoPerson] = &[
         email: "faisal@binaa.example",
         mobile: "0591234567",
         note: "manager of 7009876543 (Qiwa plan)",
+        note_ar: "مدير المنظمة 7009876543 (باقة قوى)",
+        organization: "7009876543",
     },
     DemoPerson {
         id: "1076543212",
@@ -111,6 +127,8 @@ pub const PERSONS: &[DemoPerson] = &[
         email: "noura@binaa.example",
         mobile: "0541234567",
         note: "citizen, employee of 4-765432",
+        note_ar: "مواطن، موظف في المنشأة 4-765432",
+        organization: "7009876543",
     },
 ];
 

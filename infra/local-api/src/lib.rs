@@ -3,6 +3,7 @@
 //! HTTP API (payload 2.0) event and goes through `lambda_http`'s own event conversion, so a
 //! handler sees exactly what it sees in AWS.
 
+pub mod console;
 pub mod deliverer;
 pub mod demo;
 pub mod jwt;
@@ -150,7 +151,7 @@ impl Server {
         let path = parts.uri.path().to_owned();
         let query = parts.uri.query().unwrap_or("").to_owned();
 
-        if let Some(reply) = self.local_route(&method, &path, &query).await {
+        if let Some(reply) = self.local_route(&method, &path, &query, &body).await {
             return reply;
         }
         let Some(Matched { function, route, params }) = find_route(&method, &path) else {
@@ -181,11 +182,29 @@ impl Server {
         to_hyper(response)
     }
 
-    /// Routes that exist only locally: health, the outbox and its failures, the clock, the
-    /// sweep, a clickable activation link.
-    async fn local_route(&self, method: &str, path: &str, query: &str) -> Option<Reply> {
+    /// Routes that exist only locally: the console and its sign-in, health, the outbox and
+    /// its failures, the clock, the sweep, a clickable activation link.
+    async fn local_route(&self, method: &str, path: &str, query: &str, body: &Bytes) -> Option<Reply> {
+        if method == "GET"
+            && let Some(file) = console::file(path)
+        {
+            let mut response = Response::builder().status(200).header("content-type", file.content_type);
+            for (name, value) in console::SECURITY_HEADERS {
+                response = response.header(*name, *value);
+            }
+            return Some(response.body(Full::new(console::body(file))).expect("a valid response"));
+        }
         match (method, path) {
             ("GET", "/health") => Some(json_reply(200, &json!({ "status": "ok" }))),
+            ("GET", "/config.json") => Some(json_reply(200, &console::config())),
+            ("GET", "/local/identities") => Some(json_reply(200, &console::identities())),
+            ("POST", "/local/sign-in") => {
+                let subject = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["subject"].as_str().map(str::to_owned));
+                Some(match subject.as_deref().and_then(|s| console::sign_in_role(s).map(|role| (s, role))) {
+                    Some((subject, role)) => json_reply(200, &json!({ "token": self.jwt.mint(subject, role, 12 * 3600) })),
+                    None => local_error(422, "invalid_id_number", "sign in with an ID number, or as the operator"),
+                })
+            }
             ("GET", "/local/clock") => Some(json_reply(200, &json!({ "now": domain::clock::key_timestamp(self.env.clock.now()) }))),
             ("GET", "/local/failures") => Some(json_reply(200, &json!({ "failures": self.deliverer.failures() }))),
             ("POST", "/local/deliver") => Some(match self.deliverer.drain().await {

@@ -129,7 +129,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         // A fresh key per run: codes from a previous run stop working, which is fine locally.
         Err(_) => CodeKey::new(domain::secrets::random_hex(32).into_bytes()).expect("64 bytes"),
     };
-    let mut settings = Settings::bundled(format!("http://127.0.0.1:{}/local/activate?token=", options.port));
+    let mut settings = Settings::bundled(format!("http://127.0.0.1:{}/activate#token=", options.port));
     if let Ok(json) = std::env::var("PRICING") {
         settings.pricing = PricingConfig::from_json(&json)?;
     }
@@ -150,6 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (address, task) = server.bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
 
     println!("\nlocal-api listening on http://{address} (store: {}, messaging: {})", options.store, options.messaging);
+    println!("Console: http://{address}/ (sign in as any demo person, or as the operator)");
     println!("Clock: {} (move it with POST /local/clock?days=30)", domain::clock::key_timestamp(domain::clock::Clock::now(clock.as_ref())));
     if options.demo {
         let hours = 12 * 3600;

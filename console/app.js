@@ -1,0 +1,1091 @@
+// @ts-check
+// The console: the screens of the seeds over the public API. Hash routes:
+//   #/sign-in                     who is signing in
+//   #/                            home: open an organization (or the operator's tools)
+//   #/operator                    organizations, credits, the person registry
+//   #/o/{org}                     the organization's users
+//   #/o/{org}/add                 add users (quote, then pay)
+//   #/o/{org}/balance             the balance and its ledger
+//   #/o/{org}/audit               the audit trail
+//   #/o/{org}/settings            the organization's settings (manager)
+//   #/o/{org}/u/{id}              a user's page
+//   #/o/{org}/me                  the signed-in person's own account (activation code, contact codes)
+//   /activate#token=…             the page the activation email links to
+
+import * as API from "./api.js";
+import { act, errorText, establishmentList, field, h, idempotencyKey, ltr, outcome, save, table } from "./dom.js";
+import { Api, ApiError } from "./http.js";
+import * as i18n from "./i18n.js";
+import { date, dateTime, money, t } from "./i18n.js";
+import * as session from "./session.js";
+
+/** @type {session.Config} */
+let config;
+const api = new Api("", () => session.current()?.token ?? null, () => {
+  session.end();
+  go("#/sign-in");
+});
+
+const main = /** @type {HTMLElement} */ (document.getElementById("main"));
+const top = /** @type {HTMLElement} */ (document.getElementById("top"));
+
+/** @param {string} hash */
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+/** The name in the reader's language. @param {{ ar?: string | null, en?: string | null } | undefined} name */
+function nameOf(name) {
+  if (!name) return "—";
+  const preferred = i18n.current() === "ar" ? name.ar ?? name.en : name.en ?? name.ar;
+  return preferred ?? "—";
+}
+
+/** @param {string} status */
+function statusBadge(status) {
+  return h("span", { class: `badge status-${status}` }, t(`status.${status}`));
+}
+
+/** What the last action did, shown once on the screen drawn after it. @type {string | null} */
+let flash = null;
+
+/** Draws the screen again, saying what was just done. @param {string} message */
+function refresh(message) {
+  flash = message;
+  route();
+}
+
+/** Shows a screen: its title first, focused, so that a reader starts at the top. */
+function show(title, ...content) {
+  document.title = `${title} · ${t("app.name")}`;
+  const heading = h("h1", { tabindex: "-1" }, title);
+  const done = flash ? h("p", { class: "outcome ok", role: "status" }, flash) : "";
+  flash = null;
+  main.replaceChildren(heading, done, ...content);
+  heading.focus();
+}
+
+/** @param {unknown} error */
+function failed(error) {
+  show(t("error.title"), h("p", { role: "alert", class: "outcome error" }, errorText(error)), h("p", null, h("a", { href: "#/" }, t("nav.home"))));
+}
+
+function header() {
+  const signedIn = session.current();
+  const other = i18n.current() === "ar" ? "en" : "ar";
+  top.replaceChildren(
+    h("a", { class: "brand", href: "#/" }, t("app.name")),
+    h(
+      "div",
+      { class: "top-actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "link",
+          lang: other,
+          onclick: async () => {
+            await i18n.use(other);
+            route();
+          },
+        },
+        t("app.other_language"),
+      ),
+      signedIn ? h("span", { class: "who" }, t("app.signed_in_as", { subject: signedIn.subject })) : null,
+      signedIn
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "link",
+              onclick: () => {
+                session.end();
+                go("#/sign-in");
+              },
+            },
+            t("app.sign_out"),
+          )
+        : null,
+    ),
+  );
+}
+
+/** The tabs of an organization's pages. @param {string} org @param {string} here */
+function orgNav(org, here) {
+  const base = `#/o/${org}`;
+  const links = [
+    ["users", base, t("nav.users")],
+    ["add", `${base}/add`, t("nav.add")],
+    ["balance", `${base}/balance`, t("nav.balance")],
+    ["audit", `${base}/audit`, t("nav.audit")],
+    ["settings", `${base}/settings`, t("nav.settings")],
+  ];
+  return h(
+    "nav",
+    { class: "tabs", "aria-label": t("nav.organization") },
+    h("ul", null, links.map(([key, href, label]) => h("li", null, h("a", { href, "aria-current": key === here ? "page" : false }, label)))),
+  );
+}
+
+// --- Sign-in and home -------------------------------------------------------------------
+
+async function signIn() {
+  if (config.auth.mode === "oidc") {
+    const auth = config.auth;
+    const button = h("button", { type: "button", onclick: () => session.oidcSignIn(auth) }, t("signin.with_provider"));
+    show(t("signin.title"), h("p", null, t("signin.provider_intro")), button);
+    return;
+  }
+  const identities = await session.localIdentities();
+  const report = outcome();
+  const choose = async (/** @type {session.Identity} */ identity, /** @type {HTMLButtonElement} */ button) => {
+    await act(button, report, async () => {
+      const started = await session.localSignIn(identity.subject);
+      header();
+      if (started.role === "operator") go("#/operator");
+      else if (identity.organization) go(`#/o/${identity.organization}`);
+      else go("#/");
+    });
+  };
+  show(
+    t("signin.title"),
+    h("p", null, t("signin.local_intro")),
+    h(
+      "ul",
+      { class: "identities" },
+      identities.map((identity) => {
+        const button = /** @type {HTMLButtonElement} */ (
+          h("button", { type: "button", class: "identity" }, h("strong", null, nameOf(identity.name)), h("span", null, identity.note[i18n.current()]))
+        );
+        button.addEventListener("click", () => choose(identity, button));
+        return h("li", null, button);
+      }),
+    ),
+    report.element,
+  );
+}
+
+function home() {
+  const signedIn = session.current();
+  if (signedIn?.role === "operator") return go("#/operator");
+  const input = /** @type {HTMLInputElement} */ (h("input", { name: "org", inputmode: "numeric", autocomplete: "off", required: true, pattern: "[0-9٠-٩]{10}" }));
+  const form = h(
+    "form",
+    {
+      onsubmit: (/** @type {SubmitEvent} */ event) => {
+        event.preventDefault();
+        go(`#/o/${input.value.trim()}`);
+      },
+    },
+    field(t("home.organization"), input, t("home.organization_hint")),
+    h("button", { type: "submit" }, t("home.open")),
+  );
+  show(t("home.title"), form);
+}
+
+// --- The organization's users -------------------------------------------------------------
+
+/** @param {string} org */
+async function users(org) {
+  let organization;
+  try {
+    organization = await API.readOrganization(api, { path: { org } });
+  } catch (error) {
+    return failed(error);
+  }
+  const q = /** @type {HTMLInputElement} */ (h("input", { type: "search", name: "q", maxlength: 100 }));
+  const status = /** @type {HTMLSelectElement} */ (
+    h("select", { name: "status" }, h("option", { value: "" }, t("users.any_status")), ["pending_activation", "active", "suspended", "expired"].map((s) => h("option", { value: s }, t(`status.${s}`))))
+  );
+  const establishment = /** @type {HTMLSelectElement} */ (
+    h("select", { name: "establishment" }, h("option", { value: "" }, t("users.any_establishment")), organization.establishments.map((e) => h("option", { value: e.id }, `${e.name} (\u2066${e.id}\u2069)`)))
+  );
+  const body = h("tbody");
+  const list = h(
+    "table",
+    null,
+    h("caption", null, t("users.caption")),
+    h("thead", null, h("tr", null, [t("users.id"), t("users.name"), t("users.status"), t("users.establishments"), t("users.seat_ends")].map((c) => h("th", { scope: "col" }, c)))),
+    body,
+  );
+  const more = /** @type {HTMLButtonElement} */ (h("button", { type: "button", hidden: true }, t("users.more")));
+  const report = outcome();
+  const counter = h("p", { class: "hint", "aria-live": "polite" });
+  /** @type {string | undefined} */
+  let cursor;
+  let shown = 0;
+  const load = async (/** @type {boolean} */ fresh) => {
+    if (fresh) {
+      body.replaceChildren();
+      cursor = undefined;
+      shown = 0;
+    }
+    const page = await API.listUsers(api, {
+      path: { org },
+      query: { q: q.value.trim() || undefined, status: /** @type {any} */ (status.value || undefined), establishment: establishment.value || undefined, limit: 50, cursor },
+    });
+    for (const user of page.users) {
+      body.append(
+        h(
+          "tr",
+          null,
+          h("td", null, h("a", { href: `#/o/${org}/u/${user.id}` }, user.id)),
+          h("td", null, nameOf(user.name)),
+          h("td", null, statusBadge(user.status)),
+          h("td", null, establishmentList(user.establishments)),
+          h("td", null, date(user.seat_ends_at)),
+        ),
+      );
+    }
+    shown += page.users.length;
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+    counter.textContent = t(cursor ? "users.shown_more" : "users.shown", { count: shown });
+  };
+  const filters = h(
+    "form",
+    {
+      class: "filters",
+      role: "search",
+      onsubmit: (/** @type {SubmitEvent} */ event) => {
+        event.preventDefault();
+        act(/** @type {HTMLFormElement} */ (event.currentTarget), report, () => load(true));
+      },
+    },
+    field(t("users.search"), q, t("users.search_hint")),
+    field(t("users.status"), status),
+    field(t("users.establishment"), establishment),
+    h("button", { type: "submit" }, t("users.filter")),
+  );
+  more.addEventListener("click", () => act(more, report, () => load(false)));
+  show(
+    t("users.title", { name: organization.name }),
+    orgNav(org, "users"),
+    h("p", null, t(`plan.${organization.pricing_plan}`), " · ", h("a", { href: `#/o/${org}/add`, class: "button" }, t("nav.add"))),
+    filters,
+    report.element,
+    list,
+    counter,
+    more,
+  );
+  try {
+    await load(true);
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "not_an_administrator") return go(`#/o/${org}/me`);
+    report.fail(error);
+  }
+}
+
+// --- Adding users: a quote, then the payment ----------------------------------------------
+
+/** @param {string} org */
+async function add(org) {
+  let organization;
+  try {
+    organization = await API.readOrganization(api, { path: { org } });
+  } catch (error) {
+    return failed(error);
+  }
+  const muqeem = organization.pricing_plan === "muqeem";
+  const rows = h("div", { class: "persons" });
+  const report = outcome();
+  const quoted = h("div", { "aria-live": "polite" });
+  const addRow = () => {
+    const n = rows.children.length + 1;
+    const legend = t("add.person", { n });
+    const id = h("input", { name: "id", inputmode: "numeric", autocomplete: "off", required: true, pattern: "[0-9٠-٩۰-۹ ]{10,14}" });
+    const establishments = h(
+      "fieldset",
+      { class: "checks" },
+      h("legend", null, t("add.establishments")),
+      organization.establishments.map((e) => h("label", null, h("input", { type: "checkbox", name: "establishment", value: e.id }), ` ${e.name} (`, ltr(e.id), ")")),
+    );
+    const userType = muqeem
+      ? field(t("add.user_type"), h("select", { name: "user_type" }, ["residents_and_partners", "partners_only"].map((v) => h("option", { value: v }, t(`user_type.${v}`)))))
+      : null;
+    const language = field(t("add.language"), h("select", { name: "language" }, h("option", { value: "ar" }, "العربية"), h("option", { value: "en", lang: "en" }, "English")));
+    const title = field(t("add.job_title"), h("input", { name: "job_title", maxlength: 100 }), t("add.optional"));
+    const remove = h("button", { type: "button", class: "link", onclick: () => row.remove() }, t("add.remove", { n }));
+    const row = h("fieldset", { class: "person" }, h("legend", null, legend), field(t("add.id"), id, t("add.id_hint")), establishments, userType, language, title, n > 1 ? remove : null);
+    rows.append(row);
+    /** @type {HTMLInputElement} */ (id).focus();
+  };
+  /** @returns {API.SubscriptionRequest} */
+  const request = () => ({
+    persons: [...rows.querySelectorAll("fieldset.person")].map((row) => {
+      const value = (/** @type {string} */ name) => /** @type {HTMLInputElement | null} */ (row.querySelector(`[name="${name}"]`))?.value ?? "";
+      const jobTitle = value("job_title").trim();
+      return {
+        id: value("id").trim(),
+        establishments: [...row.querySelectorAll('input[name="establishment"]:checked')].map((box) => /** @type {HTMLInputElement} */ (box).value),
+        user_type: muqeem ? /** @type {API.UserType} */ (value("user_type")) : undefined,
+        language: /** @type {"ar" | "en"} */ (value("language")),
+        job_title: jobTitle || undefined,
+      };
+    }),
+  });
+  /** The key of the payment being confirmed: a retry of the same confirmation is never charged twice. */
+  let key = idempotencyKey();
+  const form = /** @type {HTMLFormElement} */ (
+    h(
+      "form",
+      {
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          const persons = request();
+          act(form, report, async () => {
+            const quote = await API.quoteSubscription(api, { path: { org }, body: persons });
+            key = idempotencyKey();
+            const confirm = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "primary", disabled: !quote.sufficient }, t("add.confirm", { total: money(quote.total_halalas) })));
+            confirm.addEventListener("click", () =>
+              act(confirm, report, async () => {
+                const receipt = await API.subscribe(api, { path: { org }, headers: { "Idempotency-Key": key }, body: persons });
+                quoted.replaceChildren(
+                  h("h2", { tabindex: "-1" }, t("add.done", { count: receipt.users.length })),
+                  table(
+                    t("add.added_caption"),
+                    [t("users.id"), t("users.status"), t("add.seat_ends"), t("add.messages")],
+                    receipt.users.map((user) => [
+                      h("a", { href: `#/o/${org}/u/${user.id}` }, user.id),
+                      statusBadge(user.status),
+                      date(user.seat.ends_at),
+                      `${t("channel.email")}: ${t(`delivery.${user.activation_messages.email}`)} · ${t("channel.sms")}: ${t(`delivery.${user.activation_messages.sms}`)}`,
+                    ]),
+                  ),
+                  h("p", null, t("add.charged", { amount: money(receipt.amount_charged_halalas), balance: money(receipt.balance_after_halalas) })),
+                );
+                /** @type {HTMLElement} */ (quoted.firstElementChild).focus();
+              }),
+            );
+            quoted.replaceChildren(
+              h("h2", null, t("add.quote_title")),
+              table(
+                t("add.quote_caption"),
+                [t("users.id"), t("add.price")],
+                quote.persons.map((person) => [person.id, person.free ? t("add.free") : money(person.price_halalas)]),
+              ),
+              h("p", null, t("add.total", { total: money(quote.total_halalas), balance: money(quote.balance_halalas) })),
+              h("p", null, t("add.seat_until", { date: date(quote.seat_ends_at) })),
+              quote.sufficient ? "" : h("p", { class: "outcome error", role: "alert" }, t("add.insufficient")),
+              confirm,
+            );
+            confirm.focus();
+          });
+        },
+      },
+      rows,
+      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => (rows.children.length < 25 ? addRow() : undefined) }, t("add.another")), h("button", { type: "submit" }, t("add.quote"))),
+    )
+  );
+  show(t("add.title"), orgNav(org, "add"), h("p", null, t("add.intro")), form, report.element, quoted);
+  addRow();
+}
+
+// --- Balance and ledger ------------------------------------------------------------------
+
+/** @param {string} org */
+async function balance(org) {
+  const report = outcome();
+  const body = h("tbody");
+  const summary = h("dl", { class: "facts" });
+  const more = /** @type {HTMLButtonElement} */ (h("button", { type: "button", hidden: true }, t("ledger.more")));
+  const exportButton = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t("ledger.export")));
+  /** @type {string | undefined} */
+  let cursor;
+  const load = async () => {
+    const page = await API.readBalance(api, { path: { org }, query: { limit: 50, cursor } });
+    summary.replaceChildren(
+      h("dt", null, t("ledger.available")),
+      h("dd", null, money(page.available_halalas)),
+      h("dt", null, t("ledger.credited")),
+      h("dd", null, money(page.total_credited_halalas)),
+      h("dt", null, t("ledger.debited")),
+      h("dd", null, money(page.total_debited_halalas)),
+      h("dt", null, t("ledger.seats_sold")),
+      h("dd", null, String(page.seats_sold)),
+    );
+    for (const entry of page.ledger) {
+      const reason = entry.reason.kind === "credit" ? t("ledger.reason_credit", { reference: entry.reason.payment_reference ?? "" }) : t(`ledger.reason_${entry.reason.purchase ?? "subscription"}`, { person: entry.reason.person ?? "" });
+      body.append(h("tr", null, h("td", null, dateTime(entry.at)), h("td", null, t(`ledger.${entry.direction}`)), h("td", null, money(entry.amount)), h("td", null, money(entry.balance_after)), h("td", null, reason)));
+    }
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+  };
+  more.addEventListener("click", () => act(more, report, load));
+  /** @type {string | null} */
+  let exportCursor = null;
+  exportButton.addEventListener("click", () =>
+    act(exportButton, report, async () => {
+      const file = await API.readBalanceCsv(api, { path: { org }, query: { cursor: exportCursor ?? undefined } });
+      save(file.blob, file.fileName);
+      exportCursor = file.nextCursor;
+      exportButton.textContent = exportCursor ? t("ledger.export_next") : t("ledger.export");
+      return t("ledger.exported");
+    }),
+  );
+  const ledger = h(
+    "table",
+    null,
+    h("caption", null, t("ledger.caption")),
+    h("thead", null, h("tr", null, [t("ledger.at"), t("ledger.direction"), t("ledger.amount"), t("ledger.balance_after"), t("ledger.reason")].map((c) => h("th", { scope: "col" }, c)))),
+    body,
+  );
+  show(t("ledger.title"), orgNav(org, "balance"), summary, h("div", { class: "actions" }, exportButton), report.element, ledger, more);
+  try {
+    await load();
+  } catch (error) {
+    report.fail(error);
+  }
+}
+
+// --- Audit trail -------------------------------------------------------------------------
+
+const ACTIONS = [
+  "organization.onboarded", "organization.settings_changed", "registry.person_saved", "balance.credited", "user.subscribed",
+  "activation.email_confirmed", "activation.mobile_confirmed", "activation.mobile_code_rejected", "activation.resent",
+  "permissions.changed", "user.modified", "user.iqama_updated", "contact.change_confirmed", "contact.code_rejected",
+  "contact.change_cancelled", "user.suspended", "seat.renewed", "seat.reminder_queued", "seat.expired", "audit.exported", "ledger.exported",
+];
+
+/** @param {API.Actor} actor */
+function actorText(actor) {
+  return actor.kind === "person" ? actor.id ?? "" : t(`actor.${actor.kind}`);
+}
+
+/**
+ * An audit trail: the organization's, or one user's.
+ * @param {string} org
+ * @param {string | null} user
+ */
+function auditSection(org, user) {
+  const report = outcome();
+  const action = /** @type {HTMLSelectElement} */ (h("select", { name: "action" }, h("option", { value: "" }, t("audit.any_action")), ACTIONS.map((a) => h("option", { value: a }, t(`action.${a}`)))));
+  const from = /** @type {HTMLInputElement} */ (h("input", { type: "date", name: "from" }));
+  const to = /** @type {HTMLInputElement} */ (h("input", { type: "date", name: "to" }));
+  const body = h("tbody");
+  const more = /** @type {HTMLButtonElement} */ (h("button", { type: "button", hidden: true }, t("audit.more")));
+  const exportButton = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t("audit.export")));
+  /** @type {string | undefined} */
+  let cursor;
+  const query = () => ({ action: action.value || undefined, from: from.value || undefined, to: to.value || undefined });
+  const load = async (/** @type {boolean} */ fresh) => {
+    if (fresh) {
+      body.replaceChildren();
+      cursor = undefined;
+    }
+    const page = user
+      ? await API.userAudit(api, { path: { org, id: user }, query: { ...query(), limit: 50, cursor } })
+      : await API.organizationAudit(api, { path: { org }, query: { ...query(), limit: 50, cursor } });
+    for (const entry of page.entries) {
+      body.append(
+        h(
+          "tr",
+          null,
+          h("td", null, dateTime(entry.at)),
+          h("td", null, actorText(entry.actor)),
+          h("td", null, t(`action.${entry.action}`)),
+          h("td", null, entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, entry.target) : "—"),
+          h("td", null, establishmentList(entry.establishments)),
+        ),
+      );
+    }
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+  };
+  more.addEventListener("click", () => act(more, report, () => load(false)));
+  exportButton.addEventListener("click", () =>
+    act(exportButton, report, async () => {
+      const file = user ? await API.userAuditCsv(api, { path: { org, id: user }, query: query() }) : await API.organizationAuditCsv(api, { path: { org }, query: query() });
+      save(file.blob, file.fileName);
+      return t("audit.exported");
+    }),
+  );
+  const filters = h(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (/** @type {SubmitEvent} */ event) => {
+        event.preventDefault();
+        act(/** @type {HTMLFormElement} */ (event.currentTarget), report, () => load(true));
+      },
+    },
+    field(t("audit.action"), action),
+    field(t("audit.from"), from),
+    field(t("audit.to"), to),
+    h("button", { type: "submit" }, t("audit.filter")),
+  );
+  const list = h(
+    "table",
+    null,
+    h("caption", null, user ? t("audit.user_caption") : t("audit.caption")),
+    h("thead", null, h("tr", null, [t("audit.at"), t("audit.actor"), t("audit.what"), t("audit.target"), t("audit.establishments")].map((c) => h("th", { scope: "col" }, c)))),
+    body,
+  );
+  const element = h("section", { class: "audit" }, filters, h("div", { class: "actions" }, exportButton), report.element, list, more);
+  return { element, load: () => load(true).catch((error) => report.fail(error)) };
+}
+
+/** @param {string} org */
+async function audit(org) {
+  const section = auditSection(org, null);
+  show(t("audit.title"), orgNav(org, "audit"), section.element);
+  await section.load();
+}
+
+// --- Settings ----------------------------------------------------------------------------
+
+/** @param {string} org */
+async function settings(org) {
+  let organization;
+  try {
+    organization = await API.readOrganization(api, { path: { org } });
+  } catch (error) {
+    return failed(error);
+  }
+  const report = outcome();
+  const box = /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", name: "employee_self_subscription", checked: organization.settings.employee_self_subscription }));
+  let version = organization.version;
+  const form = /** @type {HTMLFormElement} */ (
+    h(
+      "form",
+      {
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          act(form, report, async () => {
+            const saved = await API.changeSettings(api, { path: { org }, body: { version, employee_self_subscription: box.checked } });
+            version = saved.version;
+            return t("settings.saved");
+          });
+        },
+      },
+      h("label", { class: "check" }, box, ` ${t("settings.self_subscription")}`),
+      h("p", { class: "hint" }, t("settings.self_subscription_hint")),
+      h("button", { type: "submit" }, t("settings.save")),
+    )
+  );
+  show(t("settings.title"), orgNav(org, "settings"), form, report.element);
+}
+
+// --- A user's page -----------------------------------------------------------------------
+
+/** @param {API.Profile} profile */
+function profileFacts(profile) {
+  return h(
+    "dl",
+    { class: "facts" },
+    h("dt", null, t("user.id")),
+    h("dd", null, profile.id),
+    h("dt", null, t("user.status")),
+    h("dd", null, statusBadge(profile.status)),
+    h("dt", null, t("user.role")),
+    h("dd", null, t(`role.${profile.role}`)),
+    profile.user_type ? [h("dt", null, t("user.user_type")), h("dd", null, t(`user_type.${profile.user_type}`))] : null,
+    h("dt", null, t("user.establishments")),
+    h("dd", null, establishmentList(profile.establishments)),
+    h("dt", null, t("user.email")),
+    h("dd", null, profile.email),
+    h("dt", null, t("user.mobile")),
+    h("dd", null, ltr(profile.mobile)),
+    h("dt", null, t("user.job_title")),
+    h("dd", null, profile.job_title ?? "—"),
+    h("dt", null, t("user.seat")),
+    h("dd", null, profile.seat ? t("user.seat_period", { from: date(profile.seat.starts_at), to: date(profile.seat.ends_at) }) : t("user.no_seat")),
+    profile.next_seat ? [h("dt", null, t("user.next_seat")), h("dd", null, t("user.seat_period", { from: date(profile.next_seat.starts_at), to: date(profile.next_seat.ends_at) }))] : null,
+    profile.iqama_expiry ? [h("dt", null, t("user.iqama_expiry")), h("dd", null, date(profile.iqama_expiry))] : null,
+  );
+}
+
+/** Where each message of the user stands. @param {API.Profile} profile */
+function messages(profile) {
+  const rows = Object.entries(profile.messages).map(([slot, state]) => [
+    t(`slot.${slot}`),
+    t(`message.${state.state}`),
+    dateTime(state.updated_at),
+    state.reason ? t("message.reason", { reason: state.reason }) : "—",
+  ]);
+  return rows.length ? table(t("user.messages_caption"), [t("user.message"), t("user.state"), t("user.updated"), t("user.reason")], rows) : h("p", null, t("user.no_messages"));
+}
+
+/**
+ * @param {string} org
+ * @param {string} id
+ */
+async function user(org, id) {
+  let profile, permissions, catalog, organization;
+  try {
+    [profile, permissions, catalog, organization] = await Promise.all([
+      API.readProfile(api, { path: { org, id } }),
+      API.readPermissions(api, { path: { org, id } }),
+      API.catalog(api),
+      API.readOrganization(api, { path: { org } }),
+    ]);
+  } catch (error) {
+    return failed(error);
+  }
+  const resident = profile.id.startsWith("2");
+  const report = outcome();
+
+  // Activation: confirmations, and a fresh link or code.
+  const resend = (/** @type {"email" | "sms"} */ channel) => {
+    const button = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t(`user.resend_${channel}`)));
+    button.addEventListener("click", () =>
+      act(button, report, async () => {
+        await API.resendActivation(api, { path: { org, id }, body: { email: channel === "email", sms: channel === "sms" } });
+        return t("user.resent");
+      }),
+    );
+    return button;
+  };
+  const activation = h(
+    "section",
+    { "aria-labelledby": "activation-title" },
+    h("h2", { id: "activation-title" }, t("user.activation")),
+    h("p", null, t(profile.activation.email_confirmed ? "user.email_confirmed" : "user.email_waiting"), " · ", t(profile.activation.mobile_confirmed ? "user.mobile_confirmed" : "user.mobile_waiting")),
+    profile.status === "pending_activation" ? h("div", { class: "actions" }, profile.activation.email_confirmed ? null : resend("email"), profile.activation.mobile_confirmed ? null : resend("sms")) : null,
+    messages(profile),
+  );
+
+  // Contact details and settings.
+  const email = /** @type {HTMLInputElement} */ (h("input", { type: "email", name: "email", value: profile.pending.email?.value ?? "", placeholder: profile.email, autocomplete: "off" }));
+  const mobile = /** @type {HTMLInputElement} */ (h("input", { type: "tel", name: "mobile", dir: "ltr", value: profile.pending.mobile?.value ?? "", placeholder: profile.mobile, autocomplete: "off" }));
+  const jobTitle = /** @type {HTMLInputElement} */ (h("input", { name: "job_title", maxlength: 100, value: profile.job_title ?? "" }));
+  const language = /** @type {HTMLSelectElement} */ (h("select", { name: "language" }, h("option", { value: "ar", selected: profile.language === "ar" }, "العربية"), h("option", { value: "en", lang: "en", selected: profile.language === "en" }, "English")));
+  const notification = (/** @type {"expiry_reminders" | "account_notices"} */ kind, /** @type {"email" | "sms"} */ channel) =>
+    /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", name: `${kind}.${channel}`, checked: profile.notifications[kind][channel] }));
+  const boxes = {
+    expiry_reminders: { email: notification("expiry_reminders", "email"), sms: notification("expiry_reminders", "sms") },
+    account_notices: { email: notification("account_notices", "email"), sms: notification("account_notices", "sms") },
+  };
+  const pending = Object.entries(profile.pending).map(([channel, change]) => {
+    const withdraw = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "link" }, t("user.withdraw")));
+    withdraw.addEventListener("click", () =>
+      act(withdraw, report, async () => {
+        await API.cancelPendingContact(api, { path: { org, id, channel: /** @type {"email" | "mobile"} */ (channel) } });
+        refresh(t("user.withdrawn"));
+      }),
+    );
+    return h("li", null, t("user.pending_change", { channel: t(`channel.${channel}`), value: change?.value ?? "", until: dateTime(change?.code_expires_at) }), " ", withdraw);
+  });
+  const editForm = /** @type {HTMLFormElement} */ (
+    h(
+      "form",
+      {
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          act(editForm, report, async () => {
+            /** @type {Record<string, unknown>} */
+            const body = { version: profile.version };
+            if (email.value.trim() && email.value.trim() !== profile.email) body.email = email.value.trim();
+            if (mobile.value.trim() && mobile.value.trim() !== profile.mobile) body.mobile = mobile.value.trim();
+            if ((jobTitle.value.trim() || null) !== (profile.job_title ?? null)) body.job_title = jobTitle.value.trim() || null;
+            if (language.value !== profile.language) body.language = language.value;
+            const notifications = {
+              expiry_reminders: { email: boxes.expiry_reminders.email.checked, sms: boxes.expiry_reminders.sms.checked },
+              account_notices: { email: boxes.account_notices.email.checked, sms: boxes.account_notices.sms.checked },
+            };
+            if (JSON.stringify(notifications) !== JSON.stringify(profile.notifications)) body.notifications = notifications;
+            if (Object.keys(body).length === 1) return t("user.nothing_to_change");
+            const changed = await API.modifyUser(api, { path: { org, id }, body: /** @type {any} */ (body) });
+            const sent = [changed.verification_messages.email, changed.verification_messages.sms].includes("queued");
+            refresh(t(sent ? "user.saved_codes_sent" : "user.saved"));
+          });
+        },
+      },
+      field(t("user.new_email"), email, t("user.new_contact_hint")),
+      field(t("user.new_mobile"), mobile, t("user.new_contact_hint")),
+      field(t("user.job_title"), jobTitle),
+      field(t("user.language"), language),
+      h(
+        "fieldset",
+        { class: "checks" },
+        h("legend", null, t("user.notifications")),
+        h("label", null, boxes.expiry_reminders.email, ` ${t("user.reminders_email")}`),
+        h("label", null, boxes.expiry_reminders.sms, ` ${t("user.reminders_sms")}`),
+        h("label", null, boxes.account_notices.email, ` ${t("user.notices_email")}`),
+        h("label", null, boxes.account_notices.sms, ` ${t("user.notices_sms")}`),
+      ),
+      h("button", { type: "submit" }, t("user.save")),
+    )
+  );
+  const details = h("section", { "aria-labelledby": "details-title" }, h("h2", { id: "details-title" }, t("user.details")), pending.length ? h("ul", { class: "pending" }, pending) : null, editForm);
+
+  // Permissions: establishment × service.
+  const services = catalog.services.filter((s) => s.platform === "both" || s.platform === organization.pricing_plan);
+  const grantsForm = /** @type {HTMLFormElement} */ (
+    h(
+      "form",
+      {
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          act(grantsForm, report, async () => {
+            /** @type {Record<string, string[]>} */
+            const grants = {};
+            for (const box of grantsForm.querySelectorAll("input[type=checkbox]:checked")) {
+              const input = /** @type {HTMLInputElement} */ (box);
+              (grants[input.dataset.establishment ?? ""] ??= []).push(input.value);
+            }
+            permissions = await API.setPermissions(api, { path: { org, id }, body: { version: permissions.version, grants } });
+            return t("user.permissions_saved");
+          });
+        },
+      },
+      permissions.establishments.map((establishment) =>
+        h(
+          "fieldset",
+          { class: "checks grants" },
+          h("legend", null, t("user.grants_on", { establishment: `\u2066${establishment}\u2069` })),
+          services.map((service) => {
+            const refused = service.saudi_only && resident;
+            const box = h("input", {
+              type: "checkbox",
+              value: service.code,
+              dataset: { establishment },
+              checked: (permissions.grants[establishment] ?? []).includes(service.code),
+              disabled: refused,
+              "aria-describedby": service.saudi_only ? "saudi-only-note" : false,
+            });
+            return h("label", { class: refused ? "refused" : null }, box, ` ${i18n.current() === "ar" ? service.name.ar : service.name.en}`, service.saudi_only ? h("span", { class: "badge" }, t("user.saudi_only")) : null);
+          }),
+        ),
+      ),
+      h("p", { class: "hint", id: "saudi-only-note" }, resident ? t("user.saudi_only_refused") : t("user.saudi_only_note")),
+      h("button", { type: "submit" }, t("user.save_permissions")),
+    )
+  );
+  const permissionsSection = h("section", { "aria-labelledby": "permissions-title" }, h("h2", { id: "permissions-title" }, t("user.permissions")), grantsForm);
+
+  // Renewal and suspension.
+  const renew = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t("user.renew")));
+  let renewalKey = idempotencyKey();
+  renew.addEventListener("click", () =>
+    act(renew, report, async () => {
+      const receipt = await API.renew(api, { path: { org, id }, headers: { "Idempotency-Key": renewalKey } });
+      renewalKey = idempotencyKey();
+      return t("user.renewed", { until: date(receipt.renewed.ends_at), amount: money(receipt.amount_charged_halalas) });
+    }),
+  );
+  const reason = /** @type {HTMLTextAreaElement} */ (h("textarea", { name: "reason", maxlength: 500, required: true, rows: 2 }));
+  const dialog = /** @type {HTMLDialogElement} */ (
+    h(
+      "dialog",
+      { "aria-labelledby": "suspend-title", "aria-describedby": "suspend-warning" },
+      h("h2", { id: "suspend-title" }, t("user.suspend_confirm_title", { id })),
+      h("p", { id: "suspend-warning" }, t("user.suspend_warning")),
+      h(
+        "form",
+        { method: "dialog", class: "actions" },
+        h("button", { type: "submit", value: "cancel", autofocus: true }, t("user.suspend_cancel")),
+        h("button", { type: "submit", value: "suspend", class: "danger" }, t("user.suspend_do")),
+      ),
+    )
+  );
+  dialog.addEventListener("close", () => {
+    if (dialog.returnValue !== "suspend") return;
+    act(suspendButton, report, async () => {
+      await API.suspend(api, { path: { org, id }, body: { reason: reason.value.trim() } });
+      refresh(t("user.suspended"));
+    });
+  });
+  const suspendButton = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "danger" }, t("user.suspend")));
+  suspendButton.addEventListener("click", () => {
+    if (!reason.reportValidity()) return;
+    dialog.showModal();
+  });
+  const seat = h(
+    "section",
+    { "aria-labelledby": "seat-title" },
+    h("h2", { id: "seat-title" }, t("user.seat_and_status")),
+    profile.status === "suspended" ? h("p", null, t("user.is_suspended")) : [h("div", { class: "actions" }, renew), field(t("user.suspend_reason"), reason, t("user.suspend_reason_hint")), h("div", { class: "actions" }, suspendButton)],
+    dialog,
+  );
+
+  const history = auditSection(org, id);
+  show(
+    t("user.title", { name: nameOf(profile.name) }),
+    orgNav(org, "users"),
+    report.element,
+    profileFacts(profile),
+    activation,
+    seat,
+    details,
+    permissionsSection,
+    h("section", { "aria-labelledby": "history-title" }, h("h2", { id: "history-title" }, t("user.history")), history.element),
+  );
+  await history.load();
+}
+
+// --- The signed-in person's own account ---------------------------------------------------
+
+/** @param {string} org */
+async function me(org) {
+  const signedIn = session.current();
+  if (!signedIn) return go("#/sign-in");
+  let profile;
+  try {
+    profile = await API.readProfile(api, { path: { org, id: signedIn.subject } });
+  } catch (error) {
+    return failed(error);
+  }
+  const report = outcome();
+  const codeInput = () => /** @type {HTMLInputElement} */ (h("input", { inputmode: "numeric", autocomplete: "one-time-code", required: true, pattern: "[0-9٠-٩۰-۹]{6}", maxlength: 6 }));
+  const sections = [];
+  if (!profile.activation.mobile_confirmed && profile.status === "pending_activation") {
+    const code = codeInput();
+    const form = /** @type {HTMLFormElement} */ (
+      h(
+        "form",
+        {
+          onsubmit: (/** @type {SubmitEvent} */ event) => {
+            event.preventDefault();
+            act(form, report, async () => {
+              const state = await API.confirmMobile(api, { body: { organization_id: org, code: code.value.trim() } });
+              refresh(t(state.status === "active" ? "me.active" : "me.mobile_confirmed"));
+            });
+          },
+        },
+        field(t("me.sms_code"), code, t("me.sms_code_hint")),
+        h("button", { type: "submit" }, t("me.confirm")),
+      )
+    );
+    const resend = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "link" }, t("me.resend_sms")));
+    resend.addEventListener("click", () =>
+      act(resend, report, async () => {
+        await API.resendActivation(api, { path: { org, id: profile.id }, body: { sms: true, email: false } });
+        return t("user.resent");
+      }),
+    );
+    sections.push(h("section", { "aria-labelledby": "code-title" }, h("h2", { id: "code-title" }, t("me.activate")), profile.activation.email_confirmed ? null : h("p", null, t("me.email_first")), form, resend));
+  }
+  for (const [channel, change] of Object.entries(profile.pending)) {
+    const code = codeInput();
+    const form = /** @type {HTMLFormElement} */ (
+      h(
+        "form",
+        {
+          onsubmit: (/** @type {SubmitEvent} */ event) => {
+            event.preventDefault();
+            act(form, report, async () => {
+              await API.confirmContact(api, { path: { org, id: profile.id }, body: { channel: /** @type {"email" | "mobile"} */ (channel), code: code.value.trim() } });
+              refresh(t("me.contact_confirmed"));
+            });
+          },
+        },
+        field(t("me.contact_code", { channel: t(`channel.${channel}`), value: change?.value ?? "" }), code),
+        h("button", { type: "submit" }, t("me.confirm")),
+      )
+    );
+    sections.push(h("section", { class: "pending-change" }, h("h2", null, t("me.confirm_change", { channel: t(`channel.${channel}`) })), form));
+  }
+  const history = auditSection(org, profile.id);
+  show(t("me.title"), report.element, profileFacts(profile), ...sections, h("section", null, h("h2", null, t("user.history")), history.element));
+  await history.load();
+}
+
+// --- The activation link -------------------------------------------------------------------
+
+/** @param {string} token */
+function activate(token) {
+  const report = outcome();
+  const next = h("div", { "aria-live": "polite" });
+  const button = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "primary" }, t("activate.confirm")));
+  button.addEventListener("click", () =>
+    act(button, report, async () => {
+      const state = await API.confirmEmail(api, { body: { token } });
+      button.hidden = true;
+      next.replaceChildren(
+        h("p", null, t(state.status === "active" ? "activate.active" : "activate.next")),
+        h("p", null, h("a", { href: `#/o/${state.organization_id}/me`, class: "button" }, t("activate.continue"))),
+      );
+      return t("activate.confirmed");
+    }),
+  );
+  show(t("activate.title"), h("p", null, t("activate.intro")), button, report.element, next);
+}
+
+// --- The operator's tools -----------------------------------------------------------------
+
+function operator() {
+  const report = outcome();
+  // Open an organization, credit its balance.
+  const number = /** @type {HTMLInputElement} */ (h("input", { name: "org", inputmode: "numeric", required: true }));
+  const found = h("div", { "aria-live": "polite" });
+  const openForm = /** @type {HTMLFormElement} */ (
+    h(
+      "form",
+      {
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          act(openForm, report, async () => {
+            const org = number.value.trim();
+            const organization = await API.readOrganization(api, { path: { org } });
+            const amount = /** @type {HTMLInputElement} */ (h("input", { type: "number", name: "amount", min: "0.01", step: "0.01", required: true }));
+            const reference = /** @type {HTMLInputElement} */ (h("input", { name: "payment_reference", required: true, maxlength: 100 }));
+            const creditForm = /** @type {HTMLFormElement} */ (
+              h(
+                "form",
+                {
+                  onsubmit: (/** @type {SubmitEvent} */ e) => {
+                    e.preventDefault();
+                    act(creditForm, report, async () => {
+                      const receipt = await API.creditBalance(api, { path: { org }, body: { amount_halalas: Math.round(Number(amount.value) * 100), payment_reference: reference.value.trim() } });
+                      return t("operator.credited", { amount: money(receipt.credited_halalas), balance: money(receipt.balance_halalas) });
+                    });
+                  },
+                },
+                field(t("operator.amount"), amount, t("operator.amount_hint")),
+                field(t("operator.reference"), reference, t("operator.reference_hint")),
+                h("button", { type: "submit" }, t("operator.credit")),
+              )
+            );
+            found.replaceChildren(
+              h("h3", null, `${organization.name} (${organization.id})`),
+              h("p", null, t(`plan.${organization.pricing_plan}`), " · ", t("operator.manager", { id: organization.manager_id })),
+              creditForm,
+            );
+          });
+        },
+      },
+      field(t("operator.organization"), number),
+      h("button", { type: "submit" }, t("home.open")),
+    )
+  );
+
+  // Onboard an organization.
+  const input = (/** @type {string} */ name, /** @type {Record<string, any>} */ extra = {}) => /** @type {HTMLInputElement} */ (h("input", { name, required: true, ...extra }));
+  const unified = input("unified_number", { inputmode: "numeric" });
+  const orgName = input("name", { maxlength: 200 });
+  const plan = /** @type {HTMLSelectElement} */ (h("select", { name: "pricing_plan" }, h("option", { value: "muqeem" }, t("plan.muqeem")), h("option", { value: "qiwa" }, t("plan.qiwa"))));
+  const managerId = input("manager_id", { inputmode: "numeric" });
+  const establishmentId = input("establishment_id");
+  const establishmentName = input("establishment_name", { maxlength: 200 });
+  const size = /** @type {HTMLSelectElement} */ (h("select", { name: "size" }, ["micro", "small", "medium", "large", "giant"].map((s) => h("option", { value: s }, t(`size.${s}`)))));
+  const createForm = /** @type {HTMLFormElement} */ (
+    h(
+      "form",
+      {
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          act(createForm, report, async () => {
+            const created = await API.createOrganization(api, {
+              body: {
+                unified_number: unified.value.trim(),
+                name: orgName.value.trim(),
+                pricing_plan: /** @type {"muqeem" | "qiwa"} */ (plan.value),
+                manager_id: managerId.value.trim(),
+                establishments: [{ id: establishmentId.value.trim(), name: establishmentName.value.trim(), size: /** @type {any} */ (size.value) }],
+              },
+            });
+            return t("operator.created", { name: created.name, id: created.id });
+          });
+        },
+      },
+      field(t("operator.unified_number"), unified),
+      field(t("operator.name"), orgName),
+      field(t("operator.plan"), plan),
+      field(t("operator.manager_id"), managerId, t("operator.manager_hint")),
+      field(t("operator.establishment_id"), establishmentId, t("operator.establishment_hint")),
+      field(t("operator.establishment_name"), establishmentName),
+      field(t("operator.size"), size),
+      h("button", { type: "submit" }, t("operator.create")),
+    )
+  );
+
+  // The person registry.
+  const personId = input("id", { inputmode: "numeric" });
+  const nameAr = /** @type {HTMLInputElement} */ (h("input", { name: "name_ar", lang: "ar", maxlength: 200 }));
+  const nameEn = /** @type {HTMLInputElement} */ (h("input", { name: "name_en", lang: "en", maxlength: 200 }));
+  const nationality = input("nationality", { maxlength: 2, pattern: "[A-Za-z]{2}" });
+  const iqamaExpiry = /** @type {HTMLInputElement} */ (h("input", { name: "iqama_expiry", type: "date" }));
+  const employers = /** @type {HTMLInputElement} */ (h("input", { name: "employers" }));
+  const personEmail = input("email", { type: "email" });
+  const personMobile = input("mobile", { type: "tel", dir: "ltr" });
+  const registryForm = /** @type {HTMLFormElement} */ (
+    h(
+      "form",
+      {
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          act(registryForm, report, async () => {
+            const saved = await API.savePerson(api, {
+              path: { id: personId.value.trim() },
+              body: {
+                name: { ar: nameAr.value.trim() || null, en: nameEn.value.trim() || null },
+                nationality: nationality.value.trim().toUpperCase(),
+                iqama_expiry: iqamaExpiry.value || null,
+                employers: employers.value.split(/[,،\s]+/).filter(Boolean),
+                email: personEmail.value.trim(),
+                mobile: personMobile.value.trim(),
+              },
+            });
+            return t("operator.person_saved", { id: saved.id });
+          });
+        },
+      },
+      field(t("operator.person_id"), personId),
+      field(t("operator.name_ar"), nameAr),
+      field(t("operator.name_en"), nameEn),
+      field(t("operator.nationality"), nationality, t("operator.nationality_hint")),
+      field(t("operator.iqama_expiry"), iqamaExpiry, t("operator.iqama_hint")),
+      field(t("operator.employers"), employers, t("operator.employers_hint")),
+      field(t("operator.email"), personEmail),
+      field(t("operator.mobile"), personMobile),
+      h("button", { type: "submit" }, t("operator.save_person")),
+    )
+  );
+  show(
+    t("operator.title"),
+    report.element,
+    h("section", { "aria-labelledby": "open-title" }, h("h2", { id: "open-title" }, t("operator.open")), openForm, found),
+    h("section", { "aria-labelledby": "create-title" }, h("h2", { id: "create-title" }, t("operator.onboard")), createForm),
+    h("section", { "aria-labelledby": "registry-title" }, h("h2", { id: "registry-title" }, t("operator.registry")), registryForm),
+  );
+}
+
+// --- Routing -------------------------------------------------------------------------------
+
+async function route() {
+  header();
+  // The activation email links to /activate#token=…, a page open to anyone.
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (location.pathname === "/activate" && token) return activate(token);
+  const hash = location.hash || "#/";
+  const parts = hash.replace(/^#\/?/, "").split("?")[0].split("/").filter(Boolean);
+  if (parts[0] === "sign-in") return signIn();
+  if (!session.current()) return go("#/sign-in");
+  try {
+    if (parts.length === 0) return home();
+    if (parts[0] === "operator") return operator();
+    if (parts[0] === "o" && parts[1]) {
+      const [, org, page, id] = parts;
+      if (!page) return await users(org);
+      if (page === "add") return await add(org);
+      if (page === "balance") return await balance(org);
+      if (page === "audit") return await audit(org);
+      if (page === "settings") return await settings(org);
+      if (page === "me") return await me(org);
+      if (page === "u" && id) return await user(org, id);
+    }
+    show(t("error.no_page"), h("p", null, h("a", { href: "#/" }, t("nav.home"))));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function start() {
+  config = await session.config();
+  api.base = config.api.replace(/\/$/, "");
+  await i18n.use(i18n.preferred());
+  if (config.auth.mode === "oidc") {
+    try {
+      const back = await session.oidcCallback(config.auth);
+      if (back) location.hash = back;
+    } catch (error) {
+      return failed(error);
+    }
+  }
+  window.addEventListener("hashchange", route);
+  await route();
+}
+
+start();

@@ -1,0 +1,176 @@
+// @ts-check
+// A few helpers to build the screens from plain DOM: no framework, no build step.
+
+import { ApiError } from "./http.js";
+import { current, date, has, money, t } from "./i18n.js";
+
+/**
+ * An element: `h("button", { type: "submit", onclick }, "Save")`. Attributes starting with
+ * `on` are listeners; `false`/`null`/`undefined` attributes are left out.
+ * @param {string} tag
+ * @param {Record<string, any> | null} [attributes]
+ * @param {...(Node | string | number | null | undefined | false | Array<Node | string | null | undefined | false>)} children
+ * @returns {HTMLElement}
+ */
+export function h(tag, attributes, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes ?? {})) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      element.addEventListener(name.slice(2), value);
+    } else if (name === "dataset") {
+      Object.assign(element.dataset, value);
+    } else if (value === true) {
+      element.setAttribute(name, "");
+    } else {
+      element.setAttribute(name, String(value));
+    }
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(typeof child === "number" ? String(child) : child);
+  }
+  return element;
+}
+
+/** Text written left to right whatever the page's direction (IDs, establishment numbers). @param {string} text */
+export function ltr(text) {
+  return h("bdi", { class: "ltr", dir: "ltr" }, text);
+}
+
+/** A list of establishment numbers. @param {string[]} list */
+export function establishmentList(list) {
+  if (!list.length) return "—";
+  const items = /** @type {Array<Node | string>} */ ([]);
+  list.forEach((id, n) => {
+    if (n > 0) items.push(current() === "ar" ? "، " : ", ");
+    items.push(ltr(id));
+  });
+  return h("span", null, items);
+}
+
+let ids = 0;
+/** A fresh element id. @param {string} prefix */
+export function uid(prefix) {
+  ids += 1;
+  return `${prefix}-${ids}`;
+}
+
+/**
+ * A labelled control; `hint` is read with it.
+ * @param {string} label
+ * @param {HTMLElement} control
+ * @param {string} [hint]
+ */
+export function field(label, control, hint) {
+  const id = control.id || uid("field");
+  control.id = id;
+  const hintId = hint ? `${id}-hint` : null;
+  if (hintId) control.setAttribute("aria-describedby", hintId);
+  return h("div", { class: "field" }, h("label", { for: id }, label), control, hint ? h("p", { class: "hint", id: hintId }, hint) : null);
+}
+
+/**
+ * A table with a caption and column headers.
+ * @param {string} caption
+ * @param {string[]} headers
+ * @param {Array<Array<Node | string>>} rows
+ */
+export function table(caption, headers, rows) {
+  return h(
+    "table",
+    null,
+    h("caption", null, caption),
+    h("thead", null, h("tr", null, headers.map((header) => h("th", { scope: "col" }, header)))),
+    h("tbody", null, rows.map((cells) => h("tr", null, cells.map((cell) => h("td", null, cell))))),
+  );
+}
+
+/** The sentence for a refusal or failure, in the reader's language. @param {unknown} error */
+export function errorText(error) {
+  if (error instanceof ApiError) {
+    /** @type {Record<string, string | number>} */
+    const values = {};
+    for (const [name, value] of Object.entries(error.details)) {
+      if (name.endsWith("_halalas") && typeof value === "number") values[name] = money(value);
+      else if (name.endsWith("_until") && typeof value === "string") values[name] = date(value);
+      else if (Array.isArray(value)) values[name] = value.join(current() === "ar" ? "، " : ", ");
+      else if (typeof value === "string" || typeof value === "number") values[name] = value;
+    }
+    if (typeof error.details.field === "string") values.field = fieldName(error.details.field);
+    const key = `error.${error.code}`;
+    return has(key) ? t(key, values) : t("error.unknown", { status: error.status });
+  }
+  return t("error.unexpected");
+}
+
+/** A request field's name as the reader knows it. @param {string} field */
+function fieldName(field) {
+  const key = `field.${field.replace(/\[\d+\]/g, "").replace(/\./g, "_")}`;
+  return has(key) ? t(key) : field;
+}
+
+/**
+ * A region where the outcome of an action is announced (`role="status"`, or `alert` for a
+ * refusal), and focused so that keyboard and screen-reader users hear it.
+ */
+export function outcome() {
+  const region = h("div", { class: "outcome", "aria-live": "polite", tabindex: "-1" });
+  return {
+    element: region,
+    /** @param {string} text */
+    ok(text) {
+      region.className = "outcome ok";
+      region.setAttribute("role", "status");
+      region.replaceChildren(text);
+    },
+    /** @param {unknown} error */
+    fail(error) {
+      region.className = "outcome error";
+      region.setAttribute("role", "alert");
+      const reference = error instanceof ApiError && error.requestId ? h("small", null, ` ${t("error.reference", { id: error.requestId })}`) : null;
+      region.replaceChildren(errorText(error), reference ?? "");
+      region.focus();
+    },
+    clear() {
+      region.className = "outcome";
+      region.removeAttribute("role");
+      region.replaceChildren();
+    },
+  };
+}
+
+/**
+ * Runs an action from a button or form: disables it while it runs, reports the outcome.
+ * @param {HTMLButtonElement | HTMLFormElement} trigger
+ * @param {ReturnType<typeof outcome>} report
+ * @param {() => Promise<string | void>} work resolves to the success message, if any
+ */
+export async function act(trigger, report, work) {
+  const buttons = trigger instanceof HTMLFormElement ? [...trigger.querySelectorAll("button")] : [trigger];
+  buttons.forEach((button) => (button.disabled = true));
+  report.clear();
+  try {
+    const message = await work();
+    if (message) report.ok(message);
+  } catch (error) {
+    report.fail(error);
+  } finally {
+    buttons.forEach((button) => (button.disabled = false));
+  }
+}
+
+/** Saves a downloaded file. @param {Blob} blob @param {string} fileName */
+export function save(blob, fileName) {
+  const url = URL.createObjectURL(blob);
+  const link = h("a", { href: url, download: fileName });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+/** A random key for a request that must not be charged twice. */
+export function idempotencyKey() {
+  return `console-${crypto.randomUUID()}`;
+}

@@ -1,0 +1,149 @@
+// @ts-check
+// Who is signed in. In production the console signs in with the platform's OpenID Connect
+// provider (authorization code with PKCE) and sends the API the same JWT its authorizer
+// accepts; on the local server a sign-in page lists the demo people and the server mints
+// their tokens. `config.json`, next to the console, says which and where the API is.
+
+/**
+ * @typedef {{ api: string, auth: { mode: "local" } | { mode: "oidc", issuer: string, client_id: string,
+ *   scope?: string, token?: "id_token" | "access_token" } }} Config
+ * @typedef {{ token: string, subject: string, role: string | null, expires: number }} Session
+ */
+
+const KEY = "console.session";
+
+/** @returns {Promise<Config>} */
+export async function config() {
+  const response = await fetch("/config.json", { cache: "no-store" });
+  return response.json();
+}
+
+/** The claims of a JWT (not verified here: the API verifies it). @param {string} token */
+export function claims(token) {
+  const payload = token.split(".")[1] ?? "";
+  const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "="));
+  return JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))));
+}
+
+/** @param {string} token @returns {Session} */
+function sessionOf(token) {
+  const { sub, role, exp } = claims(token);
+  return { token, subject: String(sub), role: typeof role === "string" ? role : null, expires: Number(exp) * 1000 };
+}
+
+/** @returns {Session | null} */
+export function current() {
+  const kept = sessionStorage.getItem(KEY);
+  if (!kept) return null;
+  const session = /** @type {Session} */ (JSON.parse(kept));
+  if (session.expires <= Date.now()) {
+    sessionStorage.removeItem(KEY);
+    return null;
+  }
+  return session;
+}
+
+/** @param {string} token */
+export function start(token) {
+  const session = sessionOf(token);
+  sessionStorage.setItem(KEY, JSON.stringify(session));
+  return session;
+}
+
+export function end() {
+  sessionStorage.removeItem(KEY);
+}
+
+// --- The local server's sign-in -----------------------------------------------------
+
+/** @typedef {{ subject: string, role: string | null, name: { en: string, ar: string }, note: { en: string, ar: string }, organization: string | null }} Identity */
+
+/** @returns {Promise<Identity[]>} */
+export async function localIdentities() {
+  const response = await fetch("/local/identities");
+  return (await response.json()).identities;
+}
+
+/** @param {string} subject */
+export async function localSignIn(subject) {
+  const response = await fetch("/local/sign-in", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ subject }),
+  });
+  if (!response.ok) throw new Error(`sign-in refused: ${response.status}`);
+  return start((await response.json()).token);
+}
+
+// --- OpenID Connect, authorization code with PKCE (RFC 7636) ---------------------------
+
+/** base64url without padding. @param {Uint8Array} bytes */
+export function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** The S256 challenge of a verifier. @param {string} verifier */
+export async function challenge(verifier) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  return base64url(new Uint8Array(digest));
+}
+
+/** @param {string} issuer */
+async function discovery(issuer) {
+  const response = await fetch(`${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`);
+  return response.json();
+}
+
+function redirectUri() {
+  return `${location.origin}/`;
+}
+
+/** Sends the browser to the provider. @param {Extract<Config["auth"], { mode: "oidc" }>} auth */
+export async function oidcSignIn(auth) {
+  const provider = await discovery(auth.issuer);
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const state = base64url(crypto.getRandomValues(new Uint8Array(16)));
+  sessionStorage.setItem("console.pkce", JSON.stringify({ verifier, state, back: location.hash }));
+  const url = new URL(provider.authorization_endpoint);
+  url.search = new URLSearchParams({
+    response_type: "code",
+    client_id: auth.client_id,
+    redirect_uri: redirectUri(),
+    scope: auth.scope ?? "openid",
+    state,
+    code_challenge: await challenge(verifier),
+    code_challenge_method: "S256",
+  }).toString();
+  location.assign(url.toString());
+}
+
+/**
+ * On the way back from the provider (`?code=…&state=…`): exchanges the code for tokens and
+ * starts the session. Returns the route to go back to, or null if this is not a callback.
+ * @param {Extract<Config["auth"], { mode: "oidc" }>} auth
+ */
+export async function oidcCallback(auth) {
+  const query = new URLSearchParams(location.search);
+  const code = query.get("code");
+  if (!code) return null;
+  const kept = JSON.parse(sessionStorage.getItem("console.pkce") ?? "{}");
+  sessionStorage.removeItem("console.pkce");
+  history.replaceState(null, "", location.pathname);
+  if (!kept.state || kept.state !== query.get("state")) throw new Error("the sign-in did not come back from the request we made");
+  const provider = await discovery(auth.issuer);
+  const response = await fetch(provider.token_endpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      code,
+      redirect_uri: redirectUri(),
+      client_id: auth.client_id,
+      code_verifier: kept.verifier,
+    }),
+  });
+  if (!response.ok) throw new Error(`the provider refused the code: ${response.status}`);
+  const tokens = await response.json();
+  start(tokens[auth.token ?? "id_token"]);
+  return kept.back || "#/";
+}

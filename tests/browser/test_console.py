@@ -1,0 +1,315 @@
+"""The console in a real browser (Debian's Chromium, headless, driven by Playwright): the
+whole flow of the seeds on the local server, in Arabic and in English, with axe-core on
+every screen (no serious or critical violation) and the way to add a user by keyboard only.
+
+Run by infra/check.sh:  .venv/bin/pytest tests/browser
+  LOCAL_API   the local server binary (default target/debug/local-api)
+  CHROMIUM    the browser (default /usr/bin/chromium)
+  AXE_JS      axe-core's axe.min.js (default infra/console-check/node_modules/axe-core/axe.min.js)
+  SCREENSHOTS a directory to save the main screens in (README's pictures), if set
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_API = os.environ.get("LOCAL_API", str(ROOT / "target/debug/local-api"))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+AXE_JS = Path(os.environ.get("AXE_JS", ROOT / "infra/console-check/node_modules/axe-core/axe.min.js"))
+SCREENSHOTS = os.environ.get("SCREENSHOTS")
+
+ORG = "7001234567"
+MANAGER = "1012345672"  # Abdullah, the demo manager
+SARA = "1023456781"  # citizen, employee of 1-123456
+AHMED = "2345678904"  # resident, employee of 1-123456
+
+# The console's strings, to find things by what a reader sees.
+MESSAGES = {language: json.loads((ROOT / f"console/i18n/{language}.json").read_text(encoding="utf-8")) for language in ("ar", "en")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """The local server with its demo data, on a port of its own."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([LOCAL_API, "--demo", "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.base}/health", timeout=1)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def messages(self) -> list:
+        """What the local outbox sent, after delivering what is queued."""
+        urllib.request.urlopen(urllib.request.Request(f"{self.base}/local/deliver", method="POST"), timeout=10)
+        with urllib.request.urlopen(f"{self.base}/local/outbox", timeout=10) as response:
+            return json.load(response)["messages"]
+
+    def last_email_link(self, to: str) -> str:
+        bodies = [m["body"] for m in self.messages() if m["channel"] == "email" and m["to"] == to]
+        links = re.findall(r"http://\S+/activate#token=[\w-]+", bodies[-1])
+        return links[0]
+
+    def last_sms_code(self, to: str) -> str:
+        bodies = [m["body"] for m in self.messages() if m["channel"] == "sms" and m["to"] == to]
+        return re.findall(r"\b(\d{6})\b", bodies[-1])[0]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def server():
+    running = LocalServer()
+    yield running
+    running.stop()
+
+
+class Console:
+    """One person at the console: the page, the strings of its language, and the checks run
+    on every screen."""
+
+    def __init__(self, page: Page, server: LocalServer, language: str) -> None:
+        self.page = page
+        self.server = server
+        self.language = language
+        self.m = MESSAGES[language]
+        self.errors: list[str] = []
+        self.checked: set[str] = set()
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def t(self, key: str, **values) -> str:
+        text = self.m[key]
+        for name, value in values.items():
+            text = text.replace("{" + name + "}", str(value))
+        return text
+
+    def heading(self, text: str) -> None:
+        expect(self.page.locator("h1")).to_have_text(text)
+
+    def axe(self, screen: str) -> None:
+        """axe-core on the screen as it is now: no serious or critical violation."""
+        self.page.add_script_tag(content=AXE_JS.read_text(encoding="utf-8"))
+        result = self.page.evaluate("async () => await axe.run(document, { resultTypes: ['violations'] })")
+        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        assert not bad, f"{screen} ({self.language}): {bad}"
+        self.checked.add(screen)
+        if SCREENSHOTS:
+            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{self.language}-{screen}.png"))
+
+    def open(self) -> None:
+        self.page.goto(self.server.base + "/")
+        self.heading(MESSAGES["ar"]["signin.title"])
+        if self.language == "en":
+            self.page.get_by_role("button", name="English").click()
+            self.heading(self.m["signin.title"])
+        expect(self.page.locator("html")).to_have_attribute("dir", "rtl" if self.language == "ar" else "ltr")
+
+    def settled(self) -> None:
+        """The screen has been drawn (its heading replaced the placeholder)."""
+        expect(self.page.locator("#top .brand")).to_be_visible()
+        expect(self.page.locator("h1")).not_to_have_count(0)
+
+    def sign_in(self, name: str) -> None:
+        self.settled()
+        if self.page.get_by_role("button", name=self.m["app.sign_out"]).count():
+            self.page.get_by_role("button", name=self.m["app.sign_out"]).click()
+        self.heading(self.m["signin.title"])
+        self.page.get_by_role("button", name=re.compile(re.escape(name))).click()
+
+    def outcome(self, text: str) -> None:
+        expect(self.page.locator(".outcome.ok").first).to_contain_text(text)
+
+
+def names(language: str) -> dict:
+    return {
+        "operator": "مشغّل المنصة" if language == "ar" else "Platform operator",
+        "abdullah": "عبدالله الحربي" if language == "ar" else "Abdullah Al-Harbi",
+        "sara": "سارة القحطاني" if language == "ar" else "Sara Al-Qahtani",
+    }
+
+
+@pytest.mark.parametrize("language", ["ar", "en"])
+def test_the_seed_flow_through_the_console(browser, server, language):
+    page = browser.new_page(accept_downloads=True, bypass_csp=True, viewport={"width": 1200, "height": 800})
+    console = Console(page, server, language)
+    who = names(language)
+    console.open()
+    console.axe("sign-in")
+
+    # The operator credits the organization's balance.
+    console.sign_in(who["operator"])
+    console.heading(console.t("operator.title"))
+    console.axe("operator")
+    page.get_by_label(console.t("operator.organization"), exact=True).fill(ORG)
+    page.get_by_role("button", name=console.t("home.open")).click()
+    page.get_by_label(console.t("operator.amount")).fill("1500.00")
+    page.get_by_label(console.t("operator.reference")).fill(f"BANK-{language}-1")
+    page.get_by_role("button", name=console.t("operator.credit")).click()
+    expect(page.locator(".outcome.ok")).to_be_visible()
+
+    # The manager adds two users as a group: the price first, then the payment.
+    console.sign_in(who["abdullah"])
+    expect(page.locator("h1")).to_contain_text("Al Nukhba")
+    console.axe("users")
+    page.get_by_role("link", name=console.t("nav.add"), exact=True).first.click()
+    console.heading(console.t("add.title"))
+    persons = page.locator("fieldset.person")
+    persons.nth(0).get_by_label(console.t("add.id")).fill(SARA)
+    persons.nth(0).get_by_label(re.compile("1-123456")).check()
+    persons.nth(0).get_by_label(console.t("add.user_type")).select_option("partners_only")
+    page.get_by_role("button", name=console.t("add.another")).click()
+    persons.nth(1).get_by_label(console.t("add.id")).fill(AHMED)
+    persons.nth(1).get_by_label(re.compile("1-123456")).check()
+    page.get_by_role("button", name=console.t("add.quote")).click()
+    expect(page.get_by_role("heading", name=console.t("add.quote_title"))).to_be_visible()
+    console.axe("add-quote")
+    page.get_by_role("button", name=re.compile(re.escape(console.t("add.confirm", total="").strip()))).click()
+    expect(page.get_by_role("heading", name=console.t("add.done", count=2))).to_be_visible()
+
+    # Sara activates: the link from her email, then the code from her SMS.
+    page.goto(server.last_email_link("sara@nukhba.example"))
+    console.heading(console.t("activate.title"))
+    console.axe("activate")
+    page.get_by_role("button", name=console.t("activate.confirm")).click()
+    console.outcome(console.t("activate.confirmed"))
+    page.goto(server.base + "/#/")
+    console.sign_in(who["sara"])
+    console.heading(console.t("me.title"))
+    console.axe("me")
+    page.get_by_label(console.t("me.sms_code")).fill(server.last_sms_code("+966551234567"))
+    page.get_by_role("button", name=console.t("me.confirm")).click()
+    console.outcome(console.t("me.active"))
+
+    # The manager grants a service, and changes Sara's mobile.
+    console.sign_in(who["abdullah"])
+    page.get_by_role("link", name=SARA).click()
+    console.heading(re.compile(who["sara"]))
+    console.axe("user")
+    grants = page.locator("fieldset.grants").first
+    grants.locator("input[type=checkbox]:not([disabled])").first.check()
+    page.get_by_role("button", name=console.t("user.save_permissions")).click()
+    console.outcome(console.t("user.permissions_saved"))
+    page.get_by_label(console.t("user.new_mobile")).fill("0551112233")
+    page.get_by_role("button", name=console.t("user.save")).click()
+    expect(page.locator("ul.pending li")).to_contain_text("+966551112233")
+
+    # Sara confirms her new mobile with the code sent to it.
+    console.sign_in(who["sara"])
+    console.heading(console.t("me.title"))
+    page.get_by_label(re.compile(re.escape("+966551112233"))).fill(server.last_sms_code("+966551112233"))
+    page.get_by_role("button", name=console.t("me.confirm")).click()
+    console.outcome(console.t("me.contact_confirmed"))
+
+    # The manager renews Sara, suspends Ahmed (confirming it is final), exports the audit.
+    console.sign_in(who["abdullah"])
+    page.get_by_role("link", name=SARA).click()
+    page.get_by_role("button", name=console.t("user.renew")).click()
+    console.outcome(re.sub(r"\{.*", "", console.t("user.renewed")).strip())
+    page.get_by_role("link", name=console.t("nav.users"), exact=True).click()
+    expect(page.get_by_role("link", name=AHMED)).to_be_visible()
+    console.axe("users-filled")
+    page.get_by_role("link", name=AHMED).click()
+    page.get_by_label(console.t("user.suspend_reason")).fill("left the company / ترك العمل")
+    page.get_by_role("button", name=console.t("user.suspend"), exact=True).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(console.t("user.suspend_warning"))
+    dialog.get_by_role("button", name=console.t("user.suspend_do")).click()
+    expect(page.locator(".facts")).to_contain_text(console.t("status.suspended"))
+
+    page.get_by_role("link", name=console.t("nav.balance"), exact=True).click()
+    console.heading(console.t("ledger.title"))
+    console.axe("balance")
+    page.get_by_role("link", name=console.t("nav.settings"), exact=True).click()
+    console.heading(console.t("settings.title"))
+    console.axe("settings")
+    page.get_by_role("link", name=console.t("nav.audit"), exact=True).click()
+    console.heading(console.t("audit.title"))
+    expect(page.locator("table tbody tr").first).to_be_visible()
+    console.axe("audit")
+    with page.expect_download() as download:
+        page.get_by_role("button", name=console.t("audit.export")).click()
+    csv = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    assert "user.suspended" in csv and "permissions.changed" in csv, csv[:500]
+
+    assert console.errors == [], console.errors
+    page.close()
+
+
+def test_a_refusal_is_a_sentence_in_the_readers_language(browser, server):
+    for language in ("ar", "en"):
+        page = browser.new_page(bypass_csp=True)
+        console = Console(page, server, language)
+        console.open()
+        console.sign_in(names(language)["abdullah"])
+        page.get_by_role("link", name=console.t("nav.add"), exact=True).first.click()
+        page.locator("fieldset.person").first.get_by_label(console.t("add.id")).fill("2456789011")  # Ravi: iqama expired
+        page.locator("fieldset.person").first.get_by_label(re.compile("1-123457")).check()
+        page.get_by_role("button", name=console.t("add.quote")).click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text(console.t("error.iqama_expired"))
+        assert "iqama_expired" not in alert.inner_text()
+        page.close()
+
+
+def test_adding_a_user_by_keyboard_only(browser, server):
+    page = browser.new_page(bypass_csp=True)
+    console = Console(page, server, "en")
+    console.open()
+    console.sign_in("Abdullah Al-Harbi")
+    console.heading(re.compile("Users of"))
+    keyboard = page.keyboard
+
+    def tab_to(predicate, limit=60):
+        for _ in range(limit):
+            keyboard.press("Tab")
+            if page.evaluate(predicate):
+                return
+        raise AssertionError(f"never reached by Tab: {predicate}")
+
+    tab_to("() => document.activeElement?.textContent === 'Add users' && document.activeElement.tagName === 'A'")
+    keyboard.press("Enter")
+    console.heading("Add users")
+    # The new row's ID field has the focus.
+    keyboard.type(SARA)
+    tab_to("() => document.activeElement?.value === '1-123456'")
+    keyboard.press("Space")
+    tab_to("() => document.activeElement?.name === 'user_type'")
+    keyboard.press("ArrowDown")
+    tab_to("() => document.activeElement?.textContent === 'See the price'")
+    keyboard.press("Enter")
+    expect(page.get_by_role("button", name=re.compile("Confirm and pay"))).to_be_focused()
+    keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="1 added")).to_be_visible()
+    assert page.evaluate("() => document.activeElement?.tagName") == "H2"
+    page.close()
