@@ -13,7 +13,7 @@
 //   /activate#token=…             the page the activation email links to
 
 import * as API from "./api.js";
-import { act, errorText, establishmentList, field, h, idempotencyKey, ltr, outcome, save, table } from "./dom.js";
+import { act, actionButton, actionForm, errorText, establishmentList, field, h, idempotencyKey, ltr, outcome, save, table } from "./dom.js";
 import { Api, ApiError } from "./http.js";
 import * as i18n from "./i18n.js";
 import { date, dateTime, money, t } from "./i18n.js";
@@ -21,10 +21,14 @@ import * as session from "./session.js";
 
 /** @type {session.Config} */
 let config;
-const api = new Api("", () => session.current()?.token ?? null, () => {
-  session.end();
-  go("#/sign-in");
-});
+const api = new Api(
+  "",
+  () => session.current()?.token ?? null,
+  () => {
+    session.end();
+    go("#/sign-in");
+  },
+);
 
 const main = /** @type {HTMLElement} */ (document.getElementById("main"));
 const top = /** @type {HTMLElement} */ (document.getElementById("top"));
@@ -38,7 +42,7 @@ function go(hash) {
 /** The name in the reader's language. @param {{ ar?: string | null, en?: string | null } | undefined} name */
 function nameOf(name) {
   if (!name) return "—";
-  const preferred = i18n.current() === "ar" ? name.ar ?? name.en : name.en ?? name.ar;
+  const preferred = i18n.current() === "ar" ? (name.ar ?? name.en) : (name.en ?? name.ar);
   return preferred ?? "—";
 }
 
@@ -68,7 +72,11 @@ function show(title, ...content) {
 
 /** @param {unknown} error */
 function failed(error) {
-  show(t("error.title"), h("p", { role: "alert", class: "outcome error" }, errorText(error)), h("p", null, h("a", { href: "#/" }, t("nav.home"))));
+  show(
+    t("error.title"),
+    h("p", { role: "alert", class: "outcome error" }, errorText(error)),
+    h("p", null, h("a", { href: "#/" }, t("nav.home"))),
+  );
 }
 
 function header() {
@@ -124,7 +132,11 @@ function orgNav(org, here) {
   return h(
     "nav",
     { class: "tabs", "aria-label": t("nav.organization") },
-    h("ul", null, links.map(([key, href, label]) => h("li", null, h("a", { href, "aria-current": key === here ? "page" : false }, label)))),
+    h(
+      "ul",
+      null,
+      links.map(([key, href, label]) => h("li", null, h("a", { href, "aria-current": key === here ? "page" : false }, label))),
+    ),
   );
 }
 
@@ -156,7 +168,12 @@ async function signIn() {
       { class: "identities" },
       identities.map((identity) => {
         const button = /** @type {HTMLButtonElement} */ (
-          h("button", { type: "button", class: "identity" }, h("strong", null, nameOf(identity.name)), h("span", null, identity.note[i18n.current()]))
+          h(
+            "button",
+            { type: "button", class: "identity" },
+            h("strong", null, nameOf(identity.name)),
+            h("span", null, identity.note[i18n.current()]),
+          )
         );
         button.addEventListener("click", () => choose(identity, button));
         return h("li", null, button);
@@ -169,7 +186,9 @@ async function signIn() {
 function home() {
   const signedIn = session.current();
   if (signedIn?.role === "operator") return go("#/operator");
-  const input = /** @type {HTMLInputElement} */ (h("input", { name: "org", inputmode: "numeric", autocomplete: "off", required: true, pattern: "[0-9٠-٩]{10}" }));
+  const input = /** @type {HTMLInputElement} */ (
+    h("input", { name: "org", inputmode: "numeric", autocomplete: "off", required: true, pattern: "[0-9٠-٩]{10}" })
+  );
   const form = h(
     "form",
     {
@@ -196,17 +215,37 @@ async function users(org) {
   }
   const q = /** @type {HTMLInputElement} */ (h("input", { type: "search", name: "q", maxlength: 100 }));
   const status = /** @type {HTMLSelectElement} */ (
-    h("select", { name: "status" }, h("option", { value: "" }, t("users.any_status")), ["pending_activation", "active", "suspended", "expired"].map((s) => h("option", { value: s }, t(`status.${s}`))))
+    h(
+      "select",
+      { name: "status" },
+      h("option", { value: "" }, t("users.any_status")),
+      ["pending_activation", "active", "suspended", "expired"].map((s) => h("option", { value: s }, t(`status.${s}`))),
+    )
   );
   const establishment = /** @type {HTMLSelectElement} */ (
-    h("select", { name: "establishment" }, h("option", { value: "" }, t("users.any_establishment")), organization.establishments.map((e) => h("option", { value: e.id }, `${e.name} (\u2066${e.id}\u2069)`)))
+    h(
+      "select",
+      { name: "establishment" },
+      h("option", { value: "" }, t("users.any_establishment")),
+      organization.establishments.map((e) => h("option", { value: e.id }, `${e.name} (\u2066${e.id}\u2069)`)),
+    )
   );
   const body = h("tbody");
   const list = h(
     "table",
     null,
     h("caption", null, t("users.caption")),
-    h("thead", null, h("tr", null, [t("users.id"), t("users.name"), t("users.status"), t("users.establishments"), t("users.seat_ends")].map((c) => h("th", { scope: "col" }, c)))),
+    h(
+      "thead",
+      null,
+      h(
+        "tr",
+        null,
+        [t("users.id"), t("users.name"), t("users.status"), t("users.establishments"), t("users.seat_ends")].map((c) =>
+          h("th", { scope: "col" }, c),
+        ),
+      ),
+    ),
     body,
   );
   const more = /** @type {HTMLButtonElement} */ (h("button", { type: "button", hidden: true }, t("users.more")));
@@ -223,7 +262,13 @@ async function users(org) {
     }
     const page = await API.listUsers(api, {
       path: { org },
-      query: { q: q.value.trim() || undefined, status: /** @type {any} */ (status.value || undefined), establishment: establishment.value || undefined, limit: 50, cursor },
+      query: {
+        q: q.value.trim() || undefined,
+        status: /** @type {any} */ (status.value || undefined),
+        establishment: establishment.value || undefined,
+        limit: 50,
+        cursor,
+      },
     });
     for (const user of page.users) {
       body.append(
@@ -299,26 +344,51 @@ async function add(org) {
       "fieldset",
       { class: "checks" },
       h("legend", null, t("add.establishments")),
-      organization.establishments.map((e) => h("label", null, h("input", { type: "checkbox", name: "establishment", value: e.id }), ` ${e.name} (`, ltr(e.id), ")")),
+      organization.establishments.map((e) =>
+        h("label", null, h("input", { type: "checkbox", name: "establishment", value: e.id }), ` ${e.name} (`, ltr(e.id), ")"),
+      ),
     );
     const userType = muqeem
-      ? field(t("add.user_type"), h("select", { name: "user_type" }, ["residents_and_partners", "partners_only"].map((v) => h("option", { value: v }, t(`user_type.${v}`)))))
+      ? field(
+          t("add.user_type"),
+          h(
+            "select",
+            { name: "user_type" },
+            ["residents_and_partners", "partners_only"].map((v) => h("option", { value: v }, t(`user_type.${v}`))),
+          ),
+        )
       : null;
-    const language = field(t("add.language"), h("select", { name: "language" }, h("option", { value: "ar" }, "العربية"), h("option", { value: "en", lang: "en" }, "English")));
+    const language = field(
+      t("add.language"),
+      h("select", { name: "language" }, h("option", { value: "ar" }, "العربية"), h("option", { value: "en", lang: "en" }, "English")),
+    );
     const title = field(t("add.job_title"), h("input", { name: "job_title", maxlength: 100 }), t("add.optional"));
     const remove = h("button", { type: "button", class: "link", onclick: () => row.remove() }, t("add.remove", { n }));
-    const row = h("fieldset", { class: "person" }, h("legend", null, legend), field(t("add.id"), id, t("add.id_hint")), establishments, userType, language, title, n > 1 ? remove : null);
+    const row = h(
+      "fieldset",
+      { class: "person" },
+      h("legend", null, legend),
+      field(t("add.id"), id, t("add.id_hint")),
+      establishments,
+      userType,
+      language,
+      title,
+      n > 1 ? remove : null,
+    );
     rows.append(row);
     /** @type {HTMLInputElement} */ (id).focus();
   };
   /** @returns {API.SubscriptionRequest} */
   const request = () => ({
     persons: [...rows.querySelectorAll("fieldset.person")].map((row) => {
-      const value = (/** @type {string} */ name) => /** @type {HTMLInputElement | null} */ (row.querySelector(`[name="${name}"]`))?.value ?? "";
+      const value = (/** @type {string} */ name) =>
+        /** @type {HTMLInputElement | null} */ (row.querySelector(`[name="${name}"]`))?.value ?? "";
       const jobTitle = value("job_title").trim();
       return {
         id: value("id").trim(),
-        establishments: [...row.querySelectorAll('input[name="establishment"]:checked')].map((box) => /** @type {HTMLInputElement} */ (box).value),
+        establishments: [...row.querySelectorAll('input[name="establishment"]:checked')].map(
+          (box) => /** @type {HTMLInputElement} */ (box).value,
+        ),
         user_type: muqeem ? /** @type {API.UserType} */ (value("user_type")) : undefined,
         language: /** @type {"ar" | "en"} */ (value("language")),
         job_title: jobTitle || undefined,
@@ -337,9 +407,10 @@ async function add(org) {
           act(form, report, async () => {
             const quote = await API.quoteSubscription(api, { path: { org }, body: persons });
             key = idempotencyKey();
-            const confirm = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "primary", disabled: !quote.sufficient }, t("add.confirm", { total: money(quote.total_halalas) })));
-            confirm.addEventListener("click", () =>
-              act(confirm, report, async () => {
+            const confirm = actionButton(
+              t("add.confirm", { total: money(quote.total_halalas) }),
+              report,
+              async () => {
                 const receipt = await API.subscribe(api, { path: { org }, headers: { "Idempotency-Key": key }, body: persons });
                 quoted.replaceChildren(
                   h("h2", { tabindex: "-1" }, t("add.done", { count: receipt.users.length })),
@@ -353,10 +424,15 @@ async function add(org) {
                       `${t("channel.email")}: ${t(`delivery.${user.activation_messages.email}`)} · ${t("channel.sms")}: ${t(`delivery.${user.activation_messages.sms}`)}`,
                     ]),
                   ),
-                  h("p", null, t("add.charged", { amount: money(receipt.amount_charged_halalas), balance: money(receipt.balance_after_halalas) })),
+                  h(
+                    "p",
+                    null,
+                    t("add.charged", { amount: money(receipt.amount_charged_halalas), balance: money(receipt.balance_after_halalas) }),
+                  ),
                 );
                 /** @type {HTMLElement} */ (quoted.firstElementChild).focus();
-              }),
+              },
+              { class: "primary", disabled: !quote.sufficient },
             );
             quoted.replaceChildren(
               h("h2", null, t("add.quote_title")),
@@ -375,7 +451,12 @@ async function add(org) {
         },
       },
       rows,
-      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => (rows.children.length < 25 ? addRow() : undefined) }, t("add.another")), h("button", { type: "submit" }, t("add.quote"))),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", onclick: () => (rows.children.length < 25 ? addRow() : undefined) }, t("add.another")),
+        h("button", { type: "submit" }, t("add.quote")),
+      ),
     )
   );
   show(t("add.title"), orgNav(org, "add"), h("p", null, t("add.intro")), form, report.element, quoted);
@@ -406,8 +487,21 @@ async function balance(org) {
       h("dd", null, String(page.seats_sold)),
     );
     for (const entry of page.ledger) {
-      const reason = entry.reason.kind === "credit" ? t("ledger.reason_credit", { reference: entry.reason.payment_reference ?? "" }) : t(`ledger.reason_${entry.reason.purchase ?? "subscription"}`, { person: entry.reason.person ?? "" });
-      body.append(h("tr", null, h("td", null, dateTime(entry.at)), h("td", null, t(`ledger.${entry.direction}`)), h("td", null, money(entry.amount)), h("td", null, money(entry.balance_after)), h("td", null, reason)));
+      const reason =
+        entry.reason.kind === "credit"
+          ? t("ledger.reason_credit", { reference: entry.reason.payment_reference ?? "" })
+          : t(`ledger.reason_${entry.reason.purchase ?? "subscription"}`, { person: entry.reason.person ?? "" });
+      body.append(
+        h(
+          "tr",
+          null,
+          h("td", null, dateTime(entry.at)),
+          h("td", null, t(`ledger.${entry.direction}`)),
+          h("td", null, money(entry.amount)),
+          h("td", null, money(entry.balance_after)),
+          h("td", null, reason),
+        ),
+      );
     }
     cursor = page.next_cursor;
     more.hidden = !cursor;
@@ -428,7 +522,17 @@ async function balance(org) {
     "table",
     null,
     h("caption", null, t("ledger.caption")),
-    h("thead", null, h("tr", null, [t("ledger.at"), t("ledger.direction"), t("ledger.amount"), t("ledger.balance_after"), t("ledger.reason")].map((c) => h("th", { scope: "col" }, c)))),
+    h(
+      "thead",
+      null,
+      h(
+        "tr",
+        null,
+        [t("ledger.at"), t("ledger.direction"), t("ledger.amount"), t("ledger.balance_after"), t("ledger.reason")].map((c) =>
+          h("th", { scope: "col" }, c),
+        ),
+      ),
+    ),
     body,
   );
   show(t("ledger.title"), orgNav(org, "balance"), summary, h("div", { class: "actions" }, exportButton), report.element, ledger, more);
@@ -442,15 +546,32 @@ async function balance(org) {
 // --- Audit trail -------------------------------------------------------------------------
 
 const ACTIONS = [
-  "organization.onboarded", "organization.settings_changed", "registry.person_saved", "balance.credited", "user.subscribed",
-  "activation.email_confirmed", "activation.mobile_confirmed", "activation.mobile_code_rejected", "activation.resent",
-  "permissions.changed", "user.modified", "user.iqama_updated", "contact.change_confirmed", "contact.code_rejected",
-  "contact.change_cancelled", "user.suspended", "seat.renewed", "seat.reminder_queued", "seat.expired", "audit.exported", "ledger.exported",
+  "organization.onboarded",
+  "organization.settings_changed",
+  "registry.person_saved",
+  "balance.credited",
+  "user.subscribed",
+  "activation.email_confirmed",
+  "activation.mobile_confirmed",
+  "activation.mobile_code_rejected",
+  "activation.resent",
+  "permissions.changed",
+  "user.modified",
+  "user.iqama_updated",
+  "contact.change_confirmed",
+  "contact.code_rejected",
+  "contact.change_cancelled",
+  "user.suspended",
+  "seat.renewed",
+  "seat.reminder_queued",
+  "seat.expired",
+  "audit.exported",
+  "ledger.exported",
 ];
 
 /** @param {API.Actor} actor */
 function actorText(actor) {
-  return actor.kind === "person" ? actor.id ?? "" : t(`actor.${actor.kind}`);
+  return actor.kind === "person" ? (actor.id ?? "") : t(`actor.${actor.kind}`);
 }
 
 /**
@@ -460,7 +581,14 @@ function actorText(actor) {
  */
 function auditSection(org, user) {
   const report = outcome();
-  const action = /** @type {HTMLSelectElement} */ (h("select", { name: "action" }, h("option", { value: "" }, t("audit.any_action")), ACTIONS.map((a) => h("option", { value: a }, t(`action.${a}`)))));
+  const action = /** @type {HTMLSelectElement} */ (
+    h(
+      "select",
+      { name: "action" },
+      h("option", { value: "" }, t("audit.any_action")),
+      ACTIONS.map((a) => h("option", { value: a }, t(`action.${a}`))),
+    )
+  );
   const from = /** @type {HTMLInputElement} */ (h("input", { type: "date", name: "from" }));
   const to = /** @type {HTMLInputElement} */ (h("input", { type: "date", name: "to" }));
   const body = h("tbody");
@@ -496,7 +624,9 @@ function auditSection(org, user) {
   more.addEventListener("click", () => act(more, report, () => load(false)));
   exportButton.addEventListener("click", () =>
     act(exportButton, report, async () => {
-      const file = user ? await API.userAuditCsv(api, { path: { org, id: user }, query: query() }) : await API.organizationAuditCsv(api, { path: { org }, query: query() });
+      const file = user
+        ? await API.userAuditCsv(api, { path: { org, id: user }, query: query() })
+        : await API.organizationAuditCsv(api, { path: { org }, query: query() });
       save(file.blob, file.fileName);
       return t("audit.exported");
     }),
@@ -519,7 +649,17 @@ function auditSection(org, user) {
     "table",
     null,
     h("caption", null, user ? t("audit.user_caption") : t("audit.caption")),
-    h("thead", null, h("tr", null, [t("audit.at"), t("audit.actor"), t("audit.what"), t("audit.target"), t("audit.establishments")].map((c) => h("th", { scope: "col" }, c)))),
+    h(
+      "thead",
+      null,
+      h(
+        "tr",
+        null,
+        [t("audit.at"), t("audit.actor"), t("audit.what"), t("audit.target"), t("audit.establishments")].map((c) =>
+          h("th", { scope: "col" }, c),
+        ),
+      ),
+    ),
     body,
   );
   const element = h("section", { class: "audit" }, filters, h("div", { class: "actions" }, exportButton), report.element, list, more);
@@ -544,25 +684,21 @@ async function settings(org) {
     return failed(error);
   }
   const report = outcome();
-  const box = /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", name: "employee_self_subscription", checked: organization.settings.employee_self_subscription }));
+  const box = /** @type {HTMLInputElement} */ (
+    h("input", { type: "checkbox", name: "employee_self_subscription", checked: organization.settings.employee_self_subscription })
+  );
   let version = organization.version;
-  const form = /** @type {HTMLFormElement} */ (
-    h(
-      "form",
-      {
-        onsubmit: (/** @type {SubmitEvent} */ event) => {
-          event.preventDefault();
-          act(form, report, async () => {
-            const saved = await API.changeSettings(api, { path: { org }, body: { version, employee_self_subscription: box.checked } });
-            version = saved.version;
-            return t("settings.saved");
-          });
-        },
-      },
-      h("label", { class: "check" }, box, ` ${t("settings.self_subscription")}`),
-      h("p", { class: "hint" }, t("settings.self_subscription_hint")),
-      h("button", { type: "submit" }, t("settings.save")),
-    )
+  const form = actionForm(
+    report,
+    async () => {
+      const saved = await API.changeSettings(api, { path: { org }, body: { version, employee_self_subscription: box.checked } });
+      version = saved.version;
+      return t("settings.saved");
+    },
+    null,
+    h("label", { class: "check" }, box, ` ${t("settings.self_subscription")}`),
+    h("p", { class: "hint" }, t("settings.self_subscription_hint")),
+    h("button", { type: "submit" }, t("settings.save")),
   );
   show(t("settings.title"), orgNav(org, "settings"), form, report.element);
 }
@@ -590,8 +726,17 @@ function profileFacts(profile) {
     h("dt", null, t("user.job_title")),
     h("dd", null, profile.job_title ?? "—"),
     h("dt", null, t("user.seat")),
-    h("dd", null, profile.seat ? t("user.seat_period", { from: date(profile.seat.starts_at), to: date(profile.seat.ends_at) }) : t("user.no_seat")),
-    profile.next_seat ? [h("dt", null, t("user.next_seat")), h("dd", null, t("user.seat_period", { from: date(profile.next_seat.starts_at), to: date(profile.next_seat.ends_at) }))] : null,
+    h(
+      "dd",
+      null,
+      profile.seat ? t("user.seat_period", { from: date(profile.seat.starts_at), to: date(profile.seat.ends_at) }) : t("user.no_seat"),
+    ),
+    profile.next_seat
+      ? [
+          h("dt", null, t("user.next_seat")),
+          h("dd", null, t("user.seat_period", { from: date(profile.next_seat.starts_at), to: date(profile.next_seat.ends_at) })),
+        ]
+      : null,
     profile.iqama_expiry ? [h("dt", null, t("user.iqama_expiry")), h("dd", null, date(profile.iqama_expiry))] : null,
   );
 }
@@ -604,7 +749,9 @@ function messages(profile) {
     dateTime(state.updated_at),
     state.reason ? t("message.reason", { reason: state.reason }) : "—",
   ]);
-  return rows.length ? table(t("user.messages_caption"), [t("user.message"), t("user.state"), t("user.updated"), t("user.reason")], rows) : h("p", null, t("user.no_messages"));
+  return rows.length
+    ? table(t("user.messages_caption"), [t("user.message"), t("user.state"), t("user.updated"), t("user.reason")], rows)
+    : h("p", null, t("user.no_messages"));
 }
 
 /**
@@ -628,132 +775,175 @@ async function user(org, id) {
 
   // Activation: confirmations, and a fresh link or code.
   const resend = (/** @type {"email" | "sms"} */ channel) => {
-    const button = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t(`user.resend_${channel}`)));
-    button.addEventListener("click", () =>
-      act(button, report, async () => {
-        await API.resendActivation(api, { path: { org, id }, body: { email: channel === "email", sms: channel === "sms" } });
-        return t("user.resent");
-      }),
-    );
+    const button = actionButton(t(`user.resend_${channel}`), report, async () => {
+      await API.resendActivation(api, { path: { org, id }, body: { email: channel === "email", sms: channel === "sms" } });
+      return t("user.resent");
+    });
     return button;
   };
   const activation = h(
     "section",
     { "aria-labelledby": "activation-title" },
     h("h2", { id: "activation-title" }, t("user.activation")),
-    h("p", null, t(profile.activation.email_confirmed ? "user.email_confirmed" : "user.email_waiting"), " · ", t(profile.activation.mobile_confirmed ? "user.mobile_confirmed" : "user.mobile_waiting")),
-    profile.status === "pending_activation" ? h("div", { class: "actions" }, profile.activation.email_confirmed ? null : resend("email"), profile.activation.mobile_confirmed ? null : resend("sms")) : null,
+    h(
+      "p",
+      null,
+      t(profile.activation.email_confirmed ? "user.email_confirmed" : "user.email_waiting"),
+      " · ",
+      t(profile.activation.mobile_confirmed ? "user.mobile_confirmed" : "user.mobile_waiting"),
+    ),
+    profile.status === "pending_activation"
+      ? h(
+          "div",
+          { class: "actions" },
+          profile.activation.email_confirmed ? null : resend("email"),
+          profile.activation.mobile_confirmed ? null : resend("sms"),
+        )
+      : null,
     messages(profile),
   );
 
   // Contact details and settings.
-  const email = /** @type {HTMLInputElement} */ (h("input", { type: "email", name: "email", value: profile.pending.email?.value ?? "", placeholder: profile.email, autocomplete: "off" }));
-  const mobile = /** @type {HTMLInputElement} */ (h("input", { type: "tel", name: "mobile", dir: "ltr", value: profile.pending.mobile?.value ?? "", placeholder: profile.mobile, autocomplete: "off" }));
+  const email = /** @type {HTMLInputElement} */ (
+    h("input", { type: "email", name: "email", value: profile.pending.email?.value ?? "", placeholder: profile.email, autocomplete: "off" })
+  );
+  const mobile = /** @type {HTMLInputElement} */ (
+    h("input", {
+      type: "tel",
+      name: "mobile",
+      dir: "ltr",
+      value: profile.pending.mobile?.value ?? "",
+      placeholder: profile.mobile,
+      autocomplete: "off",
+    })
+  );
   const jobTitle = /** @type {HTMLInputElement} */ (h("input", { name: "job_title", maxlength: 100, value: profile.job_title ?? "" }));
-  const language = /** @type {HTMLSelectElement} */ (h("select", { name: "language" }, h("option", { value: "ar", selected: profile.language === "ar" }, "العربية"), h("option", { value: "en", lang: "en", selected: profile.language === "en" }, "English")));
+  const language = /** @type {HTMLSelectElement} */ (
+    h(
+      "select",
+      { name: "language" },
+      h("option", { value: "ar", selected: profile.language === "ar" }, "العربية"),
+      h("option", { value: "en", lang: "en", selected: profile.language === "en" }, "English"),
+    )
+  );
   const notification = (/** @type {"expiry_reminders" | "account_notices"} */ kind, /** @type {"email" | "sms"} */ channel) =>
-    /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", name: `${kind}.${channel}`, checked: profile.notifications[kind][channel] }));
+    /** @type {HTMLInputElement} */ (
+      h("input", { type: "checkbox", name: `${kind}.${channel}`, checked: profile.notifications[kind][channel] })
+    );
   const boxes = {
     expiry_reminders: { email: notification("expiry_reminders", "email"), sms: notification("expiry_reminders", "sms") },
     account_notices: { email: notification("account_notices", "email"), sms: notification("account_notices", "sms") },
   };
   const pending = Object.entries(profile.pending).map(([channel, change]) => {
-    const withdraw = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "link" }, t("user.withdraw")));
-    withdraw.addEventListener("click", () =>
-      act(withdraw, report, async () => {
+    const withdraw = actionButton(
+      t("user.withdraw"),
+      report,
+      async () => {
         await API.cancelPendingContact(api, { path: { org, id, channel: /** @type {"email" | "mobile"} */ (channel) } });
         refresh(t("user.withdrawn"));
-      }),
-    );
-    return h("li", null, t("user.pending_change", { channel: t(`channel.${channel}`), value: change?.value ?? "", until: dateTime(change?.code_expires_at) }), " ", withdraw);
-  });
-  const editForm = /** @type {HTMLFormElement} */ (
-    h(
-      "form",
-      {
-        onsubmit: (/** @type {SubmitEvent} */ event) => {
-          event.preventDefault();
-          act(editForm, report, async () => {
-            /** @type {Record<string, unknown>} */
-            const body = { version: profile.version };
-            if (email.value.trim() && email.value.trim() !== profile.email) body.email = email.value.trim();
-            if (mobile.value.trim() && mobile.value.trim() !== profile.mobile) body.mobile = mobile.value.trim();
-            if ((jobTitle.value.trim() || null) !== (profile.job_title ?? null)) body.job_title = jobTitle.value.trim() || null;
-            if (language.value !== profile.language) body.language = language.value;
-            const notifications = {
-              expiry_reminders: { email: boxes.expiry_reminders.email.checked, sms: boxes.expiry_reminders.sms.checked },
-              account_notices: { email: boxes.account_notices.email.checked, sms: boxes.account_notices.sms.checked },
-            };
-            if (JSON.stringify(notifications) !== JSON.stringify(profile.notifications)) body.notifications = notifications;
-            if (Object.keys(body).length === 1) return t("user.nothing_to_change");
-            const changed = await API.modifyUser(api, { path: { org, id }, body: /** @type {any} */ (body) });
-            const sent = [changed.verification_messages.email, changed.verification_messages.sms].includes("queued");
-            refresh(t(sent ? "user.saved_codes_sent" : "user.saved"));
-          });
-        },
       },
-      field(t("user.new_email"), email, t("user.new_contact_hint")),
-      field(t("user.new_mobile"), mobile, t("user.new_contact_hint")),
-      field(t("user.job_title"), jobTitle),
-      field(t("user.language"), language),
-      h(
-        "fieldset",
-        { class: "checks" },
-        h("legend", null, t("user.notifications")),
-        h("label", null, boxes.expiry_reminders.email, ` ${t("user.reminders_email")}`),
-        h("label", null, boxes.expiry_reminders.sms, ` ${t("user.reminders_sms")}`),
-        h("label", null, boxes.account_notices.email, ` ${t("user.notices_email")}`),
-        h("label", null, boxes.account_notices.sms, ` ${t("user.notices_sms")}`),
-      ),
-      h("button", { type: "submit" }, t("user.save")),
-    )
+      { class: "link" },
+    );
+    return h(
+      "li",
+      null,
+      t("user.pending_change", { channel: t(`channel.${channel}`), value: change?.value ?? "", until: dateTime(change?.code_expires_at) }),
+      " ",
+      withdraw,
+    );
+  });
+  const editForm = actionForm(
+    report,
+    async () => {
+      /** @type {Record<string, unknown>} */
+      const body = { version: profile.version };
+      if (email.value.trim() && email.value.trim() !== profile.email) body.email = email.value.trim();
+      if (mobile.value.trim() && mobile.value.trim() !== profile.mobile) body.mobile = mobile.value.trim();
+      if ((jobTitle.value.trim() || null) !== (profile.job_title ?? null)) body.job_title = jobTitle.value.trim() || null;
+      if (language.value !== profile.language) body.language = language.value;
+      const notifications = {
+        expiry_reminders: { email: boxes.expiry_reminders.email.checked, sms: boxes.expiry_reminders.sms.checked },
+        account_notices: { email: boxes.account_notices.email.checked, sms: boxes.account_notices.sms.checked },
+      };
+      if (JSON.stringify(notifications) !== JSON.stringify(profile.notifications)) body.notifications = notifications;
+      if (Object.keys(body).length === 1) return t("user.nothing_to_change");
+      const changed = await API.modifyUser(api, { path: { org, id }, body: /** @type {any} */ (body) });
+      const sent = [changed.verification_messages.email, changed.verification_messages.sms].includes("queued");
+      refresh(t(sent ? "user.saved_codes_sent" : "user.saved"));
+    },
+    null,
+    field(t("user.new_email"), email, t("user.new_contact_hint")),
+    field(t("user.new_mobile"), mobile, t("user.new_contact_hint")),
+    field(t("user.job_title"), jobTitle),
+    field(t("user.language"), language),
+    h(
+      "fieldset",
+      { class: "checks" },
+      h("legend", null, t("user.notifications")),
+      h("label", null, boxes.expiry_reminders.email, ` ${t("user.reminders_email")}`),
+      h("label", null, boxes.expiry_reminders.sms, ` ${t("user.reminders_sms")}`),
+      h("label", null, boxes.account_notices.email, ` ${t("user.notices_email")}`),
+      h("label", null, boxes.account_notices.sms, ` ${t("user.notices_sms")}`),
+    ),
+    h("button", { type: "submit" }, t("user.save")),
   );
-  const details = h("section", { "aria-labelledby": "details-title" }, h("h2", { id: "details-title" }, t("user.details")), pending.length ? h("ul", { class: "pending" }, pending) : null, editForm);
+  const details = h(
+    "section",
+    { "aria-labelledby": "details-title" },
+    h("h2", { id: "details-title" }, t("user.details")),
+    pending.length ? h("ul", { class: "pending" }, pending) : null,
+    editForm,
+  );
 
   // Permissions: establishment × service.
   const services = catalog.services.filter((s) => s.platform === "both" || s.platform === organization.pricing_plan);
-  const grantsForm = /** @type {HTMLFormElement} */ (
-    h(
-      "form",
-      {
-        onsubmit: (/** @type {SubmitEvent} */ event) => {
-          event.preventDefault();
-          act(grantsForm, report, async () => {
-            /** @type {Record<string, string[]>} */
-            const grants = {};
-            for (const box of grantsForm.querySelectorAll("input[type=checkbox]:checked")) {
-              const input = /** @type {HTMLInputElement} */ (box);
-              (grants[input.dataset.establishment ?? ""] ??= []).push(input.value);
-            }
-            permissions = await API.setPermissions(api, { path: { org, id }, body: { version: permissions.version, grants } });
-            return t("user.permissions_saved");
+  const grantsForm = actionForm(
+    report,
+    async () => {
+      /** @type {Record<string, string[]>} */
+      const grants = {};
+      for (const box of grantsForm.querySelectorAll("input[type=checkbox]:checked")) {
+        const input = /** @type {HTMLInputElement} */ (box);
+        (grants[input.dataset.establishment ?? ""] ??= []).push(input.value);
+      }
+      permissions = await API.setPermissions(api, { path: { org, id }, body: { version: permissions.version, grants } });
+      return t("user.permissions_saved");
+    },
+    null,
+    permissions.establishments.map((establishment) =>
+      h(
+        "fieldset",
+        { class: "checks grants" },
+        h("legend", null, t("user.grants_on", { establishment: `\u2066${establishment}\u2069` })),
+        services.map((service) => {
+          const refused = service.saudi_only && resident;
+          const box = h("input", {
+            type: "checkbox",
+            value: service.code,
+            dataset: { establishment },
+            checked: (permissions.grants[establishment] ?? []).includes(service.code),
+            disabled: refused,
+            "aria-describedby": service.saudi_only ? "saudi-only-note" : false,
           });
-        },
-      },
-      permissions.establishments.map((establishment) =>
-        h(
-          "fieldset",
-          { class: "checks grants" },
-          h("legend", null, t("user.grants_on", { establishment: `\u2066${establishment}\u2069` })),
-          services.map((service) => {
-            const refused = service.saudi_only && resident;
-            const box = h("input", {
-              type: "checkbox",
-              value: service.code,
-              dataset: { establishment },
-              checked: (permissions.grants[establishment] ?? []).includes(service.code),
-              disabled: refused,
-              "aria-describedby": service.saudi_only ? "saudi-only-note" : false,
-            });
-            return h("label", { class: refused ? "refused" : null }, box, ` ${i18n.current() === "ar" ? service.name.ar : service.name.en}`, service.saudi_only ? h("span", { class: "badge" }, t("user.saudi_only")) : null);
-          }),
-        ),
+          return h(
+            "label",
+            { class: refused ? "refused" : null },
+            box,
+            ` ${i18n.current() === "ar" ? service.name.ar : service.name.en}`,
+            service.saudi_only ? h("span", { class: "badge" }, t("user.saudi_only")) : null,
+          );
+        }),
       ),
-      h("p", { class: "hint", id: "saudi-only-note" }, resident ? t("user.saudi_only_refused") : t("user.saudi_only_note")),
-      h("button", { type: "submit" }, t("user.save_permissions")),
-    )
+    ),
+    h("p", { class: "hint", id: "saudi-only-note" }, resident ? t("user.saudi_only_refused") : t("user.saudi_only_note")),
+    h("button", { type: "submit" }, t("user.save_permissions")),
   );
-  const permissionsSection = h("section", { "aria-labelledby": "permissions-title" }, h("h2", { id: "permissions-title" }, t("user.permissions")), grantsForm);
+  const permissionsSection = h(
+    "section",
+    { "aria-labelledby": "permissions-title" },
+    h("h2", { id: "permissions-title" }, t("user.permissions")),
+    grantsForm,
+  );
 
   // Renewal and suspension.
   const renew = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t("user.renew")));
@@ -796,7 +986,13 @@ async function user(org, id) {
     "section",
     { "aria-labelledby": "seat-title" },
     h("h2", { id: "seat-title" }, t("user.seat_and_status")),
-    profile.status === "suspended" ? h("p", null, t("user.is_suspended")) : [h("div", { class: "actions" }, renew), field(t("user.suspend_reason"), reason, t("user.suspend_reason_hint")), h("div", { class: "actions" }, suspendButton)],
+    profile.status === "suspended"
+      ? h("p", null, t("user.is_suspended"))
+      : [
+          h("div", { class: "actions" }, renew),
+          field(t("user.suspend_reason"), reason, t("user.suspend_reason_hint")),
+          h("div", { class: "actions" }, suspendButton),
+        ],
     dialog,
   );
 
@@ -828,57 +1024,70 @@ async function me(org) {
     return failed(error);
   }
   const report = outcome();
-  const codeInput = () => /** @type {HTMLInputElement} */ (h("input", { inputmode: "numeric", autocomplete: "one-time-code", required: true, pattern: "[0-9٠-٩۰-۹]{6}", maxlength: 6 }));
+  const codeInput = () =>
+    /** @type {HTMLInputElement} */ (
+      h("input", { inputmode: "numeric", autocomplete: "one-time-code", required: true, pattern: "[0-9٠-٩۰-۹]{6}", maxlength: 6 })
+    );
   const sections = [];
   if (!profile.activation.mobile_confirmed && profile.status === "pending_activation") {
     const code = codeInput();
-    const form = /** @type {HTMLFormElement} */ (
-      h(
-        "form",
-        {
-          onsubmit: (/** @type {SubmitEvent} */ event) => {
-            event.preventDefault();
-            act(form, report, async () => {
-              const state = await API.confirmMobile(api, { body: { organization_id: org, code: code.value.trim() } });
-              refresh(t(state.status === "active" ? "me.active" : "me.mobile_confirmed"));
-            });
-          },
-        },
-        field(t("me.sms_code"), code, t("me.sms_code_hint")),
-        h("button", { type: "submit" }, t("me.confirm")),
-      )
+    const form = actionForm(
+      report,
+      async () => {
+        const state = await API.confirmMobile(api, { body: { organization_id: org, code: code.value.trim() } });
+        refresh(t(state.status === "active" ? "me.active" : "me.mobile_confirmed"));
+      },
+      null,
+      field(t("me.sms_code"), code, t("me.sms_code_hint")),
+      h("button", { type: "submit" }, t("me.confirm")),
     );
-    const resend = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "link" }, t("me.resend_sms")));
-    resend.addEventListener("click", () =>
-      act(resend, report, async () => {
+    const resend = actionButton(
+      t("me.resend_sms"),
+      report,
+      async () => {
         await API.resendActivation(api, { path: { org, id: profile.id }, body: { sms: true, email: false } });
         return t("user.resent");
-      }),
+      },
+      { class: "link" },
     );
-    sections.push(h("section", { "aria-labelledby": "code-title" }, h("h2", { id: "code-title" }, t("me.activate")), profile.activation.email_confirmed ? null : h("p", null, t("me.email_first")), form, resend));
+    sections.push(
+      h(
+        "section",
+        { "aria-labelledby": "code-title" },
+        h("h2", { id: "code-title" }, t("me.activate")),
+        profile.activation.email_confirmed ? null : h("p", null, t("me.email_first")),
+        form,
+        resend,
+      ),
+    );
   }
   for (const [channel, change] of Object.entries(profile.pending)) {
     const code = codeInput();
-    const form = /** @type {HTMLFormElement} */ (
-      h(
-        "form",
-        {
-          onsubmit: (/** @type {SubmitEvent} */ event) => {
-            event.preventDefault();
-            act(form, report, async () => {
-              await API.confirmContact(api, { path: { org, id: profile.id }, body: { channel: /** @type {"email" | "mobile"} */ (channel), code: code.value.trim() } });
-              refresh(t("me.contact_confirmed"));
-            });
-          },
-        },
-        field(t("me.contact_code", { channel: t(`channel.${channel}`), value: change?.value ?? "" }), code),
-        h("button", { type: "submit" }, t("me.confirm")),
-      )
+    const form = actionForm(
+      report,
+      async () => {
+        await API.confirmContact(api, {
+          path: { org, id: profile.id },
+          body: { channel: /** @type {"email" | "mobile"} */ (channel), code: code.value.trim() },
+        });
+        refresh(t("me.contact_confirmed"));
+      },
+      null,
+      field(t("me.contact_code", { channel: t(`channel.${channel}`), value: change?.value ?? "" }), code),
+      h("button", { type: "submit" }, t("me.confirm")),
     );
-    sections.push(h("section", { class: "pending-change" }, h("h2", null, t("me.confirm_change", { channel: t(`channel.${channel}`) })), form));
+    sections.push(
+      h("section", { class: "pending-change" }, h("h2", null, t("me.confirm_change", { channel: t(`channel.${channel}`) })), form),
+    );
   }
   const history = auditSection(org, profile.id);
-  show(t("me.title"), report.element, profileFacts(profile), ...sections, h("section", null, h("h2", null, t("user.history")), history.element));
+  show(
+    t("me.title"),
+    report.element,
+    profileFacts(profile),
+    ...sections,
+    h("section", null, h("h2", null, t("user.history")), history.element),
+  );
   await history.load();
 }
 
@@ -888,9 +1097,10 @@ async function me(org) {
 function activate(token) {
   const report = outcome();
   const next = h("div", { "aria-live": "polite" });
-  const button = /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "primary" }, t("activate.confirm")));
-  button.addEventListener("click", () =>
-    act(button, report, async () => {
+  const button = actionButton(
+    t("activate.confirm"),
+    report,
+    async () => {
       const state = await API.confirmEmail(api, { body: { token } });
       button.hidden = true;
       next.replaceChildren(
@@ -898,7 +1108,8 @@ function activate(token) {
         h("p", null, h("a", { href: `#/o/${state.organization_id}/me`, class: "button" }, t("activate.continue"))),
       );
       return t("activate.confirmed");
-    }),
+    },
+    { class: "primary" },
   );
   show(t("activate.title"), h("p", null, t("activate.intro")), button, report.element, next);
 }
@@ -910,85 +1121,86 @@ function operator() {
   // Open an organization, credit its balance.
   const number = /** @type {HTMLInputElement} */ (h("input", { name: "org", inputmode: "numeric", required: true }));
   const found = h("div", { "aria-live": "polite" });
-  const openForm = /** @type {HTMLFormElement} */ (
-    h(
-      "form",
-      {
-        onsubmit: (/** @type {SubmitEvent} */ event) => {
-          event.preventDefault();
-          act(openForm, report, async () => {
-            const org = number.value.trim();
-            const organization = await API.readOrganization(api, { path: { org } });
-            const amount = /** @type {HTMLInputElement} */ (h("input", { type: "number", name: "amount", min: "0.01", step: "0.01", required: true }));
-            const reference = /** @type {HTMLInputElement} */ (h("input", { name: "payment_reference", required: true, maxlength: 100 }));
-            const creditForm = /** @type {HTMLFormElement} */ (
-              h(
-                "form",
-                {
-                  onsubmit: (/** @type {SubmitEvent} */ e) => {
-                    e.preventDefault();
-                    act(creditForm, report, async () => {
-                      const receipt = await API.creditBalance(api, { path: { org }, body: { amount_halalas: Math.round(Number(amount.value) * 100), payment_reference: reference.value.trim() } });
-                      return t("operator.credited", { amount: money(receipt.credited_halalas), balance: money(receipt.balance_halalas) });
-                    });
-                  },
-                },
-                field(t("operator.amount"), amount, t("operator.amount_hint")),
-                field(t("operator.reference"), reference, t("operator.reference_hint")),
-                h("button", { type: "submit" }, t("operator.credit")),
-              )
-            );
-            found.replaceChildren(
-              h("h3", null, `${organization.name} (${organization.id})`),
-              h("p", null, t(`plan.${organization.pricing_plan}`), " · ", t("operator.manager", { id: organization.manager_id })),
-              creditForm,
-            );
-          });
+  const openForm = actionForm(
+    report,
+    async () => {
+      const org = number.value.trim();
+      const organization = await API.readOrganization(api, { path: { org } });
+      const amount = /** @type {HTMLInputElement} */ (
+        h("input", { type: "number", name: "amount", min: "0.01", step: "0.01", required: true })
+      );
+      const reference = /** @type {HTMLInputElement} */ (h("input", { name: "payment_reference", required: true, maxlength: 100 }));
+      const creditForm = actionForm(
+        report,
+        async () => {
+          const body = { amount_halalas: Math.round(Number(amount.value) * 100), payment_reference: reference.value.trim() };
+          const receipt = await API.creditBalance(api, { path: { org }, body });
+          return t("operator.credited", { amount: money(receipt.credited_halalas), balance: money(receipt.balance_halalas) });
         },
-      },
-      field(t("operator.organization"), number),
-      h("button", { type: "submit" }, t("home.open")),
-    )
+        null,
+        field(t("operator.amount"), amount, t("operator.amount_hint")),
+        field(t("operator.reference"), reference, t("operator.reference_hint")),
+        h("button", { type: "submit" }, t("operator.credit")),
+      );
+      found.replaceChildren(
+        h("h3", null, `${organization.name} (${organization.id})`),
+        h("p", null, t(`plan.${organization.pricing_plan}`), " · ", t("operator.manager", { id: organization.manager_id })),
+        creditForm,
+      );
+    },
+    null,
+    field(t("operator.organization"), number),
+    h("button", { type: "submit" }, t("home.open")),
   );
 
   // Onboard an organization.
-  const input = (/** @type {string} */ name, /** @type {Record<string, any>} */ extra = {}) => /** @type {HTMLInputElement} */ (h("input", { name, required: true, ...extra }));
+  const input = (/** @type {string} */ name, /** @type {Record<string, any>} */ extra = {}) =>
+    /** @type {HTMLInputElement} */ (h("input", { name, required: true, ...extra }));
   const unified = input("unified_number", { inputmode: "numeric" });
   const orgName = input("name", { maxlength: 200 });
-  const plan = /** @type {HTMLSelectElement} */ (h("select", { name: "pricing_plan" }, h("option", { value: "muqeem" }, t("plan.muqeem")), h("option", { value: "qiwa" }, t("plan.qiwa"))));
+  const plan = /** @type {HTMLSelectElement} */ (
+    h(
+      "select",
+      { name: "pricing_plan" },
+      h("option", { value: "muqeem" }, t("plan.muqeem")),
+      h("option", { value: "qiwa" }, t("plan.qiwa")),
+    )
+  );
   const managerId = input("manager_id", { inputmode: "numeric" });
   const establishmentId = input("establishment_id");
   const establishmentName = input("establishment_name", { maxlength: 200 });
-  const size = /** @type {HTMLSelectElement} */ (h("select", { name: "size" }, ["micro", "small", "medium", "large", "giant"].map((s) => h("option", { value: s }, t(`size.${s}`)))));
-  const createForm = /** @type {HTMLFormElement} */ (
+  const size = /** @type {HTMLSelectElement} */ (
     h(
-      "form",
-      {
-        onsubmit: (/** @type {SubmitEvent} */ event) => {
-          event.preventDefault();
-          act(createForm, report, async () => {
-            const created = await API.createOrganization(api, {
-              body: {
-                unified_number: unified.value.trim(),
-                name: orgName.value.trim(),
-                pricing_plan: /** @type {"muqeem" | "qiwa"} */ (plan.value),
-                manager_id: managerId.value.trim(),
-                establishments: [{ id: establishmentId.value.trim(), name: establishmentName.value.trim(), size: /** @type {any} */ (size.value) }],
-              },
-            });
-            return t("operator.created", { name: created.name, id: created.id });
-          });
-        },
-      },
-      field(t("operator.unified_number"), unified),
-      field(t("operator.name"), orgName),
-      field(t("operator.plan"), plan),
-      field(t("operator.manager_id"), managerId, t("operator.manager_hint")),
-      field(t("operator.establishment_id"), establishmentId, t("operator.establishment_hint")),
-      field(t("operator.establishment_name"), establishmentName),
-      field(t("operator.size"), size),
-      h("button", { type: "submit" }, t("operator.create")),
+      "select",
+      { name: "size" },
+      ["micro", "small", "medium", "large", "giant"].map((s) => h("option", { value: s }, t(`size.${s}`))),
     )
+  );
+  const createForm = actionForm(
+    report,
+    async () => {
+      const created = await API.createOrganization(api, {
+        body: {
+          unified_number: unified.value.trim(),
+          name: orgName.value.trim(),
+          pricing_plan: /** @type {"muqeem" | "qiwa"} */ (plan.value),
+          manager_id: managerId.value.trim(),
+          establishments: [
+            { id: establishmentId.value.trim(), name: establishmentName.value.trim(), size: /** @type {any} */ (size.value) },
+          ],
+        },
+      });
+      return t("operator.created", { name: created.name, id: created.id });
+    },
+    null,
+    field(t("operator.unified_number"), unified),
+    field(t("operator.name"), orgName),
+    field(t("operator.plan"), plan),
+    field(t("operator.manager_id"), managerId, t("operator.manager_hint")),
+    field(t("operator.establishment_id"), establishmentId, t("operator.establishment_hint")),
+    field(t("operator.establishment_name"), establishmentName),
+    field(t("operator.size"), size),
+    h("button", { type: "submit" }, t("operator.create")),
   );
 
   // The person registry.
@@ -1000,38 +1212,32 @@ function operator() {
   const employers = /** @type {HTMLInputElement} */ (h("input", { name: "employers" }));
   const personEmail = input("email", { type: "email" });
   const personMobile = input("mobile", { type: "tel", dir: "ltr" });
-  const registryForm = /** @type {HTMLFormElement} */ (
-    h(
-      "form",
-      {
-        onsubmit: (/** @type {SubmitEvent} */ event) => {
-          event.preventDefault();
-          act(registryForm, report, async () => {
-            const saved = await API.savePerson(api, {
-              path: { id: personId.value.trim() },
-              body: {
-                name: { ar: nameAr.value.trim() || null, en: nameEn.value.trim() || null },
-                nationality: nationality.value.trim().toUpperCase(),
-                iqama_expiry: iqamaExpiry.value || null,
-                employers: employers.value.split(/[,،\s]+/).filter(Boolean),
-                email: personEmail.value.trim(),
-                mobile: personMobile.value.trim(),
-              },
-            });
-            return t("operator.person_saved", { id: saved.id });
-          });
+  const registryForm = actionForm(
+    report,
+    async () => {
+      const saved = await API.savePerson(api, {
+        path: { id: personId.value.trim() },
+        body: {
+          name: { ar: nameAr.value.trim() || null, en: nameEn.value.trim() || null },
+          nationality: nationality.value.trim().toUpperCase(),
+          iqama_expiry: iqamaExpiry.value || null,
+          employers: employers.value.split(/[,،\s]+/).filter(Boolean),
+          email: personEmail.value.trim(),
+          mobile: personMobile.value.trim(),
         },
-      },
-      field(t("operator.person_id"), personId),
-      field(t("operator.name_ar"), nameAr),
-      field(t("operator.name_en"), nameEn),
-      field(t("operator.nationality"), nationality, t("operator.nationality_hint")),
-      field(t("operator.iqama_expiry"), iqamaExpiry, t("operator.iqama_hint")),
-      field(t("operator.employers"), employers, t("operator.employers_hint")),
-      field(t("operator.email"), personEmail),
-      field(t("operator.mobile"), personMobile),
-      h("button", { type: "submit" }, t("operator.save_person")),
-    )
+      });
+      return t("operator.person_saved", { id: saved.id });
+    },
+    null,
+    field(t("operator.person_id"), personId),
+    field(t("operator.name_ar"), nameAr),
+    field(t("operator.name_en"), nameEn),
+    field(t("operator.nationality"), nationality, t("operator.nationality_hint")),
+    field(t("operator.iqama_expiry"), iqamaExpiry, t("operator.iqama_hint")),
+    field(t("operator.employers"), employers, t("operator.employers_hint")),
+    field(t("operator.email"), personEmail),
+    field(t("operator.mobile"), personMobile),
+    h("button", { type: "submit" }, t("operator.save_person")),
   );
   show(
     t("operator.title"),

@@ -81,8 +81,26 @@ export function table(caption, headers, rows) {
     "table",
     null,
     h("caption", null, caption),
-    h("thead", null, h("tr", null, headers.map((header) => h("th", { scope: "col" }, header)))),
-    h("tbody", null, rows.map((cells) => h("tr", null, cells.map((cell) => h("td", null, cell))))),
+    h(
+      "thead",
+      null,
+      h(
+        "tr",
+        null,
+        headers.map((header) => h("th", { scope: "col" }, header)),
+      ),
+    ),
+    h(
+      "tbody",
+      null,
+      rows.map((cells) =>
+        h(
+          "tr",
+          null,
+          cells.map((cell) => h("td", null, cell)),
+        ),
+      ),
+    ),
   );
 }
 
@@ -128,7 +146,8 @@ export function outcome() {
     fail(error) {
       region.className = "outcome error";
       region.setAttribute("role", "alert");
-      const reference = error instanceof ApiError && error.requestId ? h("small", null, ` ${t("error.reference", { id: error.requestId })}`) : null;
+      const reference =
+        error instanceof ApiError && error.requestId ? h("small", null, ` ${t("error.reference", { id: error.requestId })}`) : null;
       region.replaceChildren(errorText(error), reference ?? "");
       region.focus();
     },
@@ -158,6 +177,35 @@ export async function act(trigger, report, work) {
   } finally {
     buttons.forEach((button) => (button.disabled = false));
   }
+}
+
+/**
+ * A form whose submission runs `work` (see `act`).
+ * @param {ReturnType<typeof outcome>} report
+ * @param {() => Promise<string | void>} work
+ * @param {Record<string, any> | null} attributes
+ * @param {...(Node | string | null | undefined | false | Array<Node | string | null | undefined | false>)} children
+ */
+export function actionForm(report, work, attributes, ...children) {
+  const element = /** @type {HTMLFormElement} */ (h("form", attributes, ...children));
+  element.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(element, report, work);
+  });
+  return element;
+}
+
+/**
+ * A button that runs `work` (see `act`).
+ * @param {string} label
+ * @param {ReturnType<typeof outcome>} report
+ * @param {() => Promise<string | void>} work
+ * @param {Record<string, any>} [attributes]
+ */
+export function actionButton(label, report, work, attributes = {}) {
+  const element = /** @type {HTMLButtonElement} */ (h("button", { type: "button", ...attributes }, label));
+  element.addEventListener("click", () => act(element, report, work));
+  return element;
 }
 
 /** Saves a downloaded file. @param {Blob} blob @param {string} fileName */

@@ -21,7 +21,12 @@ export async function config() {
 /** The claims of a JWT (not verified here: the API verifies it). @param {string} token */
 export function claims(token) {
   const payload = token.split(".")[1] ?? "";
-  const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "="));
+  const json = atob(
+    payload
+      .replace(/-/g, "+")
+      .replace(/_/g, "/")
+      .padEnd(Math.ceil(payload.length / 4) * 4, "="),
+  );
   return JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))));
 }
 
@@ -79,7 +84,10 @@ export async function localSignIn(subject) {
 
 /** base64url without padding. @param {Uint8Array} bytes */
 export function base64url(bytes) {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 /** The S256 challenge of a verifier. @param {string} verifier */

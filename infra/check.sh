@@ -46,8 +46,8 @@ export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-me-south-1}
 .venv/bin/cfn-lint template.yaml
 .venv/bin/sam validate --lint
 
-step "Console: type-checked with TypeScript against its API module (generated from openapi.yaml, checked above)"
-(cd infra/console-check && npm ci --no-audit --no-fund --silent && npx --no-install tsc -p tsconfig.json)
+step "Console: type-checked with TypeScript against its API module (generated from openapi.yaml, checked above), formatted with Prettier"
+(cd infra/console-check && npm ci --no-audit --no-fund --silent && npm run --silent check)
 
 step "Console in a real browser: Debian's Chromium driven by Playwright, axe-core on every screen"
 if ! command -v chromium > /dev/null; then
