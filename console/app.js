@@ -155,7 +155,9 @@ async function signIn() {
     await act(button, report, async () => {
       const started = await session.localSignIn(identity.subject);
       header();
-      if (started.role === "operator") go("#/operator");
+      const remembered = session.takeRemembered();
+      if (remembered) go(remembered);
+      else if (started.role === "operator") go("#/operator");
       else if (identity.organization) go(`#/o/${identity.organization}`);
       else go("#/");
     });
@@ -1258,7 +1260,10 @@ async function route() {
   const hash = location.hash || "#/";
   const parts = hash.replace(/^#\/?/, "").split("?")[0].split("/").filter(Boolean);
   if (parts[0] === "sign-in") return signIn();
-  if (!session.current()) return go("#/sign-in");
+  if (!session.current()) {
+    session.remember(hash);
+    return go("#/sign-in");
+  }
   try {
     if (parts.length === 0) return home();
     if (parts[0] === "operator") return operator();

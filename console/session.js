@@ -57,6 +57,21 @@ export function start(token) {
 
 export function end() {
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(AFTER);
+}
+
+const AFTER = "console.after_sign_in";
+
+/** Remembers where a reader was going when they had to sign in first. @param {string} hash */
+export function remember(hash) {
+  if (hash && hash !== "#/" && !hash.startsWith("#/sign-in")) sessionStorage.setItem(AFTER, hash);
+}
+
+/** Where to go once signed in, if a page asked for it (and forgets it). */
+export function takeRemembered() {
+  const hash = sessionStorage.getItem(AFTER);
+  sessionStorage.removeItem(AFTER);
+  return hash;
 }
 
 // --- The local server's sign-in -----------------------------------------------------
@@ -111,7 +126,7 @@ export async function oidcSignIn(auth) {
   const provider = await discovery(auth.issuer);
   const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
   const state = base64url(crypto.getRandomValues(new Uint8Array(16)));
-  sessionStorage.setItem("console.pkce", JSON.stringify({ verifier, state, back: location.hash }));
+  sessionStorage.setItem("console.pkce", JSON.stringify({ verifier, state, back: takeRemembered() ?? "#/" }));
   const url = new URL(provider.authorization_endpoint);
   url.search = new URLSearchParams({
     response_type: "code",

@@ -45,10 +45,15 @@ def free_port() -> int:
 class LocalServer:
     """The local server with its demo data, on a port of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, environment: dict | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([LOCAL_API, "--demo", "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [LOCAL_API, "--demo", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(environment or {})},
+        )
         deadline = time.time() + 30
         while True:
             try:
@@ -312,4 +317,133 @@ def test_adding_a_user_by_keyboard_only(browser, server):
     keyboard.press("Enter")
     expect(page.get_by_role("heading", name="1 added")).to_be_visible()
     assert page.evaluate("() => document.activeElement?.tagName") == "H2"
+    page.close()
+
+
+# --- Sign-in with an OpenID Connect provider (authorization code with PKCE) ---------------
+
+import base64
+import hashlib
+import hmac
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlparse
+
+OIDC_SECRET = "browser-test-secret-not-for-production"
+OIDC_CLIENT = "console-test-client"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256(claims: dict) -> str:
+    """A JWT signed as the local server's JWT check expects (HS256, its secret)."""
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    signature = hmac.new(OIDC_SECRET.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64url(signature)}"
+
+
+class Provider:
+    """A minimal identity provider for the test: discovery, an authorization endpoint that
+    signs in one person at once, and a token endpoint that checks the PKCE verifier against
+    the challenge it was given (RFC 7636, S256) before it issues an ID token."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        self.codes: dict[str, dict] = {}
+        self.refused: list[str] = []
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def send(self, status: int, body: dict, headers: dict | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Access-Control-Allow-Origin", "*")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                url = urlparse(self.path)
+                if url.path == "/.well-known/openid-configuration":
+                    return self.send(200, {"issuer": provider.issuer, "authorization_endpoint": f"{provider.issuer}/authorize", "token_endpoint": f"{provider.issuer}/token"})
+                if url.path == "/authorize":
+                    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                    assert query["response_type"] == "code" and query["client_id"] == OIDC_CLIENT and query["code_challenge_method"] == "S256"
+                    code = b64url(os.urandom(16))
+                    provider.codes[code] = query
+                    target = f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query['state']})}"
+                    self.send_response(302)
+                    self.send_header("Location", target)
+                    return self.end_headers()
+                self.send(404, {})
+
+            def do_OPTIONS(self):
+                self.send_response(204)
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Access-Control-Allow-Headers", "content-type")
+                self.end_headers()
+
+            def do_POST(self):
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
+                asked = provider.codes.pop(form.get("code", ""), None)
+                challenge = b64url(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
+                if not asked or asked["code_challenge"] != challenge or form.get("redirect_uri") != asked["redirect_uri"]:
+                    provider.refused.append(form.get("code", ""))
+                    return self.send(400, {"error": "invalid_grant"})
+                now = int(time.time())
+                claims = {"sub": provider.subject, "iss": provider.issuer, "aud": OIDC_CLIENT, "iat": now, "exp": now + 3600}
+                self.send(200, {"id_token": hs256(claims), "access_token": "opaque", "token_type": "Bearer"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def test_signing_in_with_an_openid_connect_provider_and_pkce(browser):
+    provider = Provider(MANAGER)
+    environment = {
+        "LOCAL_CONSOLE_OIDC_ISSUER": provider.issuer,
+        "LOCAL_CONSOLE_OIDC_CLIENT_ID": OIDC_CLIENT,
+        "LOCAL_JWT_SECRET": OIDC_SECRET,
+        "LOCAL_JWT_ISSUER": provider.issuer,
+        "LOCAL_JWT_AUDIENCE": OIDC_CLIENT,
+    }
+    server = LocalServer(environment)
+    try:
+        # The console's own content security policy applies here (it must let the console
+        # reach the provider).
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{server.base}/#/o/{ORG}")
+        expect(page.locator("h1")).to_have_text(MESSAGES["ar"]["signin.title"])
+        page.get_by_role("button", name=MESSAGES["ar"]["signin.with_provider"]).click()
+        # Back from the provider, signed in as the manager with the provider's ID token, at the
+        # page the sign-in started from; the API accepted the token.
+        expect(page.locator("h1")).to_contain_text("Al Nukhba")
+        expect(page.get_by_role("link", name=MANAGER)).to_be_visible()
+        assert provider.refused == [] and errors == [], (provider.refused, errors)
+        assert "code=" not in page.url, "the code leaves the address bar"
+        page.close()
+    finally:
+        server.stop()
+        provider.stop()
+
+
+def test_the_pkce_challenge_is_rfc_7636_s(browser, server):
+    page = browser.new_page()
+    page.goto(server.base + "/")
+    challenge = page.evaluate("async () => (await import('/console/session.js')).challenge('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk')")
+    assert challenge == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     page.close()

@@ -409,7 +409,7 @@ fn the_console_is_served_privately_through_cloudfront_and_is_the_api_s_only_brow
         assert!(csp.contains(directive), "{directive} in {csp}");
     }
     // The local server sends the same script and style rules.
-    let local = local_api::console::SECURITY_HEADERS.iter().find(|(name, _)| *name == "content-security-policy").expect("a CSP").1;
+    let local = local_api::console::content_security_policy();
     for directive in ["script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
         assert!(local.contains(directive), "{directive} locally");
     }

@@ -52,21 +52,45 @@ pub fn file(path: &str) -> Option<&'static File> {
     FILES.iter().find(|file| file.name == name)
 }
 
-/// Headers every console file is served with: no framing, no sniffing, scripts and styles
-/// only from this origin, and the API on this origin.
-pub const SECURITY_HEADERS: &[(&str, &str)] = &[
-    (
-        "content-security-policy",
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    ),
-    ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
-    ("cache-control", "no-cache"),
-];
+/// The content security policy of every console file: scripts and styles only from this
+/// origin; connections to this origin (the API) and to the identity provider, if any.
+pub fn content_security_policy() -> String {
+    let provider = oidc().map(|(issuer, _)| format!(" {}", origin_of(&issuer))).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'{provider}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+}
 
-/// `config.json` of the local server: the API is this origin, sign-in is local.
+/// Headers every console file is served with besides its policy: no sniffing, no referrer.
+pub const HEADERS: &[(&str, &str)] =
+    &[("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"), ("cache-control", "no-cache")];
+
+/// The identity provider to sign in with, when `LOCAL_CONSOLE_OIDC_ISSUER` and
+/// `LOCAL_CONSOLE_OIDC_CLIENT_ID` name one (its tokens must then be what the local JWT check
+/// accepts: `LOCAL_JWT_SECRET`, `LOCAL_JWT_ISSUER`, `LOCAL_JWT_AUDIENCE`).
+fn oidc() -> Option<(String, String)> {
+    let issuer = std::env::var("LOCAL_CONSOLE_OIDC_ISSUER").ok().filter(|v| !v.is_empty())?;
+    let client = std::env::var("LOCAL_CONSOLE_OIDC_CLIENT_ID").ok().filter(|v| !v.is_empty())?;
+    Some((issuer, client))
+}
+
+fn origin_of(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    match url[after_scheme..].find('/') {
+        Some(end) => url[..after_scheme + end].to_owned(),
+        None => url.to_owned(),
+    }
+}
+
+/// `config.json` of the local server: the API is this origin; sign-in is local, or the
+/// identity provider the environment names.
 pub fn config() -> Value {
-    json!({ "api": "", "auth": { "mode": "local" } })
+    match oidc() {
+        Some((issuer, client_id)) => {
+            json!({ "api": "", "auth": { "mode": "oidc", "issuer": issuer, "client_id": client_id, "token": "id_token" } })
+        }
+        None => json!({ "api": "", "auth": { "mode": "local" } }),
+    }
 }
 
 /// The people the local sign-in page lists: the demo persons and the operator.

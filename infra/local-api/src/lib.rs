@@ -188,8 +188,11 @@ impl Server {
         if method == "GET"
             && let Some(file) = console::file(path)
         {
-            let mut response = Response::builder().status(200).header("content-type", file.content_type);
-            for (name, value) in console::SECURITY_HEADERS {
+            let mut response = Response::builder()
+                .status(200)
+                .header("content-type", file.content_type)
+                .header("content-security-policy", console::content_security_policy());
+            for (name, value) in console::HEADERS {
                 response = response.header(*name, *value);
             }
             return Some(response.body(Full::new(console::body(file))).expect("a valid response"));
