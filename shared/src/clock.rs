@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use time::{
-    Date, Duration, Month, OffsetDateTime, Time, UtcOffset,
+    Date, Duration, OffsetDateTime, Time, UtcOffset,
     format_description::BorrowedFormatItem,
     macros::{format_description, offset},
 };
@@ -201,18 +201,22 @@ pub mod utc {
     }
 }
 
-/// Parses an RFC 3339 timestamp from a request or event.
+/// Parses an RFC 3339 timestamp from a request or event (`format: date-time`: the date and
+/// the time separated by `T`, which `time`'s parser does not insist on).
 pub fn parse_rfc3339(input: &str) -> Option<OffsetDateTime> {
+    if !matches!(input.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
     OffsetDateTime::parse(input, &time::format_description::well_known::Rfc3339).ok()
 }
 
-/// Parses a `YYYY-MM-DD` date.
+/// Parses an RFC 3339 full date, exactly `YYYY-MM-DD` (`format: date`).
 pub fn parse_date(input: &str) -> Option<Date> {
-    let mut parts = input.trim().splitn(3, '-');
-    let year: i32 = parts.next()?.parse().ok()?;
-    let month: u8 = parts.next()?.parse().ok()?;
-    let day: u8 = parts.next()?.parse().ok()?;
-    Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()
+    // `[year]` would also take a sign (`+2026-01-01`), which a full date does not have.
+    if !input.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    Date::parse(input, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }
 
 /// Waits, for retry backoff. Kept here so the domain's retry loops need no runtime handle.
@@ -271,5 +275,16 @@ mod tests {
         assert_eq!(parse_date("2027-02-28"), Some(time::macros::date!(2027 - 02 - 28)));
         assert_eq!(parse_date("2027-02-30"), None);
         assert_eq!(parse_date("soon"), None);
+        for loose in ["2027-2-28", "+2027-02-28", " 2027-02-28", "2027-02-28 ", "27-02-28", "2027-02-28T00:00:00Z"] {
+            assert_eq!(parse_date(loose), None, "{loose:?}");
+        }
+    }
+
+    #[test]
+    fn parses_rfc3339_instants_with_their_t_only() {
+        assert_eq!(parse_rfc3339("2026-11-23T08:00:00Z"), Some(datetime!(2026-11-23 08:00 UTC)));
+        assert_eq!(parse_rfc3339("2026-11-23t11:00:00.5+03:00"), Some(datetime!(2026-11-23 08:00:00.5 UTC)));
+        assert_eq!(parse_rfc3339("2026-11-23 08:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2026-11-23"), None);
     }
 }

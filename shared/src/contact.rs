@@ -24,7 +24,7 @@ impl Email {
     const MAX_LENGTH: usize = 254;
 
     pub fn parse(input: &str) -> Result<Self, InvalidEmail> {
-        let trimmed = input.trim();
+        let trimmed = input.trim_ascii();
         if trimmed.is_empty() || trimmed.len() > Self::MAX_LENGTH {
             return Err(InvalidEmail);
         }
@@ -65,7 +65,7 @@ impl SaudiMobile {
     /// every Lambda binary for it.
     pub fn parse(input: &str) -> Result<Self, InvalidMobile> {
         let mut compact = String::with_capacity(input.len());
-        for (index, c) in input.trim().chars().enumerate() {
+        for (index, c) in input.trim_ascii().chars().enumerate() {
             let c = ascii_digit(c);
             match c {
                 '0'..='9' => compact.push(c),

@@ -136,7 +136,7 @@ pub fn ascii_digit(c: char) -> char {
 }
 
 fn ten_digits_with_valid_check(input: &str) -> Result<String, IdError> {
-    let digits: String = input.trim().chars().map(ascii_digit).collect();
+    let digits: String = input.trim_ascii().chars().map(ascii_digit).collect();
     if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(IdError::WrongLength);
     }

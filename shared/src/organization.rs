@@ -23,7 +23,7 @@ pub struct OrganizationId(String);
 
 impl OrganizationId {
     pub fn parse(input: &str) -> Result<Self, InvalidOrganizationId> {
-        let digits: String = input.trim().chars().map(ascii_digit).collect();
+        let digits: String = input.trim_ascii().chars().map(ascii_digit).collect();
         if digits.len() == 10 && digits.starts_with('7') && digits.bytes().all(|b| b.is_ascii_digit()) {
             Ok(OrganizationId(digits))
         } else {
@@ -42,7 +42,7 @@ pub struct EstablishmentId(String);
 
 impl EstablishmentId {
     pub fn parse(input: &str) -> Result<Self, InvalidEstablishmentId> {
-        let normalized: String = input.trim().chars().map(ascii_digit).collect();
+        let normalized: String = input.trim_ascii().chars().map(ascii_digit).collect();
         let (office, sequence) = normalized.split_once('-').ok_or(InvalidEstablishmentId)?;
         let digits = |part: &str, max: usize| !part.is_empty() && part.len() <= max && part.bytes().all(|b| b.is_ascii_digit());
         if digits(office, 3) && digits(sequence, 9) { Ok(EstablishmentId(normalized)) } else { Err(InvalidEstablishmentId) }

@@ -1,5 +1,10 @@
 //! Turning request text into domain types, with the rejection a client should see:
 //! a 422 with a specific code naming the field.
+//!
+//! `openapi.yaml` states these rules as patterns and lengths, so a request its schemas allow
+//! is never refused for its shape. That is why identifiers, codes and mobiles are trimmed of
+//! ASCII whitespace only (`[\t\n\f\r ]`, which a pattern can name) and free text counts its
+//! length on what was sent.
 
 use time::Date;
 
@@ -72,22 +77,24 @@ pub fn service(catalog: &Catalog, field: &str, raw: &str) -> Result<ServiceCode,
     })
 }
 
-/// A six-digit code as a person types it (Arabic-Indic digits and surrounding spaces
-/// accepted).
+/// A six-digit code as a person types it (Arabic-Indic digits and surrounding ASCII
+/// whitespace accepted).
 pub fn code(field: &str, raw: &str) -> Result<String, Rejection> {
-    let code: String = raw.trim().chars().map(crate::identity::ascii_digit).collect();
+    let code: String = raw.trim_ascii().chars().map(crate::identity::ascii_digit).collect();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Rejection::invalid_request(field, "the code is six digits"));
     }
     Ok(code)
 }
 
-/// Free text a person typed (names, titles): trimmed, not empty, at most `max` characters,
-/// no control characters.
+/// Free text a person typed (names, titles, reasons): at most `max` characters as sent, no
+/// control characters, not only whitespace; kept trimmed.
 pub fn text(field: &str, raw: &str, max: usize) -> Result<String, Rejection> {
     let trimmed = raw.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > max || trimmed.chars().any(char::is_control) {
-        return Err(Rejection::new(Kind::InvalidField, format!("1 to {max} characters, no control characters")).field(field));
+    if trimmed.is_empty() || raw.chars().count() > max || raw.chars().any(char::is_control) {
+        return Err(
+            Rejection::new(Kind::InvalidField, format!("1 to {max} characters, not only spaces, no control characters")).field(field)
+        );
     }
     Ok(trimmed.to_owned())
 }

@@ -28,7 +28,7 @@ impl Nationality {
     pub const SAUDI: &'static str = "SA";
 
     pub fn parse(input: &str) -> Option<Self> {
-        let upper = input.trim().to_ascii_uppercase();
+        let upper = input.trim_ascii().to_ascii_uppercase();
         (upper.len() == 2 && upper.bytes().all(|b| b.is_ascii_uppercase())).then_some(Nationality(upper))
     }
 

@@ -85,7 +85,6 @@ fn audit_filter(incoming: &Incoming<DirectoryRoute>) -> Result<AuditFilter, Reje
         None => None,
         Some(list) => Some(
             list.split(',')
-                .filter(|a| !a.is_empty())
                 .map(|a| AuditAction::parse(a).ok_or_else(|| Rejection::invalid_request("action", format!("there is no action {a:?}"))))
                 .collect::<Result<BTreeSet<_>, _>>()?,
         ),

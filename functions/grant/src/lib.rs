@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use domain::actions::grant::{self, ChangeSettings, SetGrants};
 use domain::env::Env;
-use domain::error::{Error, Rejection};
+use domain::error::{Error, Kind, Rejection};
 use domain::parse;
 use domain::pipeline::run;
 use gateway::routes::GrantRoute;
@@ -48,7 +48,10 @@ async fn route(env: &Env, incoming: Incoming<GrantRoute>) -> Result<Reply, Error
                 let id = parse::establishment_id(&format!("grants.{establishment}"), &establishment)?;
                 let services: BTreeSet<String> = services.into_iter().collect();
                 if matrix.insert(id, services).is_some() {
-                    return Err(Rejection::invalid_request(&format!("grants.{establishment}"), "an establishment is listed twice").into());
+                    // Two spellings of one number (`1-5`, `١-٥`): valid JSON, so a rule's 422.
+                    return Err(Rejection::new(Kind::InvalidField, "an establishment is listed twice")
+                        .field(format!("grants.{establishment}"))
+                        .into());
                 }
             }
             let command = SetGrants::new(organization, user, input.version, matrix, env.settings.catalog.clone())?;

@@ -97,7 +97,7 @@ pub struct ConfirmEmail {
 
 impl ConfirmEmail {
     pub fn new(token: &str) -> Result<Self, Rejection> {
-        let token = token.trim();
+        let token = token.trim_ascii();
         let well_formed = token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !well_formed {
             return Err(invalid_link());

@@ -283,12 +283,7 @@ impl Credit {
                 Rejection::new(Kind::InvalidAmount, format!("a credit is between 0.01 SAR and {MAX_CREDIT}")).field("amount_halalas")
             );
         }
-        let reference = payment_reference.trim().to_owned();
-        if reference.is_empty() || reference.chars().count() > 100 || reference.chars().any(char::is_control) {
-            return Err(
-                Rejection::new(Kind::InvalidField, "a payment reference is 1 to 100 printable characters").field("payment_reference")
-            );
-        }
+        let reference = crate::parse::text("payment_reference", payment_reference, 100)?;
         let keyed = Keyed {
             organization: organization.clone(),
             scope: IdempotencyScope::Credit,
