@@ -31,7 +31,9 @@ struct MobileInput {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ResendInput {
+    #[serde(default, deserialize_with = "gateway::not_null")]
     email: Option<bool>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     sms: Option<bool>,
 }
 

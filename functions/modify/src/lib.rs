@@ -37,25 +37,39 @@ struct NotificationsInput {
     account_notices: ChannelsInput,
 }
 
-/// The fields a PATCH may carry, and the ones it may not (named in a 422).
+/// The fields a PATCH may carry, and the ones it may not (named in a 422, even as `null`).
+/// Only `job_title` takes `null` (to remove it).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatchInput {
     version: u64,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     email: Option<String>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     mobile: Option<String>,
     #[serde(default, deserialize_with = "present")]
     job_title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     language: Option<String>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     notifications: Option<NotificationsInput>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     id: Option<Value>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     nationality: Option<Value>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     grants: Option<Value>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     status: Option<Value>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     role: Option<Value>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     name: Option<Value>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     establishments: Option<Value>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     user_type: Option<Value>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     seat: Option<Value>,
 }
 

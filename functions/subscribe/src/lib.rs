@@ -54,8 +54,11 @@ struct RenewInput {}
 struct PersonInput {
     id: String,
     establishments: Vec<String>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     user_type: Option<String>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     language: Option<String>,
+    #[serde(default, deserialize_with = "gateway::not_null")]
     job_title: Option<String>,
 }
 

@@ -65,7 +65,8 @@ impl<R> Incoming<R> {
     }
 
     /// The body as JSON of type `T`. Malformed JSON, a wrong type, a missing or an unknown
-    /// field: 400 `invalid_request` naming the field.
+    /// field: 400 `invalid_request` naming the field. A whole number written with a fraction
+    /// or an exponent (`37308.0`, `1e3`) is an integer, as JSON Schema counts it.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
         parse_json(&self.body)
     }
@@ -84,19 +85,39 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Rejection::invalid_request("body", "a JSON body is required"));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|error| Rejection::invalid_request("body", format!("the body is not valid JSON: {error}")))?;
+    whole_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
-        let inner = error.into_inner();
-        let message = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => format!("the body is not valid JSON: {inner}"),
-            _ => strip_position(&inner.to_string()),
-        };
-        Rejection::invalid_request(&field, message)
-    })?;
-    deserializer.end().map_err(|_| Rejection::invalid_request("body", "unexpected data after the JSON value"))?;
-    Ok(value)
+        Rejection::invalid_request(&field, strip_position(&error.into_inner().to_string()))
+    })
+}
+
+/// JSON Schema's `integer` is a value, not a spelling: `37308.0` and `3.7308e4` are integers,
+/// which serde would refuse for an integer field. Whole numbers up to 2^53 (past which a double
+/// no longer spells every integer, and schema tools stop writing them so) become integers.
+fn whole_numbers_as_integers(value: &mut Value) {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT) {
+                // Exact: a whole double within ±2^53 is that integer.
+                *number = if float < 0.0 { (float as i64).into() } else { (float as u64).into() };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
+}
+
+/// For a field that may be left out but is never `null` (its schema has no `null`):
+/// `#[serde(default, deserialize_with = "gateway::not_null")]`. serde's `Option` would take
+/// `null` as absent.
+pub fn not_null<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// serde's messages end with " at line 1 column 42"; that helps nobody using an API.
@@ -366,5 +387,64 @@ impl<R> Incoming<R> {
         } else {
             Err(Rejection::invalid_request("Idempotency-Key", "the key is 1 to 200 printable ASCII characters"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        amount: u64,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        version: u64,
+        items: Vec<Inner>,
+        #[serde(default, deserialize_with = "not_null")]
+        note: Option<String>,
+    }
+
+    fn refusal(body: &str) -> (String, String) {
+        let rejection = parse_json::<Outer>(body.as_bytes()).expect_err("refused");
+        assert_eq!(rejection.kind, Kind::InvalidRequest);
+        (rejection.details["field"].as_str().unwrap_or_default().to_owned(), rejection.message)
+    }
+
+    #[test]
+    fn whole_numbers_are_integers_however_written() {
+        let parsed: Outer = parse_json(br#"{"version": 2.0, "items": [{"amount": 37308.0}, {"amount": 1e3}, {"amount": 0}]}"#).unwrap();
+        assert_eq!(
+            parsed,
+            Outer { version: 2, items: vec![Inner { amount: 37308 }, Inner { amount: 1000 }, Inner { amount: 0 }], note: None }
+        );
+        let at_the_limit: Outer = parse_json(br#"{"version": 9007199254740992.0, "items": []}"#).unwrap();
+        assert_eq!(at_the_limit.version, 9_007_199_254_740_992);
+    }
+
+    #[test]
+    fn fractions_negative_and_huge_numbers_are_refused_naming_the_field() {
+        assert_eq!(refusal(r#"{"version": 1, "items": [{"amount": 2.5}]}"#).0, "items[0].amount");
+        assert_eq!(refusal(r#"{"version": -1.0, "items": []}"#).0, "version");
+        // Past 2^53 a double no longer says which integer was meant.
+        assert_eq!(refusal(r#"{"version": 1e17, "items": []}"#).0, "version");
+        assert_eq!(refusal(r#"{"version": 18446744073709551616, "items": []}"#).0, "version");
+    }
+
+    #[test]
+    fn null_is_not_an_absent_field_and_shape_errors_name_their_field() {
+        assert_eq!(refusal(r#"{"version": 1, "items": [], "note": null}"#).0, "note");
+        assert_eq!(parse_json::<Outer>(br#"{"version": 1, "items": [], "note": "x"}"#).unwrap().note.as_deref(), Some("x"));
+        assert_eq!(refusal(r#"{"version": 1, "items": [{"amount": 1, "extra": 1}]}"#).0, "items[0].extra");
+        assert_eq!(refusal(r#"{"items": []}"#).0, "body");
+        let (field, message) = refusal(r#"{"version": 1, "items": []} {}"#);
+        assert_eq!(field, "body");
+        assert!(message.starts_with("the body is not valid JSON"), "{message}");
+        assert_eq!(refusal(" ").1, "a JSON body is required");
     }
 }
