@@ -50,7 +50,6 @@ macro_rules! kinds {
 
 kinds! {
     InvalidRequest => ("invalid_request", BadRequest),
-    InvalidCursor => ("invalid_cursor", BadRequest),
     MissingIdempotencyKey => ("missing_idempotency_key", BadRequest),
     Unauthenticated => ("unauthenticated", Unauthenticated),
     InsufficientBalance => ("insufficient_balance", PaymentRequired),
@@ -98,6 +97,8 @@ kinds! {
     IdempotencyKeyReused => ("idempotency_key_reused", Unprocessable),
     PaymentReferenceReused => ("payment_reference_reused", Unprocessable),
     UnknownService => ("unknown_service", Unprocessable),
+    // Well formed, but not a cursor the server issued for this listing.
+    InvalidCursor => ("invalid_cursor", Unprocessable),
     ServiceNotOnPlatform => ("service_not_on_platform", Unprocessable),
     SaudiOnlyService => ("saudi_only_service", Unprocessable),
     ManagerGrantsFixed => ("manager_grants_fixed", Unprocessable),
