@@ -412,6 +412,8 @@ impl Client {
         self.jwt.mint("checker@test", Some("service"), 3600)
     }
 
+    /// Sends a request and checks the answer is one `openapi.yaml` documents for the route
+    /// (its status, and for a refusal its error code), so every API test also tests the file.
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<&Value>) -> Answer {
         let bearer = token.map(|t| format!("Bearer {t}"));
         let mut all: Vec<(&str, &str)> = headers.to_vec();
@@ -422,7 +424,14 @@ impl Client {
             all.push(("content-type", "application/json"));
         }
         let bytes = body.map(|b| serde_json::to_vec(b).expect("json")).unwrap_or_default();
-        http::send(self.address, method, path, &all, bytes).await
+        self.send(method, path, &all, bytes).await
+    }
+
+    /// Sends raw bytes with exactly these headers; the answer is checked as `call`'s is.
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+        let answer = http::send(self.address, method, path, headers, body).await;
+        crate::openapi::Documented::get().check(method, path, &answer);
+        answer
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {

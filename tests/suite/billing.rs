@@ -299,7 +299,7 @@ async fn bad_requests_are_refused_with_a_code_and_write_nothing(backend: Backend
             headers.push(("idempotency-key", key.to_owned()));
         }
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let answer = system_tests::http::send(client.address, "POST", &subscriptions(MUQEEM), &headers, body).await;
+        let answer = client.send("POST", &subscriptions(MUQEEM), &headers, body).await;
         assert_eq!((answer.status, answer.code().as_str()), (status, code), "{case}: {}", answer.text());
         assert!(answer.json()["request_id"].is_string(), "{case}: every error carries the request id");
         assert!(answer.json()["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{case}");

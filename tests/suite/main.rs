@@ -35,4 +35,5 @@ mod properties;
 mod reliability;
 mod rules;
 mod security;
+mod shapes;
 mod template;

@@ -176,17 +176,17 @@ async fn hostile_bodies_are_refused_and_unicode_survives() {
     let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
 
     let oversized = format!("{{\"name\":{{\"en\":\"{}\"}}}}", "a".repeat(gateway::MAX_BODY_BYTES));
-    let answer = http::send(client.address, "PUT", &path, &headers, oversized.into_bytes()).await;
+    let answer = client.send("PUT", &path, &headers, oversized.into_bytes()).await;
     assert_eq!((answer.status, answer.code().as_str()), (413, "payload_too_large"));
     let endless = vec![b'['; 10 * gateway::MAX_BODY_BYTES];
-    assert_eq!(http::send(client.address, "PUT", &path, &headers, endless).await.status, 413, "cut off at the limit, not read whole");
+    assert_eq!(client.send("PUT", &path, &headers, endless).await.status, 413, "cut off at the limit, not read whole");
     let nested = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
-    let answer = http::send(client.address, "PUT", &path, &headers, nested.into_bytes()).await;
+    let answer = client.send("PUT", &path, &headers, nested.into_bytes()).await;
     assert_eq!((answer.status, answer.code().as_str()), (400, "invalid_request"), "deep nesting: {}", answer.text());
     let nested_object = format!("{}1{}", "{\"a\":".repeat(5_000), "}".repeat(5_000));
-    assert_eq!(http::send(client.address, "PUT", &path, &headers, nested_object.into_bytes()).await.status, 400);
+    assert_eq!(client.send("PUT", &path, &headers, nested_object.into_bytes()).await.status, 400);
     let invalid_utf8 = b"{\"name\":{\"en\":\"\xff\xfe\"}}".to_vec();
-    assert_eq!(http::send(client.address, "PUT", &path, &headers, invalid_utf8).await.status, 400);
+    assert_eq!(client.send("PUT", &path, &headers, invalid_utf8).await.status, 400);
     assert_eq!(http::get_raw(client.address, "/health").await.0, 200, "the server is fine afterwards");
 
     // Arabic with diacritics and a right-to-left mark, a combining accent, an emoji sequence.

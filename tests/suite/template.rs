@@ -5,9 +5,11 @@
 use std::collections::BTreeSet;
 
 use aws_adapters::tables::table_specs;
+use domain::error::Kind;
 use domain::store::Table;
 use gateway::routes::functions;
 use system_tests::moto::workspace_root;
+use system_tests::openapi::Documented;
 use yaml_rust2::{Yaml, YamlLoader};
 
 pub fn template() -> Yaml {
@@ -227,8 +229,8 @@ fn openapi_routes() -> BTreeSet<(String, String, bool)> {
             let method = method.as_str().expect("a method").to_uppercase();
             let public = operation["security"].as_vec().is_some_and(|s| s.is_empty());
             assert!(
-                operation["responses"]["default"]["$ref"].as_str() == Some("#/components/responses/Error"),
-                "{method} {path}: errors are documented"
+                operation["responses"]["default"]["$ref"].as_str() == Some("#/components/responses/ServerError"),
+                "{method} {path}: server errors are documented"
             );
             routes.insert((method, path.to_owned(), public));
         }
@@ -247,6 +249,36 @@ fn the_openapi_file_describes_exactly_the_mounted_and_deployed_routes() {
         let concrete = path.replace("{org}", "7001234567").replace("{id}", "1000000008").replace("{channel}", "email");
         let matched = local_api::find_route(method, &concrete).unwrap_or_else(|| panic!("the local server does not mount {method} {path}"));
         assert_eq!(matched.route.key, format!("{method} {path}"));
+    }
+}
+
+/// What openapi.yaml lists per status is what the server can say there: each code is one the
+/// server has, under the status the gateway gives it; a refusal lists its codes; an operation
+/// behind the authorizer documents 401. (That each answer the suite gets is listed, the
+/// client every API test uses checks: `system_tests::openapi`.)
+#[test]
+fn the_documented_refusals_are_real_codes_under_their_status() {
+    let documented = Documented::get();
+    for (_, routes) in functions() {
+        for route in routes {
+            let statuses = documented.statuses(route.key).unwrap_or_else(|| panic!("{} is not described", route.key));
+            for (status, codes) in statuses {
+                if *status < 400 {
+                    assert!(codes.is_empty(), "{}: a {status} is not a refusal", route.key);
+                    continue;
+                }
+                assert!(!codes.is_empty(), "{} {status}: the codes are listed", route.key);
+                for code in codes {
+                    let kind = Kind::ALL
+                        .iter()
+                        .find(|kind| kind.code() == code)
+                        .unwrap_or_else(|| panic!("{} {status}: no code {code}", route.key));
+                    assert_eq!(gateway::status_of(kind.class()), *status, "{} lists {code} under {status}", route.key);
+                }
+            }
+            let unauthenticated = statuses.get(&401).is_some_and(|codes| codes.contains("unauthenticated"));
+            assert_eq!(unauthenticated, !route.public, "{}: 401 for the routes behind the authorizer", route.key);
+        }
     }
 }
 
