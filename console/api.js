@@ -5,6 +5,19 @@
 /** @typedef {import("./http.js").Api} Api */
 
 /** @typedef {{ error: { code: string, message: string, field?: string }, request_id?: string }} ErrorBody */
+/** @typedef {string} OrganizationId */
+/** @typedef {string} PersonId */
+/** @typedef {string} EstablishmentId */
+/** @typedef {string} Code */
+/** @typedef {string} ActivationToken */
+/** @typedef {string} Email */
+/** @typedef {string} Mobile */
+/** @typedef {string} Nationality */
+/** @typedef {number} Version */
+/** @typedef {string} Text100 */
+/** @typedef {string} Text200 */
+/** @typedef {string} Text500 */
+/** @typedef {"organization.onboarded" | "organization.settings_changed" | "registry.person_saved" | "balance.credited" | "user.subscribed" | "activation.email_confirmed" | "activation.mobile_confirmed" | "activation.mobile_code_rejected" | "activation.resent" | "permissions.changed" | "user.modified" | "user.iqama_updated" | "contact.change_confirmed" | "contact.code_rejected" | "contact.change_cancelled" | "user.suspended" | "seat.renewed" | "seat.reminder_queued" | "seat.expired" | "audit.exported" | "ledger.exported"} AuditAction */
 /** @typedef {string} Timestamp */
 /** @typedef {number} Halalas */
 /** @typedef {"pending_activation" | "active" | "suspended" | "expired"} UserStatus */
@@ -13,15 +26,15 @@
 /** @typedef {{ state: "queued" | "sent" | "failed" | "superseded", message_id?: string, reason?: string, attempts: number, updated_at: Timestamp }} MessageState */
 /** @typedef {{ ar?: string, en?: string }} Name */
 /** @typedef {{ id: string, name: string, size: "micro" | "small" | "medium" | "large" | "giant" }} Establishment */
-/** @typedef {{ unified_number: string, name: string, pricing_plan: "muqeem" | "qiwa", manager_id: string, establishments: Array<Establishment> }} CreateOrganization */
+/** @typedef {{ unified_number: OrganizationId, name: Text200, pricing_plan: "muqeem" | "qiwa", manager_id: PersonId, establishments: Array<{ id: EstablishmentId, name: Text200, size: "micro" | "small" | "medium" | "large" | "giant" }> }} CreateOrganization */
 /** @typedef {{ id: string, name: string, pricing_plan: "muqeem" | "qiwa", manager_id: string, establishments: Array<Establishment>, settings: { employee_self_subscription: boolean }, created_at: Timestamp, version: number }} Organization */
-/** @typedef {{ name: { ar?: string | null, en?: string | null }, nationality: string, iqama_expiry?: string | null, employers?: Array<string>, email: string, mobile: string }} SavePerson */
+/** @typedef {{ name: { ar?: Text200 | null, en?: Text200 | null } & ({ ar: string } | { en: string }), nationality: Nationality, iqama_expiry?: string | null, employers?: Array<EstablishmentId>, email: Email, mobile: Mobile }} SavePerson */
 /** @typedef {{ id: string, name: Name, nationality: string, iqama_expiry?: string, employers: Array<string>, email: string, mobile: string, updated_at: Timestamp }} Person */
 /** @typedef {{ organization_id: string, payment_reference: string, credited_halalas: Halalas, balance_halalas: Halalas, ledger_entry_id: string, credited_at: Timestamp }} CreditReceipt */
 /** @typedef {{ kind: "person" | "operator" | "service" | "system", id?: string }} Actor */
 /** @typedef {{ organization: string, id: string, sequence: number, at: Timestamp, direction: "credit" | "debit", amount: Halalas, balance_after: Halalas, reason: { kind: "credit" | "seat", payment_reference?: string, seat_id?: string, person?: string, purchase?: "subscription" | "renewal" }, actor: Actor, request_id: string }} LedgerEntry */
 /** @typedef {{ organization_id: string, available_halalas: Halalas, total_credited_halalas: Halalas, total_debited_halalas: Halalas, seats_sold: number, ledger: Array<LedgerEntry>, next_cursor?: string }} Balance */
-/** @typedef {{ persons: Array<{ id: string, establishments: Array<string>, user_type?: UserType, language?: "ar" | "en", job_title?: string }> }} SubscriptionRequest */
+/** @typedef {{ persons: Array<{ id: PersonId, establishments: Array<EstablishmentId>, user_type?: UserType, language?: "ar" | "en", job_title?: Text100 }> }} SubscriptionRequest */
 /** @typedef {{ organization_id: string, persons: Array<{ id: string, price_halalas: Halalas, free: boolean }>, total_halalas: Halalas, balance_halalas: Halalas, sufficient: boolean, seat_ends_at: Timestamp }} Quote */
 /** @typedef {{ id: string, starts_at: Timestamp, ends_at: Timestamp, price_halalas: Halalas }} Seat */
 /** @typedef {{ email: Delivery, sms: Delivery }} Deliveries */
@@ -43,7 +56,7 @@
  * `DELETE /v1/organizations/{org}/users/{id}/pending-contact-changes/{channel}`: Withdraw a pending
  * contact change.
  * @param {Api} api
- * @param {{ path: { org: string, id: string, channel: "email" | "mobile" } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId, channel: "email" | "mobile" } }} request
  * @returns {Promise<Profile>}
  */
 export function cancelPendingContact(api, request) {
@@ -65,7 +78,7 @@ export function catalog(api, request = {}) {
  * on the organization's version. `employee_self_subscription` (on by default): a registered
  * employee may buy their own seat for the establishments that employ them.
  * @param {Api} api
- * @param {{ path: { org: string }, body: { version: number, employee_self_subscription: boolean } }} request
+ * @param {{ path: { org: OrganizationId }, body: { version: Version, employee_self_subscription: boolean } }} request
  * @returns {Promise<Organization>}
  */
 export function changeSettings(api, request) {
@@ -76,7 +89,7 @@ export function changeSettings(api, request) {
  * `POST /v1/authorizations/check`: May this user use this service on this establishment now?
  * (platform services and operators)
  * @param {Api} api
- * @param {{ body: { organization_id: string, user_id: string, establishment_id: string, service: string } }} request
+ * @param {{ body: { organization_id: OrganizationId, user_id: PersonId, establishment_id: EstablishmentId, service: string } }} request
  * @returns {Promise<{ allowed: boolean, reason: "granted" | "manager" | "not_subscribed" | "not_active" | "suspended" | "iqama_expired" | "seat_expired" | "unknown_service" | "service_not_on_platform" | "saudi_only" | "no_grant" }>}
  */
 export function check(api, request) {
@@ -87,7 +100,7 @@ export function check(api, request) {
  * `POST /v1/organizations/{org}/users/{id}/contact-verifications`: The user confirms a pending
  * email or mobile with the code sent to it.
  * @param {Api} api
- * @param {{ path: { org: string, id: string }, body: { channel: "email" | "mobile", code: string } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId }, body: { channel: "email" | "mobile", code: Code } }} request
  * @returns {Promise<Profile>}
  */
 export function confirmContact(api, request) {
@@ -98,7 +111,7 @@ export function confirmContact(api, request) {
  * `POST /v1/activations/email`: Confirm the emailed activation link. No token needed; the link is
  * the proof.
  * @param {Api} api
- * @param {{ body: { token: string } }} request
+ * @param {{ body: { token: ActivationToken } }} request
  * @returns {Promise<ActivationState>}
  */
 export function confirmEmail(api, request) {
@@ -108,7 +121,7 @@ export function confirmEmail(api, request) {
 /**
  * `POST /v1/activations/mobile`: Confirm the SMS code (the user).
  * @param {Api} api
- * @param {{ body: { organization_id: string, code: string } }} request
+ * @param {{ body: { organization_id: OrganizationId, code: Code } }} request
  * @returns {Promise<ActivationState>}
  */
 export function confirmMobile(api, request) {
@@ -130,7 +143,7 @@ export function createOrganization(api, request) {
  * `POST /v1/organizations/{org}/balance/credits`: Credit a payment to the balance (operators only).
  * Idempotent by payment reference.
  * @param {Api} api
- * @param {{ path: { org: string }, body: { amount_halalas: number, payment_reference: string } }} request
+ * @param {{ path: { org: OrganizationId }, body: { amount_halalas: number, payment_reference: Text100 } }} request
  * @returns {Promise<CreditReceipt>}
  */
 export function creditBalance(api, request) {
@@ -141,7 +154,7 @@ export function creditBalance(api, request) {
  * `GET /v1/organizations/{org}/users`: The organization's users in ID order (delegated admins see
  * their establishments' users).
  * @param {Api} api
- * @param {{ path: { org: string }, query?: { status?: UserStatus, establishment?: string, q?: string, limit?: number, cursor?: string } }} request
+ * @param {{ path: { org: OrganizationId }, query?: { status?: UserStatus, establishment?: EstablishmentId, q?: Text100, limit?: number, cursor?: string } }} request
  * @returns {Promise<{ users: Array<UserSummary>, next_cursor?: string }>}
  */
 export function listUsers(api, request) {
@@ -150,9 +163,11 @@ export function listUsers(api, request) {
 
 /**
  * `PATCH /v1/organizations/{org}/users/{id}`: Change email, mobile (pending until verified), job
- * title, language, notification settings.
+ * title, language, notification settings: the version read and at least one of them. ID,
+ * nationality, grants, status, role, name, establishments, user type and seat are not changed here
+ * (422 `field_not_modifiable` names them).
  * @param {Api} api
- * @param {{ path: { org: string, id: string }, body: { version: number, email?: string, mobile?: string, job_title?: string | null, language?: "ar" | "en", notifications?: NotificationSettings } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId }, body: { version: Version, email?: Email, mobile?: Mobile, job_title?: Text100 | null, language?: "ar" | "en", notifications?: NotificationSettings } }} request
  * @returns {Promise<{ profile: Profile, verification_messages: Deliveries }>}
  */
 export function modifyUser(api, request) {
@@ -163,7 +178,7 @@ export function modifyUser(api, request) {
  * `GET /v1/organizations/{org}/audit`: The organization's audit trail, newest first. `Accept
  * text/csv` exports it (audited).
  * @param {Api} api
- * @param {{ path: { org: string }, query?: { action?: string, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
+ * @param {{ path: { org: OrganizationId }, query?: { action?: Array<AuditAction>, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
  * @returns {Promise<{ entries: Array<AuditEntry>, next_cursor?: string }>}
  */
 export function organizationAudit(api, request) {
@@ -173,7 +188,7 @@ export function organizationAudit(api, request) {
 /**
  * `GET /v1/organizations/{org}/audit` as CSV (`Accept: text/csv`): the file, named by the server.
  * @param {Api} api
- * @param {{ path: { org: string }, query?: { action?: string, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
+ * @param {{ path: { org: OrganizationId }, query?: { action?: Array<AuditAction>, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
  * @returns {Promise<{ blob: Blob, fileName: string, nextCursor: string | null }>}
  */
 export function organizationAuditCsv(api, request) {
@@ -184,7 +199,7 @@ export function organizationAuditCsv(api, request) {
  * `POST /v1/organizations/{org}/subscriptions/quote`: Price a subscription without writing
  * anything.
  * @param {Api} api
- * @param {{ path: { org: string }, body: SubscriptionRequest }} request
+ * @param {{ path: { org: OrganizationId }, body: SubscriptionRequest }} request
  * @returns {Promise<Quote>}
  */
 export function quoteSubscription(api, request) {
@@ -195,7 +210,7 @@ export function quoteSubscription(api, request) {
  * `GET /v1/organizations/{org}/balance`: The balance and its ledger, newest first (manager or
  * operator). `Accept text/csv` exports the ledger (audited).
  * @param {Api} api
- * @param {{ path: { org: string }, query?: { limit?: number, cursor?: string, format?: "json" | "csv" } }} request
+ * @param {{ path: { org: OrganizationId }, query?: { limit?: number, cursor?: string, format?: "json" | "csv" } }} request
  * @returns {Promise<Balance>}
  */
 export function readBalance(api, request) {
@@ -205,7 +220,7 @@ export function readBalance(api, request) {
 /**
  * `GET /v1/organizations/{org}/balance` as CSV (`Accept: text/csv`): the file, named by the server.
  * @param {Api} api
- * @param {{ path: { org: string }, query?: { limit?: number, cursor?: string, format?: "json" | "csv" } }} request
+ * @param {{ path: { org: OrganizationId }, query?: { limit?: number, cursor?: string, format?: "json" | "csv" } }} request
  * @returns {Promise<{ blob: Blob, fileName: string, nextCursor: string | null }>}
  */
 export function readBalanceCsv(api, request) {
@@ -216,7 +231,7 @@ export function readBalanceCsv(api, request) {
  * `GET /v1/organizations/{org}`: The organization's name, plan, establishments and settings (anyone
  * with a role in it, and operators).
  * @param {Api} api
- * @param {{ path: { org: string } }} request
+ * @param {{ path: { org: OrganizationId } }} request
  * @returns {Promise<Organization>}
  */
 export function readOrganization(api, request) {
@@ -226,7 +241,7 @@ export function readOrganization(api, request) {
 /**
  * `GET /v1/organizations/{org}/users/{id}/permissions`: A user's grants, establishment → services.
  * @param {Api} api
- * @param {{ path: { org: string, id: string } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId } }} request
  * @returns {Promise<Permissions>}
  */
 export function readPermissions(api, request) {
@@ -236,7 +251,7 @@ export function readPermissions(api, request) {
 /**
  * `GET /v1/organizations/{org}/users/{id}`: A user's profile, with any pending contact change.
  * @param {Api} api
- * @param {{ path: { org: string, id: string } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId } }} request
  * @returns {Promise<Profile>}
  */
 export function readProfile(api, request) {
@@ -250,7 +265,7 @@ export function readProfile(api, request) {
  * with `already_renewed` until the renewed year has begun). A seat that ended less than 30 days ago
  * is renewed from now; later, subscribe the person again.
  * @param {Api} api
- * @param {{ path: { org: string, id: string }, headers: { "Idempotency-Key": string }, body?: {  } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId }, headers: { "Idempotency-Key": string }, body?: {  } }} request
  * @returns {Promise<RenewalReceipt>}
  */
 export function renew(api, request) {
@@ -261,7 +276,7 @@ export function renew(api, request) {
  * `POST /v1/organizations/{org}/users/{id}/activation/resend`: Send a fresh link and/or code; the
  * old ones stop working. At most 3 per user in 15 minutes.
  * @param {Api} api
- * @param {{ path: { org: string, id: string }, body?: { email?: boolean, sms?: boolean } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId }, body?: { email?: boolean, sms?: boolean } }} request
  * @returns {Promise<Deliveries>}
  */
 export function resendActivation(api, request) {
@@ -271,7 +286,7 @@ export function resendActivation(api, request) {
 /**
  * `PUT /v1/registry/persons/{id}`: Create or replace a person registry entry (operators only).
  * @param {Api} api
- * @param {{ path: { id: string }, body: SavePerson }} request
+ * @param {{ path: { id: PersonId }, body: SavePerson }} request
  * @returns {Promise<Person>}
  */
 export function savePerson(api, request) {
@@ -282,7 +297,7 @@ export function savePerson(api, request) {
  * `PUT /v1/organizations/{org}/users/{id}/permissions`: Replace a user's grants, based on the
  * version read.
  * @param {Api} api
- * @param {{ path: { org: string, id: string }, body: { version: number, grants: GrantMatrix } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId }, body: { version: Version, grants: GrantMatrix } }} request
  * @returns {Promise<Permissions>}
  */
 export function setPermissions(api, request) {
@@ -296,7 +311,7 @@ export function setPermissions(api, request) {
  * (unless the manager turned `employee_self_subscription` off). The idempotency key belongs to the
  * caller: another caller's key is never replayed.
  * @param {Api} api
- * @param {{ path: { org: string }, headers: { "Idempotency-Key": string }, body: SubscriptionRequest }} request
+ * @param {{ path: { org: OrganizationId }, headers: { "Idempotency-Key": string }, body: SubscriptionRequest }} request
  * @returns {Promise<SubscriptionReceipt>}
  */
 export function subscribe(api, request) {
@@ -307,7 +322,7 @@ export function subscribe(api, request) {
  * `POST /v1/organizations/{org}/users/{id}/suspension`: Stop a user for good; the seat ends without
  * refund.
  * @param {Api} api
- * @param {{ path: { org: string, id: string }, body: { reason: string } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId }, body: { reason: Text500 } }} request
  * @returns {Promise<Suspended>}
  */
 export function suspend(api, request) {
@@ -317,7 +332,7 @@ export function suspend(api, request) {
 /**
  * `GET /v1/organizations/{org}/users/{id}/audit`: One user's audit trail, newest first.
  * @param {Api} api
- * @param {{ path: { org: string, id: string }, query?: { action?: string, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId }, query?: { action?: Array<AuditAction>, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
  * @returns {Promise<{ entries: Array<AuditEntry>, next_cursor?: string }>}
  */
 export function userAudit(api, request) {
@@ -328,7 +343,7 @@ export function userAudit(api, request) {
  * `GET /v1/organizations/{org}/users/{id}/audit` as CSV (`Accept: text/csv`): the file, named by
  * the server.
  * @param {Api} api
- * @param {{ path: { org: string, id: string }, query?: { action?: string, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
+ * @param {{ path: { org: OrganizationId, id: PersonId }, query?: { action?: Array<AuditAction>, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
  * @returns {Promise<{ blob: Blob, fileName: string, nextCursor: string | null }>}
  */
 export function userAuditCsv(api, request) {

@@ -46,6 +46,15 @@ function nameOf(name) {
   return preferred ?? "—";
 }
 
+/**
+ * A person's name as the registry takes it: in Arabic, in English, or both (an empty one is
+ * left for the server to refuse by name).
+ * @param {string} ar @param {string} en
+ */
+function personName(ar, en) {
+  return ar ? { ar, en: en || null } : { en, ar: null };
+}
+
 /** @param {string} status */
 function statusBadge(status) {
   return h("span", { class: `badge status-${status}` }, t(`status.${status}`));
@@ -598,7 +607,11 @@ function auditSection(org, user) {
   const exportButton = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t("audit.export")));
   /** @type {string | undefined} */
   let cursor;
-  const query = () => ({ action: action.value || undefined, from: from.value || undefined, to: to.value || undefined });
+  const query = () => ({
+    action: action.value ? [/** @type {API.AuditAction} */ (action.value)] : undefined,
+    from: from.value || undefined,
+    to: to.value || undefined,
+  });
   const load = async (/** @type {boolean} */ fresh) => {
     if (fresh) {
       body.replaceChildren();
@@ -1220,7 +1233,7 @@ function operator() {
       const saved = await API.savePerson(api, {
         path: { id: personId.value.trim() },
         body: {
-          name: { ar: nameAr.value.trim() || null, en: nameEn.value.trim() || null },
+          name: personName(nameAr.value.trim(), nameEn.value.trim()),
           nationality: nationality.value.trim().toUpperCase(),
           iqama_expiry: iqamaExpiry.value || null,
           employers: employers.value.split(/[,،\s]+/).filter(Boolean),

@@ -22,7 +22,7 @@ export class ApiError extends Error {
 }
 
 /**
- * @typedef {{ path?: Record<string, string>, query?: Record<string, string | number | undefined | null>,
+ * @typedef {{ path?: Record<string, string>, query?: Record<string, string | number | ReadonlyArray<string> | undefined | null>,
  *   headers?: Record<string, string | undefined>, body?: unknown }} Request
  */
 
@@ -50,7 +50,9 @@ export class Api {
     });
     const query = new URLSearchParams();
     for (const [name, value] of Object.entries(request.query ?? {})) {
-      if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
+      // Arrays as openapi.yaml writes them (style form, explode false): one parameter, commas.
+      const text = Array.isArray(value) ? value.join(",") : value;
+      if (text !== undefined && text !== null && text !== "") query.set(name, String(text));
     }
     const search = query.toString();
     return `${this.base}${path}${search ? `?${search}` : ""}`;

@@ -30,7 +30,16 @@ fn type_of(schema: &Yaml) -> String {
     for key in ["oneOf", "anyOf"] {
         if let Some(any) = schema[key].as_vec() {
             let alternatives: BTreeSet<String> = any.iter().map(type_of).collect();
-            return alternatives.into_iter().collect::<Vec<_>>().join(" | ");
+            let alternatives = alternatives.into_iter().collect::<Vec<_>>().join(" | ");
+            // Alternatives beside the schema's own properties narrow them: both hold.
+            return match schema {
+                Yaml::Hash(hash) if hash.contains_key(&Yaml::String("properties".to_owned())) => {
+                    let mut own = hash.clone();
+                    own.remove(&Yaml::String(key.to_owned()));
+                    format!("{} & ({alternatives})", type_of(&Yaml::Hash(own)))
+                }
+                _ => alternatives,
+            };
         }
     }
     if let Some(values) = schema["enum"].as_vec() {
