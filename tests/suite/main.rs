@@ -37,3 +37,4 @@ mod rules;
 mod security;
 mod shapes;
 mod template;
+mod tls;

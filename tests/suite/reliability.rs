@@ -366,9 +366,15 @@ both!(faults_converge_to_exactly_one_outcome);
 
 /// Every AWS call is bounded: at most three attempts, each with a timeout, and an overall
 /// timeout per operation, so a throttled table turns into a 503 instead of a hung function.
-#[tokio::test]
-async fn sdk_retries_and_timeouts_are_bounded() {
-    let config = aws_adapters::sdk_config().await;
+#[test]
+fn sdk_retries_and_timeouts_are_bounded() {
+    let lambda = |name: &str| match name {
+        "AWS_REGION" => Some("me-south-1".to_owned()),
+        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("test".to_owned()),
+        _ => None,
+    };
+    let environment = aws_adapters::sdk::Environment::from_lookup(lambda).expect("Lambda's variables");
+    let config = environment.config(aws_adapters::sdk::https_client(&[]));
     let retry = config.retry_config().expect("a retry configuration");
     assert_eq!(retry.max_attempts(), 3);
     let timeouts = config.timeout_config().expect("timeouts");

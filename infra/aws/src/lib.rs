@@ -1,15 +1,16 @@
 //! Production adapters of the domain's ports: a DynamoDB store, an SES v2 mailer and an SNS
-//! SMS sender, the code key from Secrets Manager, plus the shared SDK configuration
-//! (bounded retries and timeouts, from `domain::deadline`).
+//! SMS sender, the code key from Secrets Manager, plus the SDK configuration the functions
+//! share (`sdk`: from Lambda's environment, the Amazon Trust Services roots compiled in;
+//! bounded retries and timeouts, from `domain::deadline`).
 
 pub mod dynamo;
 pub mod messaging;
+pub mod sdk;
 pub mod secrets;
 pub mod tables;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use domain::deadline::{SDK_ATTEMPT_TIMEOUT, SDK_ATTEMPTS, SDK_CONNECT_TIMEOUT, SDK_OPERATION_TIMEOUT};
 
 pub use dynamo::DynamoStore;
@@ -27,11 +28,4 @@ pub fn sdk_limits() -> (RetryConfig, TimeoutConfig) {
             .operation_timeout(SDK_OPERATION_TIMEOUT)
             .build(),
     )
-}
-
-/// SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL` for an
-/// emulator), with `sdk_limits`.
-pub async fn sdk_config() -> SdkConfig {
-    let (retry, timeout) = sdk_limits();
-    aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeout).load().await
 }

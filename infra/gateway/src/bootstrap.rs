@@ -1,11 +1,14 @@
-//! Start-up of a Lambda: configuration from the environment once, SDK clients once,
-//! logging and metrics once (`observability::init`), then the runtime loop. Each function
+//! Start-up of a Lambda: configuration from the environment once, SDK clients once (one
+//! configuration for all of them, `aws_adapters::sdk::from_env`: no profile files, no
+//! certificate store read), logging and metrics once (`observability::init`), then the
+//! runtime loop. Each function
 //! builds only the ports it uses: the store (every function), the code key (subscribe,
 //! activate, modify, deliver — read from Secrets Manager here, at start-up), the senders
 //! (deliver).
 //!
 //! | variable | meaning |
 //! |---|---|
+//! | `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | set by Lambda; `AWS_ENDPOINT_URL` for an emulator (see `aws_adapters::sdk`) |
 //! | `USERS_TABLE`, `BALANCES_TABLE`, `AUDIT_TABLE`, `OUTBOX_TABLE` | DynamoDB table names |
 //! | `CODE_KEY_SECRET_ARN` | the Secrets Manager secret whose text (≥ 32 bytes) is the key links and codes are derived and digested under |
 //! | `ACTIVATION_LINK_PREFIX` | text the activation token is appended to |
@@ -46,7 +49,7 @@ pub fn parse_code_key(text: &str) -> Result<CodeKey, String> {
 
 /// The store, the clock and the settings.
 pub async fn env() -> Result<Env, lambda_http::Error> {
-    let config = aws_adapters::sdk_config().await;
+    let config = aws_adapters::sdk::from_env()?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), TableNames::from_env()?);
     Ok(Env { store: Arc::new(store), clock: Arc::new(SystemClock), settings: Arc::new(settings_from_env()?) })
 }
@@ -56,7 +59,7 @@ pub async fn env() -> Result<Env, lambda_http::Error> {
 /// (the cause is logged without the secret).
 pub async fn secrets() -> Result<Arc<dyn SecretSource>, lambda_http::Error> {
     let secret = std::env::var("CODE_KEY_SECRET_ARN").map_err(|_| "CODE_KEY_SECRET_ARN is not set")?;
-    let config = aws_adapters::sdk_config().await;
+    let config = aws_adapters::sdk::from_env()?;
     let key = aws_adapters::secrets::read_code_key(&aws_sdk_secretsmanager::Client::new(&config), &secret).await.inspect_err(|error| {
         tracing::error!(cause = %crate::cause_chain(error), "the code key could not be read at start-up");
     })?;
@@ -65,7 +68,7 @@ pub async fn secrets() -> Result<Arc<dyn SecretSource>, lambda_http::Error> {
 
 /// SES and SNS, for `deliver`.
 pub async fn senders() -> Result<Senders, lambda_http::Error> {
-    let config = aws_adapters::sdk_config().await;
+    let config = aws_adapters::sdk::from_env()?;
     let from = std::env::var("MAIL_FROM").map_err(|_| "MAIL_FROM is not set")?;
     let configuration_set = std::env::var("SES_CONFIGURATION_SET").ok().filter(|s| !s.is_empty());
     let sender = std::env::var("SMS_SENDER_ID").ok().filter(|s| !s.is_empty());

@@ -58,6 +58,14 @@ fn print_token(mut arguments: impl Iterator<Item = String>) {
     println!("{}", JwtConfig::from_env().mint(&subject, role.as_deref(), hours * 3600));
 }
 
+/// The SDK configuration of the local server: aws-config's (profiles, SSO, the credential
+/// chain, `AWS_ENDPOINT_URL`), with the functions' retries and timeouts. The functions
+/// themselves read only Lambda's variables (`aws_adapters::sdk`).
+async fn sdk_config() -> aws_config::SdkConfig {
+    let (retry, timeout) = aws_adapters::sdk_limits();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).timeout_config(timeout).load().await
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut arguments = std::env::args().skip(1).peekable();
@@ -95,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let store: Arc<dyn Store> = match options.store.as_str() {
         "embedded" => embedded.clone(),
         "dynamodb" => {
-            let config = aws_adapters::sdk_config().await;
+            let config = sdk_config().await;
             let client = aws_sdk_dynamodb::Client::new(&config);
             let names = aws_adapters::TableNames::with_prefix(&options.table_prefix);
             if options.create_tables {
@@ -114,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             Senders { mailer: printing.clone(), texts: printing }
         }
         "aws" => {
-            let config = aws_adapters::sdk_config().await;
+            let config = sdk_config().await;
             let from = std::env::var("MAIL_FROM").map_err(|_| "MAIL_FROM is required with --messaging aws")?;
             outbox = None;
             Senders {

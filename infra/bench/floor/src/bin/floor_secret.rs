@@ -1,6 +1,8 @@
 //! The floor of a function that reads the code key at start-up (subscribe, activate,
-//! modify): the Lambda HTTP runtime, a DynamoDB client, and one Secrets Manager
-//! `GetSecretValue` of `CODE_KEY_SECRET_ARN` before the first invocation, answering `{}`.
+//! modify): the Lambda HTTP runtime, a DynamoDB client (aws-config, the SDK's default HTTPS
+//! client), and one Secrets Manager `GetSecretValue` of `CODE_KEY_SECRET_ARN` before the
+//! first invocation, answering `{}` (after one `GetItem` when the caller is authenticated:
+//! `floor::read_if_authenticated`).
 
 use lambda_http::{Body, Error, Request, Response, service_fn};
 
@@ -12,8 +14,8 @@ async fn main() -> Result<(), Error> {
     let secret = std::env::var("CODE_KEY_SECRET_ARN")?;
     let key = aws_sdk_secretsmanager::Client::new(&config).get_secret_value().secret_id(secret).send().await?;
     let state = &(dynamodb, key);
-    lambda_http::run(service_fn(move |_: Request| async move {
-        let _ = state;
+    lambda_http::run(service_fn(move |request: Request| async move {
+        floor::read_if_authenticated(&state.0, &request).await?;
         Ok::<_, Error>(Response::builder().status(200).header("content-type", "application/json").body(Body::from("{}"))?)
     }))
     .await
