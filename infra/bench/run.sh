@@ -3,7 +3,7 @@
 # server with the release profile (the one `sam build` ships), runs every measurement and
 # appends the results, with the machine, date and commit, to BENCHMARKS.md.
 # Needs the .venv of infra/check.sh (moto) and wrk (installed with apt-get when missing).
-# Usage: bash infra/bench/run.sh [--runs 21]
+# Usage: bash infra/bench/run.sh [--runs 21] [--stages startup,first,...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS=0
@@ -15,10 +15,29 @@ fi
 source infra/venv.sh
 ensure_venv
 
-echo "==> release build of every function, the floors and the local server ($SECONDS s)"
-cargo build --release --locked \
-  -p operator -p subscribe -p activate -p grant -p authorize -p modify -p suspend -p directory -p expiry-sweep -p deliver \
-  -p floor -p local-api --bins
+FUNCTIONS=(-p operator -p subscribe -p activate -p grant -p authorize -p modify -p suspend -p directory -p expiry-sweep -p deliver)
+# Two builds, as `sam build` builds each function on its own: the functions with the bare
+# floor (the same features), then the SDK floors and the local server, which turn on
+# aws-config and the SDK's default HTTPS client (built together, cargo would give the
+# functions those features too).
+echo "==> release build of every function and the bare floor ($SECONDS s)"
+cargo build --release --locked "${FUNCTIONS[@]}" -p floor-bare --bins
+echo "==> release build of the SDK floors and the local server ($SECONDS s)"
+cargo build --release --locked -p floor -p local-api --bins
+
+# The functions as they were before they stopped reading the machine's certificate store
+# and running aws-config at start-up, built with the same profile (once, kept under
+# target/before-startup), for the before/after of start-up and the first invocation.
+BEFORE_STARTUP=f176c20
+before_startup=target/before-startup
+if [ ! -x "$before_startup/target/release/deliver" ]; then
+  echo "==> release build of the functions at $BEFORE_STARTUP, before ($SECONDS s)"
+  rm -rf "$before_startup/src"
+  mkdir -p "$before_startup/src"
+  git archive "$BEFORE_STARTUP" | tar -x -C "$before_startup/src"
+  (cd "$before_startup/src" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --locked "${FUNCTIONS[@]}" --bins)
+  rm -rf "$before_startup/src"
+fi
 
 # The local server as it was before messages left through the outbox (they were sent inline
 # then), built with the same profile, for the before/after of a 25-person subscription.
@@ -35,13 +54,13 @@ fi
 echo "==> the decision benchmark: ours against cedar-policy ($SECONDS s)"
 cargo bench --locked -p decision-bench --bench decision -- --noplot
 
-echo "==> start-up, requests, scale, delivery, load ($SECONDS s)"
+echo "==> start-up, first invocation, requests, scale, delivery, load ($SECONDS s)"
 # The runner itself is optimized (the scale stage sweeps a million seats), without LTO.
 cargo build --locked --profile bench -p bench --bin bench
 results=$(mktemp)
 status=0
 target/release/bench --binaries target/release --criterion target/criterion \
-  --before-local-api "$before_dir/target/release/local-api" \
+  --before-local-api "$before_dir/target/release/local-api" --before-binaries "$before_startup/target/release" \
   --commit "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!BENCHMARKS.md' || echo '+changes')" "$@" > "$results" || status=$?
 # Whatever was measured is kept, a failed stage included (its section says it failed).
 printf '\n' >> BENCHMARKS.md

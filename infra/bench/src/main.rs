@@ -3,10 +3,12 @@
 //! `bash infra/bench/run.sh`, which builds what it measures first.
 //!
 //! bench --binaries <release dir> --criterion <target/criterion> --commit <sha> [--runs 21]
-//!       [--before-local-api <path>] [--stages startup,requests,scale,delivery,load,decision]
+//!       [--before-local-api <path>] [--before-binaries <release dir of BEFORE_STARTUP>]
+//!       [--stages startup,first,requests,scale,delivery,load,decision]
 //!
-//! Every stage prints its own section; a stage that fails says so in its section, and the
-//! others' figures are printed all the same.
+//! Every stage prints its own section as soon as it is done (so a runner killed later still
+//! leaves what it measured on its standard output); a stage that fails says so in its
+//! section, and the others' figures are printed all the same.
 
 mod delivery;
 mod load;
@@ -17,16 +19,22 @@ mod startup;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The budget of every function-to-floor ratio.
+/// The budget of every function's cold start, as a multiple of the bare floor's.
 const FLOOR_RATIO_BUDGET: f64 = 1.3;
+/// The commit the "before" function binaries are built from (`--before-binaries`): the last
+/// one whose functions loaded the machine's certificate store and ran aws-config.
+const BEFORE_STARTUP: &str = "f176c20";
 /// Throughput budgets, as a share of the bare health route's requests per second.
 const CHECK_SHARE_BUDGET: f64 = 0.5;
 const MIX_SHARE_BUDGET: f64 = 0.2;
 
-/// The floors: the runtime and the SDK clients a function is built with, and nothing else.
-const FLOORS: [&str; 3] = ["floor-storage", "floor-secret", "floor-messaging"];
+/// The floors: `floor-bare`, the Lambda HTTP runtime alone (the budget's reference), and the
+/// SDK floors, the runtime and the SDK clients a function is built with, set up the usual
+/// way (aws-config, the SDK's default HTTPS client with the machine's certificate store), and
+/// nothing else.
+const FLOORS: [&str; 4] = ["floor-bare", "floor-storage", "floor-secret", "floor-messaging"];
 
-/// Every function, and the floor built with the same SDK clients (and, for the functions
+/// Every function, and the SDK floor built with the same SDK clients (and, for the functions
 /// that read the code key at start-up, the same read).
 const FUNCTIONS: &[(&str, &str)] = &[
     ("operator", "floor-storage"),
@@ -41,7 +49,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("deliver", "floor-messaging"),
 ];
 
-const STAGES: [&str; 6] = ["startup", "requests", "scale", "delivery", "load", "decision"];
+const STAGES: [&str; 7] = ["startup", "first", "requests", "scale", "delivery", "load", "decision"];
 
 #[derive(Clone)]
 struct Options {
@@ -50,6 +58,7 @@ struct Options {
     commit: String,
     runs: usize,
     before_local_api: Option<PathBuf>,
+    before_binaries: Option<PathBuf>,
     stages: Vec<String>,
 }
 
@@ -61,6 +70,7 @@ fn options() -> Options {
         commit: "unknown".into(),
         runs: 21,
         before_local_api: None,
+        before_binaries: None,
         stages: STAGES.iter().map(|s| (*s).to_owned()).collect(),
     };
     while let Some(flag) = arguments.next() {
@@ -71,6 +81,7 @@ fn options() -> Options {
             "--commit" => options.commit = value,
             "--runs" => options.runs = value.parse().expect("--runs is a number"),
             "--before-local-api" => options.before_local_api = Some(value.into()),
+            "--before-binaries" => options.before_binaries = Some(value.into()),
             "--stages" => options.stages = value.split(',').map(str::to_owned).collect(),
             other => panic!("unknown option {other}"),
         }
@@ -126,81 +137,188 @@ async fn stage(name: &str, work: impl std::future::Future<Output = String>) -> S
     }
 }
 
+/// Prints `text` at once: run.sh appends whatever reached standard output, even if the runner
+/// dies in a later stage.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let options = options();
-    let mut out = String::new();
+    if let Some(unknown) = options.stages.iter().find(|name| !STAGES.contains(&name.as_str())) {
+        panic!("unknown stage {unknown}; stages: {}", STAGES.join(","));
+    }
     let date = time::OffsetDateTime::now_utc().date();
-    writeln!(out, "## Run of {date}, commit `{}`\n", options.commit).unwrap();
-    writeln!(out, "Machine: {}.\n", machine()).unwrap();
+    emit(&format!("## Run of {date}, commit `{}`\n\nMachine: {}.\n\n", options.commit, machine()));
     let mut failed = false;
     for name in &options.stages {
         let opts = options.clone();
         let section = match name.as_str() {
             "startup" => stage("start-up of every function and floor", startup_section(opts)).await,
+            "first" => stage("the first invocation", first_invocation_section(opts)).await,
             "requests" => stage("DynamoDB requests per operation", requests_section()).await,
             "scale" => stage("the sweep and listings at scale", scale_section()).await,
             "delivery" => stage("subscribing 25 persons, before and after the outbox", delivery_section(opts)).await,
             "load" => stage("the local server under load", load_section(opts)).await,
             "decision" => stage("the permission decision", decision_section(opts)).await,
-            other => panic!("unknown stage {other}; stages: {}", STAGES.join(",")),
+            _ => unreachable!("stages are checked above"),
         };
         failed |= section.contains("**This stage failed**");
-        out.push_str(&section);
+        emit(&section);
     }
-    print!("{out}");
     if failed {
         std::process::exit(1);
     }
 }
 
+/// The binaries the start-up stages run: the floors, the functions, and (with
+/// `--before-binaries`) the functions as built at `BEFORE_STARTUP`. `(label, path, name)`.
+fn startup_binaries(options: &Options, floors: &[&'static str]) -> Vec<(String, PathBuf, &'static str)> {
+    let mut binaries: Vec<(String, PathBuf, &'static str)> =
+        floors.iter().map(|name| (format!("{name} (floor)"), options.binaries.join(name), *name)).collect();
+    binaries.extend(FUNCTIONS.iter().map(|(name, _)| ((*name).to_owned(), options.binaries.join(name), *name)));
+    if let Some(before) = &options.before_binaries {
+        binaries.extend(FUNCTIONS.iter().map(|(name, _)| (format!("{name} at {BEFORE_STARTUP}"), before.join(name), *name)));
+    }
+    binaries
+}
+
+/// Both certificate layouts, and the empty directory the second one names.
+fn layouts() -> (Vec<startup::Layout>, PathBuf) {
+    let empty = std::env::temp_dir().join(format!("bench-empty-cert-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("an empty directory");
+    (vec![startup::Layout::this_machine(), startup::Layout::lambda(&empty)], empty)
+}
+
 async fn startup_section(options: Options) -> String {
     let mut out = String::new();
     let moto = system_tests::moto::moto_for("startup");
-    let emulator = startup::Emulator { endpoint: moto.endpoint(), secret_arn: moto.create_secret(&"2a".repeat(32)).await };
+    let emulator = startup::Emulator {
+        endpoint: moto.endpoint(),
+        secret_arn: moto.create_secret(&"2a".repeat(32)).await,
+        tables: aws_adapters::TableNames::with_prefix("bench"),
+    };
     let kind = |name: &str| match name {
         "expiry-sweep" => startup::Kind::Scheduled,
         "deliver" | "floor-messaging" => startup::Kind::Stream,
         _ => startup::Kind::Http,
     };
-    let paths: Vec<(PathBuf, startup::Kind)> = FLOORS
-        .iter()
-        .copied()
-        .chain(FUNCTIONS.iter().map(|(name, _)| *name))
-        .map(|name| (options.binaries.join(name), kind(name)))
-        .collect();
-    let binaries: Vec<(&Path, startup::Kind)> = paths.iter().map(|(path, kind)| (path.as_path(), *kind)).collect();
-    let measured = startup::measure_all(&binaries, options.runs, &emulator).await;
-    let floors: std::collections::BTreeMap<&str, &startup::Startup> = FLOORS.iter().copied().zip(&measured).collect();
-    writeln!(out, "### Functions against their floor (budget: every ratio ≤ {FLOOR_RATIO_BUDGET})\n").unwrap();
-    writeln!(out, "| Binary | Size (MB) | ratio | Cold start (ms) | ratio | Peak RSS (MB) | ratio | Budget |").unwrap();
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|").unwrap();
-    let mb = |bytes: u64| bytes as f64 / 1_000_000.0;
-    for (name, f) in FLOORS.iter().zip(&measured) {
-        writeln!(
-            out,
-            "| {name} (floor) | {:.2} | — | {:.1} | — | {:.1} | — | — |",
-            mb(f.size_bytes),
-            f.cold_start_ms,
-            f.peak_rss_kib as f64 / 1024.0
-        )
-        .unwrap();
+    let listed = startup_binaries(&options, &FLOORS);
+    let binaries: Vec<(&Path, serde_json::Value)> =
+        listed.iter().map(|(_, path, name)| (path.as_path(), startup::startup_event(kind(name)))).collect();
+    let (layouts, empty) = layouts();
+    let mut measured = Vec::new();
+    for layout in &layouts {
+        measured.push(startup::measure_all(&binaries, options.runs, &emulator, layout).await);
     }
-    for ((name, floor), measured) in FUNCTIONS.iter().zip(&measured[FLOORS.len()..]) {
-        let f = floors[floor];
-        let size = measured.size_bytes as f64 / f.size_bytes as f64;
-        let cold = measured.cold_start_ms / f.cold_start_ms;
-        let rss = measured.peak_rss_kib as f64 / f.peak_rss_kib as f64;
-        let within = size <= FLOOR_RATIO_BUDGET && cold <= FLOOR_RATIO_BUDGET && rss <= FLOOR_RATIO_BUDGET;
-        writeln!(
-            out,
-            "| {name} (vs {floor}) | {:.2} | {size:.2} | {:.1} | {cold:.2} | {:.1} | {rss:.2} | {} |",
-            mb(measured.size_bytes),
-            measured.cold_start_ms,
-            measured.peak_rss_kib as f64 / 1024.0,
-            verdict(within)
-        )
-        .unwrap();
+    let _ = std::fs::remove_dir(&empty);
+    let find = |label: &str| listed.iter().position(|(l, _, _)| l == label);
+    let bare = find("floor-bare (floor)").expect("the bare floor");
+    writeln!(
+        out,
+        "### Start-up against the bare floor (median of {} rounds; budget: every function's cold start ≤ {FLOOR_RATIO_BUDGET} × floor-bare's in both layouts, size and peak RSS no larger than at {BEFORE_STARTUP})\n",
+        options.runs
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| Binary | Size (MB) | Peak RSS (MB) | Cold start (ms), {} | × bare | × SDK floor | Cold start (ms), {} | × bare | × SDK floor | Budget |",
+        layouts[0].name, layouts[1].name
+    )
+    .unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|").unwrap();
+    let mb = |bytes: u64| bytes as f64 / 1_000_000.0;
+    for (index, (label, _, name)) in listed.iter().enumerate() {
+        // Peak RSS and size from Lambda's layout (the one to believe).
+        let lambda = &measured[1][index];
+        let mut row = format!("| {label} | {:.2} | {:.1} |", mb(lambda.size_bytes), lambda.peak_rss_kib as f64 / 1024.0);
+        let floor = FUNCTIONS.iter().find(|(function, _)| function == name).and_then(|(_, floor)| find(&format!("{floor} (floor)")));
+        let mut within = true;
+        for layout in &measured {
+            let cold = layout[index].cold_start_ms;
+            let to_bare = cold / layout[bare].cold_start_ms;
+            within &= to_bare <= FLOOR_RATIO_BUDGET;
+            let to_floor = floor.map_or("—".to_owned(), |floor| format!("{:.2}", cold / layout[floor].cold_start_ms));
+            write!(row, " {cold:.1} | {to_bare:.2} | {to_floor} |").unwrap();
+        }
+        let is_function = !label.ends_with("(floor)") && !label.contains(" at ");
+        let budget = match find(&format!("{name} at {BEFORE_STARTUP}")) {
+            Some(before) if is_function => {
+                let before = &measured[1][before];
+                within &= lambda.size_bytes <= before.size_bytes && lambda.peak_rss_kib <= before.peak_rss_kib;
+                verdict(within).to_owned()
+            }
+            _ if is_function => format!("{} (no before to compare size and RSS with)", verdict(within)),
+            _ => "—".to_owned(),
+        };
+        writeln!(out, "{row} {budget} |").unwrap();
+    }
+    if options.before_binaries.is_none() {
+        writeln!(out, "\n(No `--before-binaries` given: the functions as built at {BEFORE_STARTUP} were not measured.)").unwrap();
+    }
+    out
+}
+
+/// The event of `infra/events/` a binary gets in the first-invocation stage.
+fn event_file(name: &str) -> String {
+    match name {
+        "expiry-sweep" => "scheduled.json".to_owned(),
+        "floor-storage" | "floor-secret" => "authorize.json".to_owned(),
+        "floor-messaging" => "deliver.json".to_owned(),
+        function => format!("{function}.json"),
+    }
+}
+
+/// The first invocation of every function on an event that makes DynamoDB requests: the
+/// events kept in `infra/events/` (what `cargo lambda invoke` sends), against the demo data
+/// on the emulator, as the test suite runs them; the SDK floors get the check event (one
+/// `GetItem`) or the stream event (the same read).
+async fn first_invocation_section(options: Options) -> String {
+    let mut out = String::new();
+    let world = system_tests::world::World::new(system_tests::world::Backend::Moto).await;
+    local_api::demo::seed(&world.env).await.expect("the demo data");
+    let emulator = startup::Emulator {
+        endpoint: world.moto().endpoint(),
+        secret_arn: world.moto().create_secret(&"2a".repeat(32)).await,
+        tables: world.dynamo.as_ref().expect("a moto world").names().clone(),
+    };
+    let events = system_tests::moto::workspace_root().join("infra/events");
+    let event = |name: &str| -> serde_json::Value {
+        let file = event_file(name);
+        serde_json::from_str(&std::fs::read_to_string(events.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"))).expect("JSON")
+    };
+    let sdk_floors = &FLOORS[1..];
+    let listed = startup_binaries(&options, sdk_floors);
+    let binaries: Vec<(&Path, serde_json::Value)> = listed.iter().map(|(_, path, name)| (path.as_path(), event(name))).collect();
+    let (layouts, empty) = layouts();
+    let mut measured = Vec::new();
+    for layout in &layouts {
+        measured.push(startup::measure_all(&binaries, options.runs, &emulator, layout).await);
+    }
+    let _ = std::fs::remove_dir(&empty);
+    writeln!(
+        out,
+        "\n### First invocation: from spawning the process to the answer of an event that makes DynamoDB requests (median of {} rounds; ms)\n",
+        options.runs
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| Binary | Event (answer) | Spawn to answer, {} | of which the invocation | Spawn to answer, {} | of which the invocation |",
+        layouts[0].name, layouts[1].name
+    )
+    .unwrap();
+    writeln!(out, "|---|---|---:|---:|---:|---:|").unwrap();
+    for (index, (label, _, name)) in listed.iter().enumerate() {
+        let mut row = format!("| {label} | `{}` ({}) |", event_file(name), measured[1][index].answer);
+        for layout in &measured {
+            write!(row, " {:.1} | {:.1} |", layout[index].answered_ms, layout[index].invocation_ms).unwrap();
+        }
+        writeln!(out, "{row}").unwrap();
     }
     out
 }
@@ -312,25 +430,46 @@ async fn load_section(options: Options) -> String {
     .unwrap();
     writeln!(out, "| Route | What it does | Requests/s | share of health | p99 (ms) | p99 ratio | Errors | Budget |").unwrap();
     writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|").unwrap();
-    let health = &loads[0];
+    let health = loads[0].measured.as_ref().ok();
+    let mut notes = Vec::new();
     for (i, load) in loads.iter().enumerate() {
-        let share = load.requests_per_second / health.requests_per_second;
-        let budget = match i {
-            0 => format!("0 errors: {}", verdict(load.errors == 0)),
-            1 => format!("≥ {CHECK_SHARE_BUDGET}, 0 errors: {}", verdict(share >= CHECK_SHARE_BUDGET && load.errors == 0)),
-            _ => format!("≥ {MIX_SHARE_BUDGET}, 0 errors: {}", verdict(share >= MIX_SHARE_BUDGET && load.errors == 0)),
+        let measured = match &load.measured {
+            Ok(measured) => measured,
+            Err(why) => {
+                writeln!(out, "| {} | {} | — | — | — | — | — | **not measured** |", load.route, load.what).unwrap();
+                notes.push(format!("- {}: **not measured**: {why}", load.route));
+                continue;
+            }
         };
+        let share = health.map(|h| measured.requests_per_second / h.requests_per_second);
+        let within = |budget: f64| share.is_some_and(|share| share >= budget) && measured.errors == 0;
+        let budget = match i {
+            0 => format!("0 errors: {}", verdict(measured.errors == 0)),
+            1 => format!("≥ {CHECK_SHARE_BUDGET}, 0 errors: {}", verdict(within(CHECK_SHARE_BUDGET))),
+            _ => format!("≥ {MIX_SHARE_BUDGET}, 0 errors: {}", verdict(within(MIX_SHARE_BUDGET))),
+        };
+        let ratio = |value: Option<f64>| value.map_or("—".to_owned(), |v| format!("{v:.2}"));
         writeln!(
             out,
-            "| {} | {} | {:.0} | {share:.2} | {:.2} | {:.1} | {} | {budget} |",
+            "| {} | {} | {:.0} | {} | {:.2} | {} | {} | {budget} |",
             load.route,
             load.what,
-            load.requests_per_second,
-            load.p99_ms,
-            load.p99_ms / health.p99_ms,
-            load.errors
+            measured.requests_per_second,
+            ratio(share),
+            measured.p99_ms,
+            ratio(health.map(|h| measured.p99_ms / h.p99_ms)),
+            measured.errors
         )
         .unwrap();
+        if let Some(summary) = &measured.summary {
+            notes.push(format!("- {}: {summary} in {} s.", load.route, load::DURATION_SECONDS));
+        }
+    }
+    if !notes.is_empty() {
+        writeln!(out, "\n{}", notes.join("\n")).unwrap();
+    }
+    if loads.iter().any(|load| load.measured.is_err()) {
+        writeln!(out, "\n**This stage failed** in part: the routes above marked so measured nothing.").unwrap();
     }
     out
 }
