@@ -270,10 +270,11 @@ async fn the_deliver_binary_takes_the_stream_event_kept_in_the_repository() {
     assert_eq!(answer, json!({ "batchItemFailures": [] }));
 }
 
-/// The code key comes from Secrets Manager, read once when the function starts: its
-/// configuration holds only the secret's ARN, and two invocations make one read.
+/// The code key comes from Secrets Manager, read once by the first request that needs it:
+/// the function's configuration holds only the secret's ARN, start-up reads nothing (the
+/// function asks for work before any read), and two subscriptions make one read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_code_key_is_read_from_secrets_manager_once_at_start_up() {
+async fn the_code_key_is_read_from_secrets_manager_once_when_first_needed() {
     let world = World::new(Backend::Moto).await;
     local_api::demo::seed(&world.env).await.expect("the demo data");
     let names = world.dynamo.as_ref().expect("moto world").names().clone();
@@ -284,8 +285,6 @@ async fn the_code_key_is_read_from_secrets_manager_once_at_start_up() {
     let _recording = system_tests::moto::recording_lock().lock().await;
     world.moto().start_recording().await;
     let runtime = RuntimeApi::start().await;
-    runtime.queue("first", event.clone());
-    runtime.queue("second", event);
     let mut process = runtime
         .function(&function_binary("subscribe"), "subscribe", &world.moto().endpoint(), &names)
         .env("CODE_KEY_SECRET_ARN", &secret)
@@ -293,38 +292,83 @@ async fn the_code_key_is_read_from_secrets_manager_once_at_start_up() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the function starts");
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while runtime.first_next_at().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("it asks for work");
+    assert_eq!(world.moto().recorded_targets(&secret).await, Vec::<String>::new(), "nothing read at start-up");
+    world.moto().start_recording().await;
+    runtime.queue("first", event.clone());
+    runtime.queue("second", event);
     for invocation in ["first", "second"] {
         let answer = tokio::time::timeout(Duration::from_secs(60), runtime.answer(invocation)).await.expect("an answer").expect("no error");
         assert_eq!(answer["statusCode"], 201, "{invocation}: {answer}");
     }
     process.kill().await.expect("stop the function");
     let reads = world.moto().recorded_targets(&secret).await;
-    assert_eq!(reads, ["secretsmanager.GetSecretValue"], "one read, at start-up");
+    assert_eq!(reads, ["secretsmanager.GetSecretValue"], "one read, for the first subscription");
 }
 
-/// A function that cannot read its code key does not start (and says why, without the key);
-/// nor does a key too short to be one.
+/// A code key that cannot be read (a missing secret, or text too short to be a key) fails
+/// the request that needs it with a bare 500, its cause logged without the secret, and
+/// nothing written; the failure is not kept, so once the secret is right the same request
+/// (the same idempotency key) succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_function_without_a_readable_code_key_does_not_start() {
+async fn an_unreadable_code_key_fails_the_request_not_the_function_and_is_tried_again() {
     let world = World::new(Backend::Moto).await;
+    local_api::demo::seed(&world.env).await.expect("the demo data");
     let names = world.dynamo.as_ref().expect("moto world").names().clone();
     let short = world.moto().create_secret("too-short").await;
-    for secret in ["arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf".to_owned(), short] {
+    let event: Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("infra/events/subscribe.json")).unwrap()).unwrap();
+    let ledger = |world: &World| {
+        let store = world.env.store.clone();
+        async move {
+            let organization = domain::organization::OrganizationId::parse("7001234567").expect("an organization");
+            store.ledger(&organization, domain::store::PageRequest::first(100)).await.expect("the ledger").items.len()
+        }
+    };
+    let before = ledger(&world).await;
+    for secret in ["arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf", short.as_str()] {
         let runtime = RuntimeApi::start().await;
+        runtime.queue("refused", event.clone());
         let mut process = runtime
-            .function(&function_binary("activate"), "activate", &world.moto().endpoint(), &names)
-            .env("CODE_KEY_SECRET_ARN", &secret)
+            .function(&function_binary("subscribe"), "subscribe", &world.moto().endpoint(), &names)
+            .env("CODE_KEY_SECRET_ARN", secret)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("the process starts");
-        let status = tokio::time::timeout(Duration::from_secs(30), process.wait()).await.expect("it exits").expect("a status");
-        assert!(!status.success(), "{secret}: {status}");
-        assert!(runtime.first_next_at().is_none(), "{secret}: it never asked for work");
+        let answer = tokio::time::timeout(Duration::from_secs(60), runtime.answer("refused")).await.expect("an answer").expect("no error");
+        assert_eq!(answer["statusCode"], 500, "{secret}: {answer}");
+        let body: Value = serde_json::from_str(answer["body"].as_str().expect("a body")).expect("JSON");
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        assert_eq!(body["error"].as_object().map(|error| error.len()), Some(2), "a bare error: {body}");
+        if secret == short {
+            // The secret is made right; the same request goes through.
+            let config = world.moto().sdk_config().await;
+            aws_sdk_secretsmanager::Client::new(&config)
+                .put_secret_value()
+                .secret_id(secret)
+                .secret_string("2a".repeat(32))
+                .send()
+                .await
+                .expect("the secret is replaced");
+            runtime.queue("again", event.clone());
+            let answer =
+                tokio::time::timeout(Duration::from_secs(60), runtime.answer("again")).await.expect("an answer").expect("no error");
+            assert_eq!(answer["statusCode"], 201, "{answer}");
+        }
+        process.kill().await.expect("stop the function");
         let mut logs = String::new();
         process.stdout.take().expect("stdout").read_to_string(&mut logs).await.expect("logs");
-        process.stderr.take().expect("stderr").read_to_string(&mut logs).await.expect("logs");
-        assert!(logs.contains("the code key could not be read at start-up"), "{logs}");
+        assert!(logs.contains("secret"), "the cause is logged: {logs}");
         assert!(!logs.contains("too-short"), "the secret's text is never logged: {logs}");
+        if secret != short {
+            assert_eq!(ledger(&world).await, before, "nothing charged by a refused request");
+        }
     }
 }

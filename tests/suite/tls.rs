@@ -192,15 +192,19 @@ async fn a_certificate_outside_the_amazon_roots_is_refused_and_one_inside_the_tr
 
 /// A function binary does not read the machine's certificate store: naming the test's
 /// authority in `SSL_CERT_FILE` and `SSL_CERT_DIR` (which the SDK's default client would
-/// trust) does not make it trusted, so `activate` cannot read its code key over TLS from the
-/// test's server and does not start.
+/// trust) does not make it trusted, so `activate`, asked to resend an activation, cannot
+/// reach the test's server over TLS and answers a bare 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_ignores_the_certificate_store_of_its_machine() {
     let pki = test_pki();
     let server = tls_server(&pki).await;
     let store = scratch();
     std::fs::write(store.join("authority.pem"), &pki.authority).expect("the store");
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("infra/events/activate.json")).expect("the event"))
+            .expect("JSON");
     let runtime = RuntimeApi::start().await;
+    runtime.queue("resend", event);
     let mut process = runtime
         .function(&function_binary("activate"), "activate", &server.endpoint, &aws_adapters::TableNames::with_prefix("tls"))
         .env("CODE_KEY_SECRET_ARN", "arn:aws:secretsmanager:me-south-1:123456789012:secret:code-key-AbCdEf")
@@ -210,10 +214,10 @@ async fn a_function_ignores_the_certificate_store_of_its_machine() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the process starts");
-    let status = tokio::time::timeout(Duration::from_secs(60), process.wait()).await.expect("it exits").expect("a status");
+    let answer = tokio::time::timeout(Duration::from_secs(60), runtime.answer("resend")).await.expect("an answer").expect("no error");
+    process.kill().await.expect("stop the function");
     let _ = std::fs::remove_dir_all(&store);
-    assert!(!status.success(), "{status}");
-    assert!(runtime.first_next_at().is_none(), "it never asked for work");
+    assert_eq!(answer["statusCode"], 500, "{answer}");
     assert_eq!(server.handshakes.load(Ordering::SeqCst), 0, "no handshake completed");
     assert!(server.refused.load(Ordering::SeqCst) >= 1, "it tried the test's server");
 }

@@ -3,8 +3,8 @@
 //! certificate store read), logging and metrics once (`observability::init`), then the
 //! runtime loop. Each function
 //! builds only the ports it uses: the store (every function), the code key (subscribe,
-//! activate, modify, deliver — read from Secrets Manager here, at start-up), the senders
-//! (deliver).
+//! activate, modify, deliver — read from Secrets Manager by the first request that needs
+//! it), the senders (deliver).
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use aws_adapters::{DynamoStore, SesMailer, SnsTexter, TableNames};
 use domain::clock::SystemClock;
-use domain::env::{Env, FixedKey, RetryPolicy, SecretSource, Senders, Settings};
+use domain::env::{Env, RetryPolicy, SecretSource, Senders, Settings};
 use domain::pricing::PricingConfig;
 use domain::secrets::CodeKey;
 use lambda_http::{Body, Request, Response, service_fn};
@@ -54,16 +54,13 @@ pub async fn env() -> Result<Env, lambda_http::Error> {
     Ok(Env { store: Arc::new(store), clock: Arc::new(SystemClock), settings: Arc::new(settings_from_env()?) })
 }
 
-/// The key links and codes are derived and digested under, read once from the Secrets
-/// Manager secret `CODE_KEY_SECRET_ARN` names. A function that cannot read it does not start
-/// (the cause is logged without the secret).
+/// The key links and codes are derived and digested under: the Secrets Manager secret
+/// `CODE_KEY_SECRET_ARN` names, read when a request first needs it
+/// (`aws_adapters::secrets::SecretsManagerKey`), so start-up makes no request of its own.
 pub async fn secrets() -> Result<Arc<dyn SecretSource>, lambda_http::Error> {
     let secret = std::env::var("CODE_KEY_SECRET_ARN").map_err(|_| "CODE_KEY_SECRET_ARN is not set")?;
     let config = aws_adapters::sdk::from_env()?;
-    let key = aws_adapters::secrets::read_code_key(&aws_sdk_secretsmanager::Client::new(&config), &secret).await.inspect_err(|error| {
-        tracing::error!(cause = %crate::cause_chain(error), "the code key could not be read at start-up");
-    })?;
-    Ok(Arc::new(FixedKey(key)))
+    Ok(Arc::new(aws_adapters::secrets::SecretsManagerKey::new(aws_sdk_secretsmanager::Client::new(&config), secret)))
 }
 
 /// SES and SNS, for `deliver`.
