@@ -37,17 +37,19 @@ const UNPROCESSED_RETRIES: u32 = 5;
 
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: Client,
+    client: crate::sdk::LazyClient<Client>,
     names: TableNames,
 }
 
 impl DynamoStore {
-    pub fn new(client: Client, names: TableNames) -> Self {
-        DynamoStore { client, names }
+    /// `client`: a client, or one made by the store's first request (a function's:
+    /// `LazyClient::new(config, Client::new)`, see [`crate::sdk::LazyClient`]).
+    pub fn new(client: impl Into<crate::sdk::LazyClient<Client>>, names: TableNames) -> Self {
+        DynamoStore { client: client.into(), names }
     }
 
     pub fn client(&self) -> &Client {
-        &self.client
+        self.client.get()
     }
 
     pub fn names(&self) -> &TableNames {
@@ -207,7 +209,7 @@ impl Records for DynamoStore {
         let mut records = Vec::with_capacity(keys.len());
         if let [key] = keys.as_slice() {
             let output = self
-                .client
+                .client()
                 .get_item()
                 .table_name(self.names.of(key.table))
                 .key("pk", s(&key.pk))
@@ -242,7 +244,7 @@ impl Records for DynamoStore {
                 }
                 round += 1;
                 let output = self
-                    .client
+                    .client()
                     .batch_get_item()
                     .set_request_items(Some(request))
                     .send()
@@ -272,7 +274,7 @@ impl Records for DynamoStore {
         if puts.len() == 1 {
             let (table, item, condition) = puts.pop().expect("one put");
             let result = self
-                .client
+                .client()
                 .put_item()
                 .table_name(table)
                 .set_item(Some(item))
@@ -307,7 +309,7 @@ impl Records for DynamoStore {
             })
             .collect::<Result<Vec<_>, CommitError>>()?;
         let result =
-            self.client.transact_write_items().set_transact_items(Some(items)).client_request_token(client_request_token()).send().await;
+            self.client().transact_write_items().set_transact_items(Some(items)).client_request_token(client_request_token()).send().await;
         match result {
             Ok(_) => Ok(()),
             Err(error) if outcome_unknown(&error) => Err(CommitError::Unknown(Box::new(aws_sdk_dynamodb::Error::from(error)))),
@@ -374,7 +376,7 @@ impl DynamoStore {
         loop {
             let limit = if filtered { budget - scanned } else { page.limit - items.len() };
             let output = self
-                .client
+                .client()
                 .query()
                 .table_name(self.names.of(listing.table))
                 .set_index_name(listing.index.map(str::to_owned))
@@ -417,7 +419,7 @@ impl DynamoStore {
         let mut start = None;
         loop {
             let output = self
-                .client
+                .client()
                 .query()
                 .table_name(self.names.of(Table::Users))
                 .index_name(index)
@@ -712,7 +714,7 @@ impl Queries for DynamoStore {
 
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
         let output = self
-            .client
+            .client()
             .query()
             .table_name(self.names.of(Table::Users))
             .index_name(LINK_TOKEN_INDEX)

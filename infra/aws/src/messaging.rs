@@ -3,6 +3,7 @@
 //! stream retries) or not (an address or message the provider refuses), and why, by the
 //! provider's error code only — its messages can quote the address.
 
+use crate::sdk::LazyClient;
 use async_trait::async_trait;
 use aws_sdk_sesv2::config::http::HttpResponse;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
@@ -54,7 +55,7 @@ fn unusable(error: impl std::error::Error + Send + Sync + 'static) -> DeliveryEr
 /// Sends email with SES v2 `SendEmail`.
 #[derive(Clone)]
 pub struct SesMailer {
-    client: aws_sdk_sesv2::Client,
+    client: LazyClient<aws_sdk_sesv2::Client>,
     from: String,
     configuration_set: Option<String>,
 }
@@ -62,8 +63,8 @@ pub struct SesMailer {
 impl SesMailer {
     /// `from` must be a verified SES identity; `configuration_set` (optional) routes
     /// delivery events.
-    pub fn new(client: aws_sdk_sesv2::Client, from: String, configuration_set: Option<String>) -> Self {
-        SesMailer { client, from, configuration_set }
+    pub fn new(client: impl Into<LazyClient<aws_sdk_sesv2::Client>>, from: String, configuration_set: Option<String>) -> Self {
+        SesMailer { client: client.into(), from, configuration_set }
     }
 }
 
@@ -79,6 +80,7 @@ impl Mailer for SesMailer {
             .build();
         let sent = self
             .client
+            .get()
             .send_email()
             .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(message.to.as_str()).build())
@@ -94,14 +96,14 @@ impl Mailer for SesMailer {
 /// Sends SMS with SNS `Publish` to a phone number, as transactional messages.
 #[derive(Clone)]
 pub struct SnsTexter {
-    client: aws_sdk_sns::Client,
+    client: LazyClient<aws_sdk_sns::Client>,
     sender_id: Option<String>,
 }
 
 impl SnsTexter {
     /// `sender_id` is the alphanumeric sender shown on the phone, where the carrier allows one.
-    pub fn new(client: aws_sdk_sns::Client, sender_id: Option<String>) -> Self {
-        SnsTexter { client, sender_id }
+    pub fn new(client: impl Into<LazyClient<aws_sdk_sns::Client>>, sender_id: Option<String>) -> Self {
+        SnsTexter { client: client.into(), sender_id }
     }
 }
 
@@ -114,6 +116,7 @@ impl TextSender for SnsTexter {
     async fn send_sms(&self, message: &SmsMessage) -> Result<ProviderMessageId, DeliveryError> {
         let mut request = self
             .client
+            .get()
             .publish()
             .phone_number(message.to.as_str())
             .message(&message.body)

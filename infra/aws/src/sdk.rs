@@ -22,6 +22,9 @@ use std::sync::OnceLock;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_types::SdkConfig;
 
 /// The five roots AWS endpoints chain to, PEM (see the module's documentation).
@@ -30,11 +33,35 @@ pub const AWS_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem"
 /// An HTTP client for the SDK: HTTPS through rustls (aws-lc) trusting [`AWS_ROOTS`] and the
 /// PEM certificates in `extra_roots` (none in production; a test's own authority in the
 /// tests), and nothing from the machine; plain HTTP for an `http://` endpoint (the emulator).
-/// Nothing is read from disk: the roots are parsed when the first connection is made.
+/// Nothing is done until the first request needs a connection: parsing the roots, setting up
+/// aws-lc and rustls is the first request's work, not start-up's.
 pub fn https_client(extra_roots: &[&[u8]]) -> SharedHttpClient {
-    let trust = extra_roots.iter().fold(TrustStore::empty().with_pem_certificate(AWS_ROOTS), |trust, pem| trust.with_pem_certificate(*pem));
+    SharedHttpClient::new(Deferred { extra_roots: extra_roots.iter().map(|pem| pem.to_vec()).collect(), client: OnceLock::new() })
+}
+
+fn build_https(extra_roots: &[Vec<u8>]) -> SharedHttpClient {
+    let trust = extra_roots
+        .iter()
+        .fold(TrustStore::empty().with_pem_certificate(AWS_ROOTS), |trust, pem| trust.with_pem_certificate(pem.as_slice()));
     let context = TlsContext::builder().with_trust_store(trust).build().expect("a TLS context with no extra server names builds");
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
+}
+
+/// [`https_client`]'s client, built on the first `http_connector` call.
+#[derive(Debug)]
+struct Deferred {
+    extra_roots: Vec<Vec<u8>>,
+    client: OnceLock<SharedHttpClient>,
+}
+
+impl HttpClient for Deferred {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        self.client.get_or_init(|| build_https(&self.extra_roots)).http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.client.get().and_then(|client| client.connector_metadata())
+    }
 }
 
 /// A variable the configuration needs is not set.
@@ -96,4 +123,41 @@ pub fn from_env() -> Result<SdkConfig, Missing> {
     }
     let config = Environment::from_env()?.config(https_client(&[]));
     Ok(CONFIG.get_or_init(|| config).clone())
+}
+
+/// An SDK client made on first use. Making one sets up its service's endpoint rules (the
+/// partitions' JSON parsed, their patterns compiled): work for the first request that calls
+/// the service, not for start-up, and none at all for a request refused before any I/O.
+#[derive(Clone)]
+pub struct LazyClient<C> {
+    make: Option<Make<C>>,
+    client: OnceLock<C>,
+}
+
+/// What makes a client: its configuration and its `new`.
+type Make<C> = (SdkConfig, fn(&SdkConfig) -> C);
+
+impl<C> LazyClient<C> {
+    /// `make(&config)` on first use, e.g. `LazyClient::new(config, aws_sdk_dynamodb::Client::new)`.
+    pub fn new(config: SdkConfig, make: fn(&SdkConfig) -> C) -> Self {
+        LazyClient { make: Some((config, make)), client: OnceLock::new() }
+    }
+
+    /// A client made already (the local server, the tests).
+    pub fn ready(client: C) -> Self {
+        LazyClient { make: None, client: OnceLock::from(client) }
+    }
+
+    pub fn get(&self) -> &C {
+        self.client.get_or_init(|| {
+            let (config, make) = self.make.as_ref().expect("a client not made yet has what makes it");
+            make(config)
+        })
+    }
+}
+
+impl<C> From<C> for LazyClient<C> {
+    fn from(client: C) -> Self {
+        LazyClient::ready(client)
+    }
 }

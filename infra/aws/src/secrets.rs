@@ -35,20 +35,24 @@ pub async fn read_code_key(client: &Client, secret_id: &str) -> Result<CodeKey, 
 /// life. A failed read is not kept: the request that needed the key gets a bare 5xx (its
 /// cause logged, never the secret) and the next one tries again.
 pub struct SecretsManagerKey {
-    client: Client,
+    client: crate::sdk::LazyClient<Client>,
     secret_id: String,
     key: OnceCell<CodeKey>,
 }
 
 impl SecretsManagerKey {
-    pub fn new(client: Client, secret_id: impl Into<String>) -> Self {
-        SecretsManagerKey { client, secret_id: secret_id.into(), key: OnceCell::new() }
+    pub fn new(client: impl Into<crate::sdk::LazyClient<Client>>, secret_id: impl Into<String>) -> Self {
+        SecretsManagerKey { client: client.into(), secret_id: secret_id.into(), key: OnceCell::new() }
     }
 }
 
 #[async_trait]
 impl SecretSource for SecretsManagerKey {
     async fn code_key(&self) -> Result<CodeKey, domain::error::Error> {
-        self.key.get_or_try_init(|| read_code_key(&self.client, &self.secret_id)).await.cloned().map_err(domain::error::Error::internal)
+        self.key
+            .get_or_try_init(|| read_code_key(self.client.get(), &self.secret_id))
+            .await
+            .cloned()
+            .map_err(domain::error::Error::internal)
     }
 }

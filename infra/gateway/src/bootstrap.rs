@@ -19,6 +19,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use aws_adapters::sdk::LazyClient;
 use aws_adapters::{DynamoStore, SesMailer, SnsTexter, TableNames};
 use domain::clock::SystemClock;
 use domain::env::{Env, RetryPolicy, SecretSource, Senders, Settings};
@@ -50,7 +51,7 @@ pub fn parse_code_key(text: &str) -> Result<CodeKey, String> {
 /// The store, the clock and the settings.
 pub async fn env() -> Result<Env, lambda_http::Error> {
     let config = aws_adapters::sdk::from_env()?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), TableNames::from_env()?);
+    let store = DynamoStore::new(LazyClient::new(config, aws_sdk_dynamodb::Client::new), TableNames::from_env()?);
     Ok(Env { store: Arc::new(store), clock: Arc::new(SystemClock), settings: Arc::new(settings_from_env()?) })
 }
 
@@ -60,7 +61,7 @@ pub async fn env() -> Result<Env, lambda_http::Error> {
 pub async fn secrets() -> Result<Arc<dyn SecretSource>, lambda_http::Error> {
     let secret = std::env::var("CODE_KEY_SECRET_ARN").map_err(|_| "CODE_KEY_SECRET_ARN is not set")?;
     let config = aws_adapters::sdk::from_env()?;
-    Ok(Arc::new(aws_adapters::secrets::SecretsManagerKey::new(aws_sdk_secretsmanager::Client::new(&config), secret)))
+    Ok(Arc::new(aws_adapters::secrets::SecretsManagerKey::new(LazyClient::new(config, aws_sdk_secretsmanager::Client::new), secret)))
 }
 
 /// SES and SNS, for `deliver`.
@@ -70,8 +71,8 @@ pub async fn senders() -> Result<Senders, lambda_http::Error> {
     let configuration_set = std::env::var("SES_CONFIGURATION_SET").ok().filter(|s| !s.is_empty());
     let sender = std::env::var("SMS_SENDER_ID").ok().filter(|s| !s.is_empty());
     Ok(Senders {
-        mailer: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(&config), from, configuration_set)),
-        texts: Arc::new(SnsTexter::new(aws_sdk_sns::Client::new(&config), sender)),
+        mailer: Arc::new(SesMailer::new(LazyClient::new(config.clone(), aws_sdk_sesv2::Client::new), from, configuration_set)),
+        texts: Arc::new(SnsTexter::new(LazyClient::new(config, aws_sdk_sns::Client::new), sender)),
     })
 }
 
