@@ -158,17 +158,6 @@ fn dynamodb(endpoint: &str, http: aws_sdk_dynamodb::config::SharedHttpClient) ->
     aws_sdk_dynamodb::Client::new(&Environment::from_lookup(lambda).expect("Lambda's variables").config(http))
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(" / ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_outside_the_amazon_roots_is_refused_and_one_inside_the_trust_store_is_accepted() {
     let pki = test_pki();
@@ -176,7 +165,7 @@ async fn a_certificate_outside_the_amazon_roots_is_refused_and_one_inside_the_tr
 
     // The production client: the handshake fails on the certificate's issuer.
     let refused = dynamodb(&server.endpoint, https_client(&[])).describe_table().table_name("users").send().await.expect_err("refused");
-    let chain = error_chain(&refused);
+    let chain = gateway::cause_chain(&refused);
     assert!(refused.as_service_error().is_none(), "no answer got through: {chain}");
     assert!(chain.contains("invalid peer certificate: UnknownIssuer"), "refused for the certificate's issuer: {chain}");
     assert_eq!(server.handshakes.load(Ordering::SeqCst), 0, "no handshake completed");
@@ -185,7 +174,7 @@ async fn a_certificate_outside_the_amazon_roots_is_refused_and_one_inside_the_tr
     // The same client with the test's authority added: through TLS to the server's answer.
     let answered = dynamodb(&server.endpoint, https_client(&[&pki.authority])).describe_table().table_name("users").send().await;
     let error = answered.expect_err("the test server answers with an error");
-    let service = error.as_service_error().unwrap_or_else(|| panic!("an answer from the server: {}", error_chain(&error)));
+    let service = error.as_service_error().unwrap_or_else(|| panic!("an answer from the server: {}", gateway::cause_chain(&error)));
     assert!(service.is_resource_not_found_exception(), "{service:?}");
     assert!(server.handshakes.load(Ordering::SeqCst) >= 1, "a handshake completed");
 }

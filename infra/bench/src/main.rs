@@ -187,11 +187,23 @@ fn startup_binaries(options: &Options, floors: &[&'static str]) -> Vec<(String, 
     binaries
 }
 
-/// Both certificate layouts, and the empty directory the second one names.
-fn layouts() -> (Vec<startup::Layout>, PathBuf) {
+/// Measures `binaries` in both certificate layouts (this machine's, then Lambda's one bundle,
+/// which names an empty directory made for the purpose): the layouts, and per layout the
+/// binaries' figures in their order.
+async fn measure_in_layouts(
+    binaries: &[(&Path, serde_json::Value)],
+    runs: usize,
+    emulator: &startup::Emulator,
+) -> (Vec<startup::Layout>, Vec<Vec<startup::Startup>>) {
     let empty = std::env::temp_dir().join(format!("bench-empty-cert-dir-{}", std::process::id()));
     std::fs::create_dir_all(&empty).expect("an empty directory");
-    (vec![startup::Layout::this_machine(), startup::Layout::lambda(&empty)], empty)
+    let layouts = vec![startup::Layout::this_machine(), startup::Layout::lambda(&empty)];
+    let mut measured = Vec::new();
+    for layout in &layouts {
+        measured.push(startup::measure_all(binaries, runs, emulator, layout).await);
+    }
+    let _ = std::fs::remove_dir(&empty);
+    (layouts, measured)
 }
 
 async fn startup_section(options: Options) -> String {
@@ -210,12 +222,7 @@ async fn startup_section(options: Options) -> String {
     let listed = startup_binaries(&options, &FLOORS);
     let binaries: Vec<(&Path, serde_json::Value)> =
         listed.iter().map(|(_, path, name)| (path.as_path(), startup::startup_event(kind(name)))).collect();
-    let (layouts, empty) = layouts();
-    let mut measured = Vec::new();
-    for layout in &layouts {
-        measured.push(startup::measure_all(&binaries, options.runs, &emulator, layout).await);
-    }
-    let _ = std::fs::remove_dir(&empty);
+    let (layouts, measured) = measure_in_layouts(&binaries, options.runs, &emulator).await;
     let find = |label: &str| listed.iter().position(|(l, _, _)| l == label);
     let bare = find("floor-bare (floor)").expect("the bare floor");
     writeln!(
@@ -294,12 +301,7 @@ async fn first_invocation_section(options: Options) -> String {
     let sdk_floors = &FLOORS[1..];
     let listed = startup_binaries(&options, sdk_floors);
     let binaries: Vec<(&Path, serde_json::Value)> = listed.iter().map(|(_, path, name)| (path.as_path(), event(name))).collect();
-    let (layouts, empty) = layouts();
-    let mut measured = Vec::new();
-    for layout in &layouts {
-        measured.push(startup::measure_all(&binaries, options.runs, &emulator, layout).await);
-    }
-    let _ = std::fs::remove_dir(&empty);
+    let (layouts, measured) = measure_in_layouts(&binaries, options.runs, &emulator).await;
     writeln!(
         out,
         "\n### First invocation: from spawning the process to the answer of an event that makes DynamoDB requests (median of {} rounds; ms)\n",
