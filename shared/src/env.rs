@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
+use crate::entropy::Entropy;
 use crate::error::Error;
 use crate::messaging::{Mailer, TextSender};
 use crate::pricing::PricingConfig;
@@ -59,6 +60,8 @@ impl Settings {
 pub struct Env {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    /// Where identifiers, nonces, commit tokens and backoff jitter come from.
+    pub entropy: Arc<dyn Entropy>,
     pub settings: Arc<Settings>,
 }
 

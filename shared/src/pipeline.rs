@@ -23,6 +23,7 @@ use time::{Duration as TimeDuration, OffsetDateTime};
 
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
 use crate::deadline::{Deadline, SDK_OPERATION_TIMEOUT, within};
+use crate::entropy::{Entropy, Fresh};
 use crate::env::Env;
 use crate::error::{Error, Kind, Rejection};
 use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
@@ -228,10 +229,10 @@ impl<A> Decision<A> {
     /// Queues `message` to `user` (whose record this decision writes, after this call):
     /// the notice joins the intent committed with the change, and the user's slot for it
     /// says `queued`.
-    pub fn notify(&mut self, meta: &RequestMeta, user: &mut User, message: Message, now: OffsetDateTime) {
+    pub fn notify(&mut self, meta: &RequestMeta, user: &mut User, message: Message, now: OffsetDateTime, fresh: &mut Fresh) {
         let intent = self.intent.get_or_insert_with(|| Intent {
             organization: user.organization.clone(),
-            id: crate::secrets::new_id("intent"),
+            id: fresh.id("intent"),
             created_at: now,
             request_id: meta.request_id.clone(),
             notices: vec![],
@@ -269,8 +270,15 @@ pub trait Command: Sync {
     fn authorize(&self, meta: &RequestMeta, state: &Self::State, now: OffsetDateTime) -> Result<(), Rejection>;
 
     /// What follows from the state, at `now`: a decision, a refusal, or (when what was read
-    /// breaks an invariant) an internal error. Pure: no I/O.
-    fn decide(&self, meta: &RequestMeta, state: &Self::State, now: OffsetDateTime) -> Result<Decision<Self::Answer>, Error>;
+    /// breaks an invariant) an internal error. Pure: no I/O, no clock, and no randomness
+    /// but `fresh` (identifiers and nonces, from a seed the pipeline drew for this attempt).
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        state: &Self::State,
+        now: OffsetDateTime,
+        fresh: &mut Fresh,
+    ) -> Result<Decision<Self::Answer>, Error>;
 
     /// The idempotency key, for keyed requests.
     fn keyed(&self) -> Option<&Keyed> {
@@ -293,7 +301,7 @@ impl<A> Outcome<A> {
 
 /// Runs a command to its end. See the module's documentation.
 pub async fn run<C: Command>(env: &Env, meta: &RequestMeta, command: &C) -> Result<Outcome<C::Answer>, Error> {
-    let mut backoff = Backoff::new(env.settings.retry, meta.deadline);
+    let mut backoff = Backoff::new(env.settings.retry, meta.deadline, env.entropy.as_ref());
     // Set when our commit lost the race for its idempotency key: the next read finds the
     // winner's answer, which a concurrent duplicate does not get as its own.
     let mut key_taken = false;
@@ -317,7 +325,7 @@ pub async fn run<C: Command>(env: &Env, meta: &RequestMeta, command: &C) -> Resu
                 return replay(record, keyed);
             }
         }
-        let decision = command.decide(meta, &state, now)?;
+        let decision = command.decide(meta, &state, now, &mut Fresh::draw(env.entropy.as_ref()))?;
         if decision.changes_nothing() {
             return decision.answer.map(Outcome::fresh).map_err(Error::from);
         }
@@ -428,21 +436,22 @@ fn in_flight() -> Error {
 }
 
 /// Backoff between attempts, with full jitter, within the retry policy and the deadline.
-struct Backoff {
+struct Backoff<'a> {
     policy: crate::env::RetryPolicy,
     deadline: Deadline,
+    entropy: &'a dyn Entropy,
     round: u32,
 }
 
-impl Backoff {
-    fn new(policy: crate::env::RetryPolicy, deadline: Deadline) -> Self {
-        Backoff { policy, deadline, round: 0 }
+impl<'a> Backoff<'a> {
+    fn new(policy: crate::env::RetryPolicy, deadline: Deadline, entropy: &'a dyn Entropy) -> Self {
+        Backoff { policy, deadline, entropy, round: 0 }
     }
 
     async fn wait(&mut self) -> Result<(), Error> {
         self.round += 1;
         let ceiling = self.policy.base.saturating_mul(1u32 << self.round.min(16)).min(self.policy.cap);
-        let pause = jitter(ceiling);
+        let pause = ceiling.mul_f64(Fresh::draw(self.entropy).fraction());
         // Another attempt needs its pause and one store call's worth of time.
         if self.round >= self.policy.attempts || !self.deadline.allows(pause + SDK_OPERATION_TIMEOUT) {
             tracing::warn!(attempts = self.round, "gave up after repeated write conflicts");
@@ -453,13 +462,6 @@ impl Backoff {
     }
 }
 
-fn jitter(ceiling: std::time::Duration) -> std::time::Duration {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    let fraction = f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX);
-    ceiling.mul_f64(fraction)
-}
-
 /// An audit entry of `organization`, about `target`, by the caller.
 pub fn audit_entry(
     meta: &RequestMeta,
@@ -468,10 +470,11 @@ pub fn audit_entry(
     target: Option<&User>,
     changes: serde_json::Value,
     at: OffsetDateTime,
+    fresh: &mut Fresh,
 ) -> AuditEntry {
     AuditEntry {
         scope: AuditScope::Organization(organization.clone()),
-        id: crate::secrets::new_id("audit"),
+        id: fresh.id("audit"),
         at,
         actor: meta.caller.actor(),
         action,

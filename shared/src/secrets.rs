@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
+use crate::entropy::Fresh;
 use crate::identity::PersonId;
 use crate::organization::OrganizationId;
 
@@ -87,8 +88,8 @@ pub struct Issued<D> {
 pub struct Nonce(String);
 
 impl Nonce {
-    fn random() -> Self {
-        Nonce(hex::encode(random_bytes::<16>()))
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Nonce(hex::encode(bytes))
     }
 
     pub fn as_str(&self) -> &str {
@@ -133,27 +134,9 @@ pub enum CodeCheck {
     Expired,
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    bytes
-}
-
-/// A random identifier with a readable prefix, e.g. `seat_3f9c…` (80 bits).
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", random_hex(10))
-}
-
-/// `bytes` random bytes as lower-case hex.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    getrandom::fill(&mut buffer).expect("the operating system's random source failed");
-    hex::encode(buffer)
-}
-
-/// A new activation link: its nonce and the digest to store.
-pub fn new_link_token(key: &CodeKey, now: OffsetDateTime) -> Issued<TokenDigest> {
-    let nonce = Nonce::random();
+/// A new activation link: its nonce (from `fresh`) and the digest to store.
+pub fn new_link_token(key: &CodeKey, now: OffsetDateTime, fresh: &mut Fresh) -> Issued<TokenDigest> {
+    let nonce = fresh.nonce();
     let raw = link_token(key, &nonce);
     let digest = TokenDigest { sha256: token_sha256(&raw), expires_at: now + LINK_TOKEN_TTL };
     Issued { nonce, raw, digest }
@@ -185,8 +168,9 @@ pub fn new_code(
     user: &PersonId,
     purpose: CodePurpose<'_>,
     now: OffsetDateTime,
+    fresh: &mut Fresh,
 ) -> Issued<CodeDigest> {
-    let nonce = Nonce::random();
+    let nonce = fresh.nonce();
     let raw = code_for(key, &nonce);
     let hmac = code_digest(key, organization, user, purpose, &raw);
     Issued { nonce, raw, digest: CodeDigest { hmac, expires_at: now + CODE_TTL, failed_attempts: 0 } }
@@ -245,6 +229,10 @@ mod tests {
         CodeKey::new(vec![7; 32]).unwrap()
     }
 
+    fn fresh() -> Fresh {
+        Fresh::for_tests(1)
+    }
+
     fn who() -> (OrganizationId, PersonId) {
         (OrganizationId::parse("7001234567").unwrap(), PersonId::parse("1000000008").unwrap())
     }
@@ -252,25 +240,26 @@ mod tests {
     #[test]
     fn link_tokens_have_256_bits_and_store_only_their_hash() {
         let now = datetime!(2026-11-23 10:00 UTC);
-        let token = new_link_token(&key(), now);
+        let mut fresh = fresh();
+        let token = new_link_token(&key(), now, &mut fresh);
         assert_eq!(token.raw.len(), 43);
         assert_ne!(token.digest.sha256, token.raw);
         assert_eq!(token.digest.sha256, token_sha256(&token.raw));
         assert_eq!(token.digest.expires_at, now + Duration::hours(72));
-        assert_ne!(new_link_token(&key(), now).raw, token.raw);
+        assert_ne!(new_link_token(&key(), now, &mut fresh).raw, token.raw);
     }
 
     #[test]
     fn a_secret_is_derived_again_from_its_nonce_only_with_the_key() {
         let now = datetime!(2026-11-23 10:00 UTC);
         let (org, user) = who();
-        let token = new_link_token(&key(), now);
+        let token = new_link_token(&key(), now, &mut fresh());
         assert_eq!(link_token(&key(), &token.nonce), token.raw, "deliver derives the same link");
         assert!(!token.nonce.as_str().contains(&token.raw) && token.digest.sha256 != token_sha256(token.nonce.as_str()));
         let other_key = CodeKey::new(vec![8; 32]).unwrap();
         assert_ne!(link_token(&other_key, &token.nonce), token.raw, "without the key the nonce is useless");
 
-        let code = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now);
+        let code = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now, &mut fresh());
         assert_eq!(code_for(&key(), &code.nonce), code.raw);
         assert_eq!(code_digest(&key(), &org, &user, CodePurpose::ActivateMobile, &code.raw), code.digest.hmac);
         assert_ne!(code_for(&other_key, &code.nonce), code.raw);
@@ -279,8 +268,9 @@ mod tests {
     #[test]
     fn derived_codes_are_six_digits_and_spread_over_all_digits() {
         let mut first_digits = std::collections::BTreeSet::new();
+        let mut fresh = fresh();
         for _ in 0..400 {
-            let code = code_for(&key(), &Nonce::random());
+            let code = code_for(&key(), &fresh.nonce());
             assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{code}");
             first_digits.insert(code.as_bytes()[0]);
         }
@@ -290,7 +280,7 @@ mod tests {
     #[test]
     fn a_code_is_six_digits_and_its_digest_is_not_the_code() {
         let (org, user) = who();
-        let code = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, datetime!(2026-11-23 10:00 UTC));
+        let code = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, datetime!(2026-11-23 10:00 UTC), &mut fresh());
         assert_eq!(code.raw.len(), 6);
         assert!(code.raw.bytes().all(|b| b.is_ascii_digit()));
         assert!(!code.digest.hmac.contains(&code.raw));
@@ -301,7 +291,7 @@ mod tests {
     fn the_right_code_is_accepted_and_wrong_ones_count_down_to_a_lock() {
         let (org, user) = who();
         let now = datetime!(2026-11-23 10:00 UTC);
-        let issued = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now);
+        let issued = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now, &mut fresh());
         let wrong = if issued.raw == "000000" { "111111" } else { "000000" };
         let mut digest = issued.digest.clone();
         for remaining in (1..MAX_CODE_ATTEMPTS).rev() {
@@ -311,15 +301,15 @@ mod tests {
         // Once dead, even the right code is refused.
         assert_eq!(digest.check(&key(), &org, &user, CodePurpose::ActivateMobile, &issued.raw, now), CodeCheck::Locked);
 
-        let mut fresh = issued.digest;
-        assert_eq!(fresh.check(&key(), &org, &user, CodePurpose::ActivateMobile, &issued.raw, now), CodeCheck::Accepted);
+        let mut unspoiled = issued.digest;
+        assert_eq!(unspoiled.check(&key(), &org, &user, CodePurpose::ActivateMobile, &issued.raw, now), CodeCheck::Accepted);
     }
 
     #[test]
     fn a_code_expires_after_ten_minutes() {
         let (org, user) = who();
         let now = datetime!(2026-11-23 10:00 UTC);
-        let issued = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now);
+        let issued = new_code(&key(), &org, &user, CodePurpose::ActivateMobile, now, &mut fresh());
         let mut digest = issued.digest.clone();
         assert_eq!(
             digest.check(&key(), &org, &user, CodePurpose::ActivateMobile, &issued.raw, now + Duration::minutes(10)),
@@ -336,7 +326,7 @@ mod tests {
     fn a_code_is_bound_to_its_purpose_user_and_key() {
         let (org, user) = who();
         let now = datetime!(2026-11-23 10:00 UTC);
-        let issued = new_code(&key(), &org, &user, CodePurpose::VerifyEmail("a@example.com"), now);
+        let issued = new_code(&key(), &org, &user, CodePurpose::VerifyEmail("a@example.com"), now, &mut fresh());
         let other_user = PersonId::parse("2000000006").unwrap();
         let mut d = issued.digest.clone();
         assert_ne!(d.check(&key(), &org, &user, CodePurpose::VerifyEmail("b@example.com"), &issued.raw, now), CodeCheck::Accepted);

@@ -32,11 +32,9 @@
 //! User records also carry `search_text` (not a key): their ID and names, normalized for
 //! search (`search::normalize`), which listings filter on.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use base64::Engine;
 use time::OffsetDateTime;
 
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
@@ -47,6 +45,9 @@ use crate::ledger::{Balance, LedgerEntry};
 use crate::organization::{EstablishmentId, Organization, OrganizationId};
 use crate::person::Person;
 use crate::user::{User, UserStatus};
+
+pub use crate::cursor::Cursor;
+pub use crate::sweep_state::{EXPIRY_SHARDS, ExpiryPartition, SweepState, expiry_shard};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -155,7 +156,7 @@ pub enum Record {
     Audit(AuditEntry),
     Idempotency(IdempotencyRecord),
     Intent(crate::outbox::Intent),
-    SweepState(crate::actions::sweep::SweepState),
+    SweepState(SweepState),
 }
 
 /// Attributes an adapter stores beside a record so the indexes can find it.
@@ -320,6 +321,12 @@ pub enum StoreError {
     InvalidCursor,
 }
 
+impl From<crate::cursor::InvalidCursor> for StoreError {
+    fn from(_: crate::cursor::InvalidCursor) -> Self {
+        StoreError::InvalidCursor
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     /// A condition did not hold (someone changed the data since it was read), or a
@@ -369,7 +376,7 @@ impl Loaded {
         }
     }
 
-    pub fn sweep_state(&self) -> Option<&crate::actions::sweep::SweepState> {
+    pub fn sweep_state(&self) -> Option<&SweepState> {
         match self.get(Key::SweepState) {
             Some(Record::SweepState(state)) => Some(state),
             _ => None,
@@ -413,38 +420,6 @@ impl Loaded {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-/// An opaque position in a listing: the key attributes of the last item returned,
-/// base64url-encoded. Adapters check it belongs to the listing it is used with.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Cursor(String);
-
-impl fmt::Debug for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Cursor(..)")
-    }
-}
-
-impl Cursor {
-    pub fn from_client(text: &str) -> Self {
-        Cursor(text.to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn encode(key: &BTreeMap<String, String>) -> Self {
-        let json = serde_json::to_vec(key).expect("a map of strings serializes");
-        Cursor(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
-    }
-
-    pub fn decode(&self) -> Result<BTreeMap<String, String>, StoreError> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(self.0.as_bytes()).map_err(|_| StoreError::InvalidCursor)?;
-        serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)
     }
 }
 
@@ -547,34 +522,6 @@ pub trait Queries: Send + Sync {
 pub trait Store: Records + Queries {}
 
 impl<T: Records + Queries> Store for T {}
-
-/// Shards of each day of the expiry index.
-pub const EXPIRY_SHARDS: u8 = 16;
-
-/// One partition of the expiry index: a Saudi day, one shard of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-pub struct ExpiryPartition {
-    pub day: time::Date,
-    pub shard: u8,
-}
-
-impl ExpiryPartition {
-    /// Every shard of `day`.
-    pub fn of_day(day: time::Date) -> impl Iterator<Item = ExpiryPartition> {
-        (0..EXPIRY_SHARDS).map(move |shard| ExpiryPartition { day, shard })
-    }
-
-    /// The index partition key, `EXPIRY#YYYY-MM-DD#SS`.
-    pub fn key(self) -> String {
-        format!("EXPIRY#{}#{:02}", self.day, self.shard)
-    }
-}
-
-/// The shard of a user's entries: stable, and spread evenly by the SHA-256 of the key.
-pub fn expiry_shard(organization: &OrganizationId, user: &PersonId) -> u8 {
-    let digest = crate::secrets::sha256_hex(format!("{}#{}", organization.as_str(), user.as_str()).as_bytes());
-    u8::from_str_radix(&digest[..2], 16).unwrap_or(0) % EXPIRY_SHARDS
-}
 
 /// The most items one listing request reads (DynamoDB's `Limit` is on items read before the
 /// filter): a filter that matches little returns a short page and a cursor to continue,

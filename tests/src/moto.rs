@@ -117,7 +117,7 @@ impl Moto {
     pub async fn create_secret(&self, text: &str) -> String {
         let config = self.sdk_config().await;
         let client = aws_sdk_secretsmanager::Client::new(&config);
-        let name = format!("code-key-{}", domain::secrets::random_hex(6));
+        let name = format!("code-key-{}", domain::entropy::SystemEntropy::hex(6));
         let created = client.create_secret().name(name).secret_string(text).send().await.expect("the secret is created");
         created.arn().expect("an ARN").to_owned()
     }

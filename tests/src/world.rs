@@ -85,7 +85,7 @@ impl World {
     /// A world whose store, mailer or SMS sender are wrapped (fault injection, gates).
     pub async fn with_ports(backend: Backend, wrap_store: Option<StoreWrapper<'_>>, wrap_messaging: Option<MessagingWrapper<'_>>) -> World {
         let clock = Arc::new(ManualClock::at(START));
-        let tag = domain::secrets::random_hex(5);
+        let tag = domain::entropy::SystemEntropy::hex(5);
         let mut embedded = None;
         let mut dynamo = None;
         let mut outbox = None;
@@ -121,7 +121,7 @@ impl World {
             Some(wrap) => wrap(messaging),
             None => messaging,
         };
-        let env = Env { store, clock: clock.clone(), settings: Arc::new(settings()) };
+        let env = Env { store, clock: clock.clone(), entropy: Arc::new(domain::entropy::SystemEntropy), settings: Arc::new(settings()) };
         let secrets: Arc<dyn SecretSource> = Arc::new(FixedKey(code_key()));
         let ports = deliver_function::Ports { env: env.clone(), secrets: secrets.clone(), senders };
         let deliverer = Arc::new(match (stream, &embedded) {
@@ -160,7 +160,7 @@ impl World {
     }
 
     pub fn unique_email(&self, name: &str) -> Email {
-        Email::parse(&format!("{name}.{}.{}@example.sa", self.tag, domain::secrets::random_hex(3))).expect("valid email")
+        Email::parse(&format!("{name}.{}.{}@example.sa", self.tag, domain::entropy::SystemEntropy::hex(3))).expect("valid email")
     }
 
     /// Registers a person; `iqama_days` is how long a resident's iqama stays valid.
@@ -212,7 +212,8 @@ impl World {
     }
 
     pub async fn credit(&self, organization: &OrganizationId, halalas: u64) {
-        let command = Credit::new(organization.clone(), Halalas::new(halalas), &domain::secrets::random_hex(6)).expect("a valid credit");
+        let command =
+            Credit::new(organization.clone(), Halalas::new(halalas), &domain::entropy::SystemEntropy::hex(6)).expect("a valid credit");
         run(&self.env, &operator(), &command).await.expect("the credit is accepted");
     }
 
@@ -323,7 +324,7 @@ impl World {
 }
 
 fn getrandom_digits(buffer: &mut [u8]) {
-    let hex = domain::secrets::random_hex(buffer.len());
+    let hex = domain::entropy::SystemEntropy::hex(buffer.len());
     for (slot, pair) in buffer.iter_mut().zip(hex.as_bytes().chunks(2)) {
         *slot = u8::from_str_radix(std::str::from_utf8(pair).expect("hex"), 16).expect("hex");
     }
@@ -364,7 +365,7 @@ pub fn operator() -> RequestMeta {
 }
 
 pub fn as_person(id: &PersonId) -> RequestMeta {
-    RequestMeta::new(Caller::Person(id.clone()), format!("test-{}", domain::secrets::random_hex(4)))
+    RequestMeta::new(Caller::Person(id.clone()), format!("test-{}", domain::entropy::SystemEntropy::hex(4)))
 }
 
 /// Runs the expiry sweep as of `now`, as the run named `run`.
@@ -472,7 +473,7 @@ impl World {
             language: None,
             job_title: None,
         }];
-        self.subscribe(manager, organization, persons, &domain::secrets::random_hex(8)).await;
+        self.subscribe(manager, organization, persons, &domain::entropy::SystemEntropy::hex(8)).await;
         self.update_user(organization, person, |user| {
             user.status = domain::user::UserStatus::Active;
             user.activation.email_confirmed_at = Some(user.created_at);

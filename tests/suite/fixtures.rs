@@ -105,7 +105,7 @@ pub fn audit(
 ) -> AuditEntry {
     AuditEntry {
         scope: AuditScope::Organization(organization.clone()),
-        id: domain::secrets::random_hex(6),
+        id: domain::entropy::SystemEntropy::hex(6),
         at,
         actor: Actor::Person(person('1', 1)),
         action,

@@ -33,7 +33,7 @@ async fn secrets_cannot_be_guessed_or_flooded(backend: Backend) {
     let guesses = if backend == Backend::Moto { 40 } else { 400 };
     let mut answers = std::collections::BTreeSet::new();
     for n in 0..guesses {
-        let guess = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(domain::secrets::random_hex(16).as_bytes());
+        let guess = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(domain::entropy::SystemEntropy::hex(16).as_bytes());
         let guess = if n % 10 == 0 { format!("{guess}x") } else { guess[..43.min(guess.len())].to_owned() };
         let answer = newcomer.confirm_email(&guess).await;
         answers.insert(format!("{:?}", shape(&answer)));

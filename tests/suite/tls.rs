@@ -42,7 +42,7 @@ fn openssl(dir: &Path, args: &[&str]) -> String {
 }
 
 fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tls-test-{}", domain::secrets::random_hex(6)));
+    let dir = std::env::temp_dir().join(format!("tls-test-{}", domain::entropy::SystemEntropy::hex(6)));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     dir
 }

@@ -198,7 +198,7 @@ fn outcome_unknown<E, R>(error: &SdkError<E, R>) -> bool {
 /// TransactWriteItems idempotency: the SDK's own retries of one commit reuse this token,
 /// so a retry after a lost response cannot apply the transaction twice.
 fn client_request_token() -> String {
-    domain::secrets::random_hex(16)
+    domain::entropy::SystemEntropy::hex(16)
 }
 
 #[async_trait]

@@ -48,7 +48,7 @@ pub async fn measure(server: &Path, version: &str, records: bool) -> Subscribe25
     moto.verify_mail_domain().await;
     let port = free_port();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let prefix = format!("deliver{}", domain::secrets::random_hex(4));
+    let prefix = format!("deliver{}", domain::entropy::SystemEntropy::hex(4));
     let mut process = tokio::process::Command::new(server)
         .args(["--demo", "--port", &port.to_string(), "--store", "dynamodb", "--table-prefix", &prefix, "--create-tables"])
         .args(["--messaging", "aws"])

@@ -52,7 +52,12 @@ pub fn parse_code_key(text: &str) -> Result<CodeKey, String> {
 pub async fn env() -> Result<Env, lambda_http::Error> {
     let config = aws_adapters::sdk::from_env()?;
     let store = DynamoStore::new(LazyClient::new(config, aws_sdk_dynamodb::Client::new), TableNames::from_env()?);
-    Ok(Env { store: Arc::new(store), clock: Arc::new(SystemClock), settings: Arc::new(settings_from_env()?) })
+    Ok(Env {
+        store: Arc::new(store),
+        clock: Arc::new(SystemClock),
+        entropy: Arc::new(domain::entropy::SystemEntropy),
+        settings: Arc::new(settings_from_env()?),
+    })
 }
 
 /// The key links and codes are derived and digested under: the Secrets Manager secret

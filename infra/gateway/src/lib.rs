@@ -293,7 +293,7 @@ fn request_id_of(request: &Request, context: Option<&ApiGatewayV2httpRequestCont
         .and_then(|c| c.request_id.clone())
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| format!("local-{}", domain::secrets::random_hex(8)))
+        .unwrap_or_else(|| format!("local-{}", domain::entropy::SystemEntropy::hex(8)))
 }
 
 /// Handles one request: understands it as one of `R`'s routes, runs `handler`, answers.

@@ -163,8 +163,10 @@ impl Deliverer {
 
     /// One attempt of one record: whether it was delivered (or needs nothing more).
     async fn deliver_one(&self, record: &Pending) -> bool {
-        let meta =
-            deliver_function::meta(&format!("local-deliver-{}", domain::secrets::random_hex(4)), domain::deadline::Deadline::unbounded());
+        let meta = deliver_function::meta(
+            &format!("local-deliver-{}", domain::entropy::SystemEntropy::hex(4)),
+            domain::deadline::Deadline::unbounded(),
+        );
         match record {
             Pending::Intent(intent) => {
                 let key = match self.ports.secrets.code_key().await {

@@ -236,7 +236,7 @@ impl Server {
             }
             ("GET", "/local/activate") => {
                 let token = query_value(query, "token").unwrap_or_default();
-                let request_id = format!("local-{}", domain::secrets::random_hex(8));
+                let request_id = format!("local-{}", domain::entropy::SystemEntropy::hex(8));
                 let meta = domain::pipeline::RequestMeta::new(domain::policy::Caller::Anonymous, request_id.clone());
                 let confirmed = match domain::actions::activate::ConfirmEmail::new(&token) {
                     Ok(command) => domain::pipeline::run(&self.env, &meta, &command).await.map(|outcome| outcome.answer),
@@ -349,7 +349,7 @@ fn api_gateway_event(
             "sourceIp": peer.ip().to_string(),
             "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
         },
-        "requestId": format!("local-{}", domain::secrets::random_hex(8)),
+        "requestId": format!("local-{}", domain::entropy::SystemEntropy::hex(8)),
         "routeKey": route.key,
         "stage": "$default",
         "time": now.to_string(),

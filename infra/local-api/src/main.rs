@@ -135,14 +135,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let code_key = match std::env::var("CODE_HMAC_KEY") {
         Ok(text) => gateway::bootstrap::parse_code_key(&text)?,
         // A fresh key per run: codes from a previous run stop working, which is fine locally.
-        Err(_) => CodeKey::new(domain::secrets::random_hex(32).into_bytes()).expect("64 bytes"),
+        Err(_) => CodeKey::new(domain::entropy::SystemEntropy::hex(32).into_bytes()).expect("64 bytes"),
     };
     let mut settings = Settings::bundled(format!("http://127.0.0.1:{}/activate#token=", options.port));
     if let Ok(json) = std::env::var("PRICING") {
         settings.pricing = PricingConfig::from_json(&json)?;
     }
     let clock = Arc::new(TravelClock::starting_at(options.now));
-    let env = Env { store, clock: clock.clone(), settings: Arc::new(settings) };
+    let env = Env { store, clock: clock.clone(), entropy: Arc::new(domain::entropy::SystemEntropy), settings: Arc::new(settings) };
     let secrets: Arc<dyn SecretSource> = Arc::new(FixedKey(code_key));
     let ports = deliver_function::Ports { env: env.clone(), secrets: secrets.clone(), senders };
     let deliverer = Arc::new(match stream {

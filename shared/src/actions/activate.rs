@@ -11,6 +11,7 @@ use time::{Duration, OffsetDateTime};
 use super::{Delivery, Scene};
 use crate::audit::AuditAction;
 use crate::clock::Timestamp;
+use crate::entropy::Fresh;
 use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
 use crate::metrics::Metric;
@@ -128,7 +129,13 @@ impl Command for ConfirmEmail {
         Ok(())
     }
 
-    fn decide(&self, meta: &RequestMeta, user: &Option<User>, now: OffsetDateTime) -> Result<Decision<ActivationState>, Error> {
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        user: &Option<User>,
+        now: OffsetDateTime,
+        fresh: &mut Fresh,
+    ) -> Result<Decision<ActivationState>, Error> {
         let user = user.as_ref().ok_or_else(invalid_link)?;
         may_activate(user, now)?;
         if user.activation.email_confirmed_at.is_some() {
@@ -152,6 +159,7 @@ impl Command for ConfirmEmail {
             Some(user),
             json!({ "status": { "before": user.status, "after": after } }),
             now,
+            fresh,
         );
         Ok(decision.audit(audit))
     }
@@ -188,7 +196,13 @@ impl Command for ConfirmMobile {
         acting_on_own_account(&meta.caller).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, user: &Option<User>, now: OffsetDateTime) -> Result<Decision<ActivationState>, Error> {
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        user: &Option<User>,
+        now: OffsetDateTime,
+        fresh: &mut Fresh,
+    ) -> Result<Decision<ActivationState>, Error> {
         let user = user.as_ref().ok_or_else(Rejection::not_found)?;
         may_activate(user, now)?;
         if user.activation.mobile_confirmed_at.is_some() {
@@ -228,6 +242,7 @@ impl Command for ConfirmMobile {
                     Some(user),
                     json!({ "status": { "before": user.status, "after": user.status }, "failed_attempts": failed }),
                     now,
+                    fresh,
                 );
                 return Ok(decision.audit(audit));
             }
@@ -239,6 +254,7 @@ impl Command for ConfirmMobile {
             Some(user),
             json!({ "status": { "before": user.status, "after": after }, "failed_attempts": null }),
             now,
+            fresh,
         );
         decision.push_audit(audit);
         Ok(decision)
@@ -292,7 +308,7 @@ impl Command for Resend {
         authorize(standing, Action::ResendActivation(target)).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<Resent>, Error> {
+    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Resent>, Error> {
         let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
         may_activate(target, now)?;
         if target.status == UserStatus::Active {
@@ -316,14 +332,14 @@ impl Command for Resend {
         let mut decision = Decision::answer(Resent { email: Delivery::of(channels.email), sms: Delivery::of(channels.sms) });
         let mut next = target.clone();
         if channels.email {
-            let link = new_link_token(&self.key, now);
+            let link = new_link_token(&self.key, now, fresh);
             next.activation.email_token = Some(link.digest);
-            decision.notify(meta, &mut next, Message::ActivationLink { nonce: link.nonce }, now);
+            decision.notify(meta, &mut next, Message::ActivationLink { nonce: link.nonce }, now, fresh);
         }
         if channels.sms {
-            let code = new_code(&self.key, &self.organization, &self.user, CodePurpose::ActivateMobile, now);
+            let code = new_code(&self.key, &self.organization, &self.user, CodePurpose::ActivateMobile, now, fresh);
             next.activation.mobile_code = Some(code.digest);
-            decision.notify(meta, &mut next, Message::ActivationCode { nonce: code.nonce }, now);
+            decision.notify(meta, &mut next, Message::ActivationCode { nonce: code.nonce }, now, fresh);
         }
         next.recent_resends = recent;
         next.recent_resends.push(Timestamp(now));
@@ -336,6 +352,7 @@ impl Command for Resend {
             Some(&next),
             json!({ "email": channels.email, "sms": channels.sms }),
             now,
+            fresh,
         );
         Ok(decision.write(Write::replace(Record::User(next), target.version)).audit(audit))
     }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::deadline::{Deadline, SDK_OPERATION_TIMEOUT, within};
+use crate::entropy::Fresh;
 use crate::env::{Env, Senders};
 use crate::error::{Error, Rejection};
 use crate::identity::PersonId;
@@ -165,7 +166,7 @@ impl Command for RecordDeliveries {
         Ok(())
     }
 
-    fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime) -> Result<Decision<()>, Error> {
+    fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, _: &mut Fresh) -> Result<Decision<()>, Error> {
         let Some(user) = user else { return Ok(Decision::answer(())) };
         let mut next = user.clone();
         let mut changed = false;

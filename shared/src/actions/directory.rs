@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::Scene;
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
+use crate::entropy::Fresh;
 use crate::env::Env;
 use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
@@ -288,7 +289,13 @@ impl Command for ExportAudit {
         audit_query(meta, &state.scene, self.user.as_ref(), &self.filter, now).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, state: &Listed<AuditEntry>, now: OffsetDateTime) -> Result<Decision<Exported<AuditEntry>>, Error> {
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        state: &Listed<AuditEntry>,
+        now: OffsetDateTime,
+        fresh: &mut Fresh,
+    ) -> Result<Decision<Exported<AuditEntry>>, Error> {
         let changes = json!({
             "format": "csv",
             "user": self.user,
@@ -297,7 +304,7 @@ impl Command for ExportAudit {
             "actions": self.filter.actions,
             "rows": state.rows.len(),
         });
-        let entry = audit_entry(meta, &self.organization, AuditAction::AuditExported, None, changes, now);
+        let entry = audit_entry(meta, &self.organization, AuditAction::AuditExported, None, changes, now, fresh);
         let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.as_ref().map(|c| c.as_str().to_owned()) };
         Ok(Decision::answer(exported).audit(entry))
     }
@@ -331,6 +338,7 @@ impl Command for ExportLedger {
         meta: &RequestMeta,
         state: &Listed<LedgerEntry>,
         now: OffsetDateTime,
+        fresh: &mut Fresh,
     ) -> Result<Decision<Exported<LedgerEntry>>, Error> {
         let entry = audit_entry(
             meta,
@@ -339,6 +347,7 @@ impl Command for ExportLedger {
             None,
             json!({ "format": "csv", "rows": state.rows.len() }),
             now,
+            fresh,
         );
         let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.as_ref().map(|c| c.as_str().to_owned()) };
         Ok(Decision::answer(exported).audit(entry))

@@ -11,6 +11,7 @@ use super::Scene;
 use super::directory::OrganizationView;
 use crate::audit::AuditAction;
 use crate::catalog::{Catalog, ServiceCode};
+use crate::entropy::Fresh;
 use crate::env::Env;
 use crate::error::{Error, Kind, Rejection};
 use crate::grants::Grants;
@@ -122,7 +123,13 @@ impl Command for SetGrants {
         authorize(standing, Action::SetGrants { target, after: &self.after }).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<PermissionsView>, Error> {
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        scene: &Scene,
+        now: OffsetDateTime,
+        fresh: &mut Fresh,
+    ) -> Result<Decision<PermissionsView>, Error> {
         let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
         refuse_unless_grantable(target, now)?;
         for establishment in self.after.establishments() {
@@ -173,6 +180,7 @@ impl Command for SetGrants {
                 "version": { "before": target.grants_version, "after": next.grants_version },
             }),
             now,
+            fresh,
         );
         Ok(Decision::answer(PermissionsView::of(&next)).write(Write::replace(Record::User(next), target.version)).audit(audit))
     }
@@ -213,7 +221,13 @@ impl Command for ChangeSettings {
         authorize(scene.standing(meta, now)?, Action::ChangeSettings).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<OrganizationView>, Error> {
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        scene: &Scene,
+        now: OffsetDateTime,
+        fresh: &mut Fresh,
+    ) -> Result<Decision<OrganizationView>, Error> {
         let current = scene.organization()?;
         if self.version != current.version {
             return Err(Rejection::new(Kind::VersionConflict, "the organization changed since it was read; read it again")
@@ -235,6 +249,7 @@ impl Command for ChangeSettings {
             None,
             json!({ "settings": { "before": current.settings, "after": settings } }),
             now,
+            fresh,
         );
         Ok(Decision::answer(OrganizationView::of(&next)).write(Write::replace(Record::Organization(next), current.version)).audit(audit))
     }

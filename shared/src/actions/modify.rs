@@ -14,6 +14,7 @@ use super::activate::{code_locked, wrong_code};
 use super::{Delivery, Scene, SeatView};
 use crate::audit::AuditAction;
 use crate::contact::{Email, Language, SaudiMobile};
+use crate::entropy::Fresh;
 use crate::env::Env;
 use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
@@ -274,7 +275,7 @@ impl Command for Modify {
         authorize(standing, Action::ModifyUser(target)).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, state: &OnOneUser, now: OffsetDateTime) -> Result<Decision<Modified>, Error> {
+    fn decide(&self, meta: &RequestMeta, state: &OnOneUser, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Modified>, Error> {
         let target = state.scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
         refuse_if_suspended(target)?;
         if self.version != target.profile_version {
@@ -295,17 +296,17 @@ impl Command for Modify {
         let mut next = target.clone();
         let mut changes = Map::new();
         if let Some(email) = &new_email {
-            let code = new_code(&self.key, &self.organization, &target.id, CodePurpose::VerifyEmail(email.as_str()), now);
+            let code = new_code(&self.key, &self.organization, &target.id, CodePurpose::VerifyEmail(email.as_str()), now, fresh);
             next.pending_email =
                 Some(PendingContact { value: email.clone(), code: code.digest, requested_by: requester.clone(), requested_at: now });
-            decision.notify(meta, &mut next, Message::EmailVerification { nonce: code.nonce }, now);
+            decision.notify(meta, &mut next, Message::EmailVerification { nonce: code.nonce }, now, fresh);
             changes.insert("email".into(), json!({ "current": target.email.masked(), "pending": email.masked() }));
         }
         if let Some(mobile) = &new_mobile {
-            let code = new_code(&self.key, &self.organization, &target.id, CodePurpose::VerifyMobile(mobile.as_str()), now);
+            let code = new_code(&self.key, &self.organization, &target.id, CodePurpose::VerifyMobile(mobile.as_str()), now, fresh);
             next.pending_mobile =
                 Some(PendingContact { value: mobile.clone(), code: code.digest, requested_by: requester.clone(), requested_at: now });
-            decision.notify(meta, &mut next, Message::MobileVerification { nonce: code.nonce }, now);
+            decision.notify(meta, &mut next, Message::MobileVerification { nonce: code.nonce }, now, fresh);
             changes.insert("mobile".into(), json!({ "current": target.mobile.masked(), "pending": mobile.masked() }));
         }
         if let Some(title) = &self.job_title
@@ -333,7 +334,7 @@ impl Command for Modify {
         next.profile_version = target.profile_version + 1;
         next.updated_at = now;
         next.version = target.version + 1;
-        let audit = audit_entry(meta, &self.organization, AuditAction::UserModified, Some(&next), Value::Object(changes), now);
+        let audit = audit_entry(meta, &self.organization, AuditAction::UserModified, Some(&next), Value::Object(changes), now, fresh);
         let answer = Modified { profile: ProfileView::of(&next, now), verification_messages: messages };
         Ok(decision.with_answer(answer).write(Write::replace(Record::User(next), target.version)).audit(audit))
     }
@@ -392,7 +393,13 @@ impl Command for ConfirmContact {
         authorize(standing, Action::ConfirmOwnContact(target)).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, state: &OnOneUser, now: OffsetDateTime) -> Result<Decision<ProfileView>, Error> {
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        state: &OnOneUser,
+        now: OffsetDateTime,
+        fresh: &mut Fresh,
+    ) -> Result<Decision<ProfileView>, Error> {
         let target = state.scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
         refuse_if_suspended(target)?;
         let Some((mut digest, value)) = self.pending(target) else {
@@ -437,13 +444,13 @@ impl Command for ConfirmContact {
                     Contact::Email(email) => {
                         next.email = email.clone();
                         next.pending_email = None;
-                        decision.notify(meta, &mut next, Message::EmailChanged { old: target.email.clone() }, now);
+                        decision.notify(meta, &mut next, Message::EmailChanged { old: target.email.clone() }, now, fresh);
                         json!({ "channel": self.channel, "before": target.email.masked(), "after": email.masked() })
                     }
                     Contact::Mobile(mobile) => {
                         next.mobile = mobile.clone();
                         next.pending_mobile = None;
-                        decision.notify(meta, &mut next, Message::MobileChanged { old: target.mobile.clone() }, now);
+                        decision.notify(meta, &mut next, Message::MobileChanged { old: target.mobile.clone() }, now, fresh);
                         json!({ "channel": self.channel, "before": target.mobile.masked(), "after": mobile.masked() })
                     }
                 };
@@ -451,7 +458,7 @@ impl Command for ConfirmContact {
                 (decision.with_answer(ProfileView::of(&next, now)), AuditAction::ContactChangeConfirmed, changes)
             }
         };
-        let audit = audit_entry(meta, &self.organization, action, Some(&next), changes, now);
+        let audit = audit_entry(meta, &self.organization, action, Some(&next), changes, now, fresh);
         decision.push_write(Write::replace(Record::User(next), target.version));
         decision.push_audit(audit);
         Ok(decision)
@@ -491,7 +498,7 @@ impl Command for CancelPending {
         Ok(())
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<ProfileView>, Error> {
+    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<ProfileView>, Error> {
         let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
         let mut next = target.clone();
         let cancelled = match self.channel {
@@ -520,6 +527,7 @@ impl Command for CancelPending {
             Some(&next),
             json!({ "channel": self.channel, "cancelled": cancelled }),
             now,
+            fresh,
         );
         Ok(Decision::answer(ProfileView::of(&next, now)).write(Write::replace(Record::User(next), target.version)).audit(audit))
     }

@@ -10,6 +10,7 @@ use time::{Date, OffsetDateTime};
 use super::Scene;
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
 use crate::contact::{Email, SaudiMobile};
+use crate::entropy::Fresh;
 use crate::error::{Error, Kind, Rejection};
 use crate::idempotency::{IdempotencyScope, key_digest, request_digest};
 use crate::identity::PersonId;
@@ -72,7 +73,7 @@ impl Command for Onboard {
         authorize_platform(&meta.caller, PlatformAction::OnboardOrganization)
     }
 
-    fn decide(&self, meta: &RequestMeta, loaded: &Loaded, now: OffsetDateTime) -> Result<Decision<Organization>, Error> {
+    fn decide(&self, meta: &RequestMeta, loaded: &Loaded, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Organization>, Error> {
         if loaded.organization(&self.id).is_some() {
             return Err(Rejection::new(Kind::OrganizationExists, "an organization with this unified number exists").into());
         }
@@ -104,6 +105,7 @@ impl Command for Onboard {
                 "establishments": organization.establishments.iter().map(|e| json!({"id": e.id, "size": e.size})).collect::<Vec<_>>(),
             }),
             now,
+            fresh,
         );
         Ok(Decision::answer(organization.clone())
             .write(Write::create(Record::Organization(organization.clone())))
@@ -186,7 +188,7 @@ impl Command for SavePerson {
         authorize_platform(&meta.caller, PlatformAction::SaveRegistryPerson)
     }
 
-    fn decide(&self, meta: &RequestMeta, state: &Registered, now: OffsetDateTime) -> Result<Decision<Saved>, Error> {
+    fn decide(&self, meta: &RequestMeta, state: &Registered, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Saved>, Error> {
         let existing = state.loaded.person(&self.id);
         let person = Person {
             id: self.id.clone(),
@@ -206,7 +208,7 @@ impl Command for SavePerson {
             })
             .audit(AuditEntry {
                 scope: AuditScope::Platform,
-                id: crate::secrets::new_id("audit"),
+                id: fresh.id("audit"),
                 at: now,
                 actor: meta.caller.actor(),
                 action: AuditAction::RegistryPersonSaved,
@@ -247,6 +249,7 @@ impl Command for SavePerson {
                 Some(&next),
                 json!({ "iqama_expiry": { "before": day(user.iqama_expiry), "after": day(next.iqama_expiry) } }),
                 now,
+                fresh,
             ));
             decision.push_write(Write::replace(Record::User(next), user.version));
         }
@@ -319,14 +322,14 @@ impl Command for Credit {
         authorize(scene.standing(meta, now)?, Action::CreditBalance).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<CreditReceipt>, Error> {
+    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<CreditReceipt>, Error> {
         let organization = &self.organization;
         let balance = scene.loaded.balance(organization).ok_or_else(|| missing_balance(organization))?;
         let overflow = || Error::internal("the balance would overflow");
         let available = balance.available.checked_add(self.amount).ok_or_else(overflow)?;
         let entry = LedgerEntry {
             organization: organization.clone(),
-            id: crate::secrets::new_id("entry"),
+            id: fresh.id("entry"),
             sequence: ledger_sequence(balance.version + 1, 0),
             at: now,
             direction: Direction::Credit,
@@ -357,6 +360,7 @@ impl Command for Credit {
             None,
             json!({ "amount_halalas": self.amount, "balance_halalas": available, "payment_reference": self.payment_reference }),
             now,
+            fresh,
         );
         Ok(Decision::answer(receipt)
             .write(Write::replace(Record::Balance(next), balance.version))

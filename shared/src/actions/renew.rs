@@ -10,6 +10,7 @@ use super::operator::missing_balance;
 use super::{Scene, SeatView};
 use crate::audit::AuditAction;
 use crate::clock::one_year_after;
+use crate::entropy::Fresh;
 use crate::error::{Error, Kind, Rejection};
 use crate::idempotency::IdempotencyScope;
 use crate::identity::PersonId;
@@ -78,7 +79,7 @@ impl Command for Renew {
         authorize(standing, Action::Renew(target)).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<RenewalReceipt>, Error> {
+    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<RenewalReceipt>, Error> {
         let organization = scene.organization()?;
         let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
         let balance = scene.loaded.balance(&self.organization).ok_or_else(|| missing_balance(&self.organization))?;
@@ -89,7 +90,7 @@ impl Command for Renew {
                 .detail("available_halalas", balance.available.get())
                 .into());
         };
-        let (user, seat) = renewed(target, price, now)?;
+        let (user, seat) = renewed(target, price, now, fresh.id("seat"))?;
         let receipt = RenewalReceipt {
             organization_id: self.organization.clone(),
             user_id: user.id.clone(),
@@ -108,7 +109,7 @@ impl Command for Renew {
         };
         let entry = LedgerEntry {
             organization: self.organization.clone(),
-            id: crate::secrets::new_id("entry"),
+            id: fresh.id("entry"),
             sequence: ledger_sequence(balance.version + 1, 0),
             at: now,
             direction: Direction::Debit,
@@ -132,6 +133,7 @@ impl Command for Renew {
                 "status": { "before": target.status, "after": user.status },
             }),
             now,
+            fresh,
         );
         let mut decision = Decision::answer(receipt)
             .write(Write::replace(Record::Balance(next_balance), balance.version))
@@ -150,7 +152,7 @@ impl Command for Renew {
 /// A user's record after renewing: a running seat keeps running to its end and the year
 /// bought follows it (`next_seat`), with status and access unchanged; a seat that ended less
 /// than `RENEWAL_GRACE` ago is renewed from now. One renewal ahead at most.
-fn renewed(target: &User, price: Halalas, now: OffsetDateTime) -> Result<(User, Seat), Rejection> {
+fn renewed(target: &User, price: Halalas, now: OffsetDateTime, seat_id: String) -> Result<(User, Seat), Rejection> {
     if target.status == UserStatus::Suspended {
         return Err(Rejection::new(Kind::UserSuspended, "a suspended user's seat has ended for good; subscribe the person again"));
     }
@@ -171,7 +173,7 @@ fn renewed(target: &User, price: Halalas, now: OffsetDateTime) -> Result<(User, 
         return Err(Rejection::new(Kind::SeatExpired, "this user holds no seat to renew; subscribe instead"));
     };
     let seat_from = |starts_at: OffsetDateTime| Seat {
-        id: crate::secrets::new_id("seat"),
+        id: seat_id,
         starts_at,
         ends_at: one_year_after(starts_at),
         price,

@@ -16,6 +16,7 @@ use super::{Delivery, Scene, SeatView};
 use crate::audit::AuditAction;
 use crate::clock::one_year_after;
 use crate::contact::Language;
+use crate::entropy::Fresh;
 use crate::error::{Error, Kind, Rejection};
 use crate::idempotency::IdempotencyScope;
 use crate::identity::PersonId;
@@ -253,7 +254,7 @@ impl Command for QuoteSubscription {
         self.subscription.authorize(meta, scene, now)
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<Quote>, Error> {
+    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, _: &mut Fresh) -> Result<Decision<Quote>, Error> {
         let priced = self.subscription.lines(meta, scene, &self.pricing, now)?;
         Ok(Decision::answer(Quote {
             organization_id: self.subscription.organization.clone(),
@@ -339,7 +340,13 @@ impl Command for Subscribe {
         self.subscription.authorize(meta, scene, now)
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<SubscriptionReceipt>, Error> {
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        scene: &Scene,
+        now: OffsetDateTime,
+        fresh: &mut Fresh,
+    ) -> Result<Decision<SubscriptionReceipt>, Error> {
         let organization_id = &self.subscription.organization;
         let Lines { organization, balance, lines, total } = self.subscription.lines(meta, scene, &self.pricing, now)?;
         let Some(balance_after) = balance.available.checked_sub(total) else {
@@ -354,21 +361,16 @@ impl Command for Subscribe {
             // order the balance moved.
             let at = now + Duration::microseconds(position as i64);
             running = running.checked_sub(line.price).ok_or_else(|| Error::internal("running balance below zero"))?;
-            let seat = Seat {
-                id: crate::secrets::new_id("seat"),
-                starts_at: now,
-                ends_at: seat_ends_at,
-                price: line.price,
-                reminders_sent: BTreeSet::new(),
-            };
+            let seat =
+                Seat { id: fresh.id("seat"), starts_at: now, ends_at: seat_ends_at, price: line.price, reminders_sent: BTreeSet::new() };
             let (mut user, activating) = subscribed_user(organization, line, seat.clone(), now);
             if activating {
-                let link = new_link_token(&self.key, now);
-                let code = new_code(&self.key, organization_id, &user.id, CodePurpose::ActivateMobile, now);
+                let link = new_link_token(&self.key, now, fresh);
+                let code = new_code(&self.key, organization_id, &user.id, CodePurpose::ActivateMobile, now, fresh);
                 user.activation.email_token = Some(link.digest);
                 user.activation.mobile_code = Some(code.digest);
-                decision.notify(meta, &mut user, Message::ActivationLink { nonce: link.nonce }, now);
-                decision.notify(meta, &mut user, Message::ActivationCode { nonce: code.nonce }, now);
+                decision.notify(meta, &mut user, Message::ActivationLink { nonce: link.nonce }, now, fresh);
+                decision.notify(meta, &mut user, Message::ActivationCode { nonce: code.nonce }, now, fresh);
             }
             let resubscription = line.existing.is_some_and(|existing| !existing.is_manager());
             decision.push_write(match line.existing {
@@ -377,7 +379,7 @@ impl Command for Subscribe {
             });
             decision.push_write(Write::create(Record::Ledger(LedgerEntry {
                 organization: organization_id.clone(),
-                id: crate::secrets::new_id("entry"),
+                id: fresh.id("entry"),
                 sequence: ledger_sequence(balance.version + 1, position),
                 at,
                 direction: Direction::Debit,
@@ -401,6 +403,7 @@ impl Command for Subscribe {
                     "resubscription": resubscription,
                 }),
                 now,
+                fresh,
             );
             audit.at = at;
             decision.push_audit(audit);

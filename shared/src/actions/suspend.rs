@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use super::{Delivery, Scene};
 use crate::audit::AuditAction;
+use crate::entropy::Fresh;
 use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
 use crate::organization::OrganizationId;
@@ -64,7 +65,7 @@ impl Command for Suspend {
         authorize(standing, Action::Suspend(target)).map(drop)
     }
 
-    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<Decision<Suspended>, Error> {
+    fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Suspended>, Error> {
         let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
         if target.status == UserStatus::Suspended {
             return Err(Rejection::new(Kind::AlreadySuspended, "this user is already suspended").into());
@@ -95,10 +96,10 @@ impl Command for Suspend {
         let mut decision = Decision::answer(());
         let channels = target.notifications.account_notices;
         if channels.email {
-            decision.notify(meta, &mut next, Message::AccountSuspended { channel: Channel::Email, at: now }, now);
+            decision.notify(meta, &mut next, Message::AccountSuspended { channel: Channel::Email, at: now }, now, fresh);
         }
         if channels.sms {
-            decision.notify(meta, &mut next, Message::AccountSuspended { channel: Channel::Sms, at: now }, now);
+            decision.notify(meta, &mut next, Message::AccountSuspended { channel: Channel::Sms, at: now }, now, fresh);
         }
         let audit = audit_entry(
             meta,
@@ -107,6 +108,7 @@ impl Command for Suspend {
             Some(&next),
             json!({ "reason": self.reason, "status": { "before": target.status, "after": next.status }, "ended_seat_id": ended_seat_id }),
             now,
+            fresh,
         );
         let answer = Suspended {
             organization_id: self.organization.clone(),

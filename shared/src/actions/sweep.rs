@@ -36,6 +36,7 @@ use time::{Date, Duration, OffsetDateTime};
 use crate::audit::{Actor, AuditAction};
 use crate::clock::saudi_day;
 use crate::deadline::{Deadline, SWEEP_FUNCTION_TIMEOUT, SWEEP_MARGIN, SWEEP_SAVE_RESERVE};
+use crate::entropy::Fresh;
 use crate::env::Env;
 use crate::error::{Error, Rejection};
 use crate::metrics::Metric;
@@ -43,6 +44,7 @@ use crate::outbox::{Channel, Message};
 use crate::pipeline::{Command, Decision, ReadFirst, Reads, RequestMeta, audit_entry, run};
 use crate::policy::Caller;
 use crate::store::{Cursor, EXPIRY_SHARDS, ExpiryPartition, Key, PageRequest, Record, Write};
+pub use crate::sweep_state::{DayProgress, Lease, Mark, Retry, SweepState};
 use crate::user::{Reminder, SweepStep, User, UserStatus};
 
 /// Missed days whose reminders are still sent (late); older reminders are skipped.
@@ -56,54 +58,6 @@ pub const MAX_RETRY_RUNS: u32 = 3;
 pub const CONCURRENCY: usize = EXPIRY_SHARDS as usize;
 /// Users per index query.
 pub const PAGE: usize = 100;
-
-/// The sweep's place between runs (one item in the users table).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SweepState {
-    pub version: u64,
-    /// Every sweep day up to and including this one is done.
-    pub completed_through: Option<Date>,
-    /// The first day not completed, where a run stopped in it.
-    pub progress: Option<DayProgress>,
-    /// Partitions of completed days with items that failed, retried by the next runs.
-    #[serde(default)]
-    pub retries: Vec<Retry>,
-    /// The run working now, until when.
-    pub lease: Option<Lease>,
-    #[serde(with = "crate::clock::utc")]
-    pub updated_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Lease {
-    pub run: String,
-    #[serde(with = "crate::clock::utc")]
-    pub until: OffsetDateTime,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DayProgress {
-    pub day: Date,
-    /// By partition (`EXPIRY#{day}#{shard}`): done, or where to resume.
-    pub partitions: BTreeMap<String, Mark>,
-}
-
-/// A partition to read again from `from` (its first page with a failed item).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Retry {
-    pub partition: ExpiryPartition,
-    pub from: Option<Cursor>,
-    /// Runs in which its items failed.
-    pub runs: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Mark {
-    Done,
-    /// Resume after this cursor (from the start when `None`).
-    Resume(Option<Cursor>),
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SweepOptions {
@@ -442,7 +396,13 @@ impl Command for StateChange {
         Ok(())
     }
 
-    fn decide(&self, meta: &RequestMeta, state: &Option<SweepState>, now: OffsetDateTime) -> Result<Decision<Option<SweepState>>, Error> {
+    fn decide(
+        &self,
+        meta: &RequestMeta,
+        state: &Option<SweepState>,
+        now: OffsetDateTime,
+        _: &mut Fresh,
+    ) -> Result<Decision<Option<SweepState>>, Error> {
         let lease = state.as_ref().and_then(|state| state.lease.as_ref());
         let ours = lease.is_some_and(|lease| lease.run == meta.request_id);
         let next = match (self, state) {
@@ -514,7 +474,7 @@ impl Command for SweepUser {
         Ok(())
     }
 
-    fn decide(&self, meta: &RequestMeta, user: &Option<User>, now: OffsetDateTime) -> Result<Decision<Swept>, Error> {
+    fn decide(&self, meta: &RequestMeta, user: &Option<User>, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Swept>, Error> {
         let Some(user) = user else { return Ok(Decision::answer(Swept::AlreadyDone)) };
         let Some(step) = user.sweep_due_at(now) else { return Ok(Decision::answer(Swept::AlreadyDone)) };
         let mut next = user.clone();
@@ -548,7 +508,7 @@ impl Command for SweepUser {
                 let channels = user.notifications.expiry_reminders;
                 for (wanted, channel) in [(channels.email, Channel::Email), (channels.sms, Channel::Sms)] {
                     if wanted {
-                        decision.notify(meta, &mut next, Message::ExpiryReminder { reminder, channel, ends_at }, now);
+                        decision.notify(meta, &mut next, Message::ExpiryReminder { reminder, channel, ends_at }, now, fresh);
                     }
                 }
                 (
@@ -558,7 +518,7 @@ impl Command for SweepUser {
                 )
             }
         };
-        let mut audit = audit_entry(meta, &user.organization, action, Some(&next), changes, now);
+        let mut audit = audit_entry(meta, &user.organization, action, Some(&next), changes, now, fresh);
         audit.actor = Actor::System("expiry-sweep".to_owned());
         decision.push_write(Write::replace(Record::User(next), user.version));
         decision.push_audit(audit);

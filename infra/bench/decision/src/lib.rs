@@ -181,6 +181,7 @@ fn users() -> (Vec<User>, OffsetDateTime) {
         let app = Env {
             store: Arc::new(EmbeddedStore::new()),
             clock: clock.clone(),
+            entropy: Arc::new(domain::entropy::SystemEntropy),
             settings: Arc::new(Settings::bundled("https://portal.example.sa/activate#token=")),
         };
         let key = CodeKey::new(vec![7; 32]).expect("32 bytes");
