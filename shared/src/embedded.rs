@@ -20,7 +20,7 @@ use crate::store::{
     AuditQuery, BadItem, CommitError, Contact, Cursor, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, IndexAttributes, Key,
     LEDGER_PREFIX, LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, PERSON_INDEX, Page, PageRequest, Queries, Record, Records,
     StorageKey, StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range,
-    audit_target, organization_partition, person_key, user_matches,
+    audit_target, organization_partition, person_key, read_budget, user_matches,
 };
 use crate::user::User;
 
@@ -112,17 +112,34 @@ impl Tables {
     }
 }
 
-#[derive(Default)]
 pub struct EmbeddedStore {
     tables: Mutex<Tables>,
     /// Every intent committed, in commit order: the stream `deliver` reads.
     stream: Mutex<Vec<crate::outbox::Intent>>,
     appended: tokio::sync::Notify,
+    read_budget: usize,
+}
+
+impl Default for EmbeddedStore {
+    fn default() -> Self {
+        EmbeddedStore {
+            tables: Mutex::default(),
+            stream: Mutex::default(),
+            appended: tokio::sync::Notify::new(),
+            read_budget: LISTING_READ_BUDGET,
+        }
+    }
 }
 
 impl EmbeddedStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store with another read budget for filtered listings (the simulator runs
+    /// small budgets, so that short pages and their cursors happen in small organizations).
+    pub fn with_read_budget(self, budget: usize) -> Self {
+        EmbeddedStore { read_budget: budget, ..self }
     }
 
     /// Intents committed after the first `after` (positions start at 0), at most `limit`.
@@ -327,12 +344,6 @@ fn prefix_range(prefix: &str) -> (String, String) {
     (prefix.to_owned(), format!("{prefix}~"))
 }
 
-/// The read budget of a listing: its page when every item read is returned, the fixed
-/// budget when a filter may drop items.
-fn budget(page: &PageRequest, filtered: bool) -> usize {
-    if filtered { LISTING_READ_BUDGET.max(page.limit) } else { page.limit }
-}
-
 #[async_trait]
 impl Queries for EmbeddedStore {
     async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError> {
@@ -345,7 +356,7 @@ impl Queries for EmbeddedStore {
             prefix_range(USER_PREFIX),
             false,
             &page,
-            budget(&page, filtered),
+            read_budget(&page, filtered, self.read_budget),
             |record| match record {
                 Record::User(user) if user_matches(user, filter) => Some(user.clone()),
                 _ => None,
@@ -379,7 +390,7 @@ impl Queries for EmbeddedStore {
                     .rev()
                     .map(|(entry, record)| (entry.clone(), record));
                 let cursor = |entry: &Entry| index.cursor(entry);
-                Ok(collect(entries, &page, budget(&page, filtered), keep, cursor))
+                Ok(collect(entries, &page, read_budget(&page, filtered, self.read_budget), keep, cursor))
             }
             _ => walk(
                 &tables.records,
@@ -388,7 +399,7 @@ impl Queries for EmbeddedStore {
                 audit_sort_range(query),
                 true,
                 &page,
-                budget(&page, filtered),
+                read_budget(&page, filtered, self.read_budget),
                 keep,
             ),
         }

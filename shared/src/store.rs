@@ -528,6 +528,13 @@ impl<T: Records + Queries> Store for T {}
 /// rather than reading a whole large organization in one request.
 pub const LISTING_READ_BUDGET: usize = 500;
 
+/// What one listing request may read: its page when every item read is returned, the
+/// adapter's read budget (`LISTING_READ_BUDGET` unless set otherwise) when a filter may drop
+/// items.
+pub fn read_budget(page: &PageRequest, filtered: bool, budget: usize) -> usize {
+    if filtered { budget.max(page.limit) } else { page.limit }
+}
+
 /// Whether a user matches a listing filter (shared by the embedded store and by tests).
 pub fn user_matches(user: &User, filter: &UserFilter) -> bool {
     let status_ok = match (filter.status, filter.now) {

@@ -39,13 +39,20 @@ const UNPROCESSED_RETRIES: u32 = 5;
 pub struct DynamoStore {
     client: crate::sdk::LazyClient<Client>,
     names: TableNames,
+    read_budget: usize,
 }
 
 impl DynamoStore {
     /// `client`: a client, or one made by the store's first request (a function's:
     /// `LazyClient::new(config, Client::new)`, see [`crate::sdk::LazyClient`]).
     pub fn new(client: impl Into<crate::sdk::LazyClient<Client>>, names: TableNames) -> Self {
-        DynamoStore { client: client.into(), names }
+        DynamoStore { client: client.into(), names, read_budget: LISTING_READ_BUDGET }
+    }
+
+    /// The same store with another read budget for filtered listings (see
+    /// `domain::store::read_budget`).
+    pub fn with_read_budget(self, budget: usize) -> Self {
+        DynamoStore { read_budget: budget, ..self }
     }
 
     pub fn client(&self) -> &Client {
@@ -352,7 +359,7 @@ struct Listing<'a> {
 
 impl DynamoStore {
     /// Queries until the page is full or the read budget is spent: the page's size when
-    /// every item read is returned, `LISTING_READ_BUDGET` when a filter may drop items
+    /// every item read is returned, the read budget when a filter may drop items
     /// (`Limit` counts items read before the filter). A short page comes with a cursor
     /// whenever the partition may hold more.
     async fn list(&self, listing: Listing<'_>, page: &PageRequest) -> Result<Page<Item>, StoreError> {
@@ -370,7 +377,7 @@ impl DynamoStore {
             }
         };
         let filtered = listing.filter.is_some();
-        let budget = if filtered { LISTING_READ_BUDGET.max(page.limit) } else { page.limit };
+        let budget = domain::store::read_budget(page, filtered, self.read_budget);
         let mut items = Vec::new();
         let mut scanned = 0;
         loop {

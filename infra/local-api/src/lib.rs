@@ -167,16 +167,27 @@ impl Server {
                 _ => return local_error(401, "unauthenticated", "a valid bearer token is required"),
             }
         };
-        let event = api_gateway_event(&parts, &route, &params, &query, claims.as_ref(), &body, peer);
-        let request = match lambda_http::request::from_str(&event.to_string()) {
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
+        let gateway = GatewayRequest {
+            method: &method,
+            path: &path,
+            query: &query,
+            headers,
+            route: &route,
+            params: &params,
+            claims: claims.as_ref(),
+            body: &body,
+            source_ip: peer.ip().to_string(),
+            request_id: format!("local-{}", domain::entropy::SystemEntropy::hex(8)),
+            time: time::OffsetDateTime::now_utc(),
+        };
+        let request = match gateway.lambda_request() {
             Ok(request) => request,
-            Err(error) => {
-                return local_error(
-                    400,
-                    "invalid_request",
-                    &format!("the request could not be represented as an API Gateway event: {error}"),
-                );
-            }
+            Err(message) => return local_error(400, "invalid_request", &message),
         };
         let response = invoke(&self.env, self.secrets.as_ref(), function, request).await;
         to_hyper(response)
@@ -304,70 +315,86 @@ fn to_hyper(response: lambda_http::Response<lambda_http::Body>) -> Reply {
     Response::from_parts(parts, Full::new(bytes))
 }
 
-/// The event API Gateway's HTTP API sends a Lambda (payload format 2.0).
-fn api_gateway_event(
-    parts: &hyper::http::request::Parts,
-    route: &Route,
-    params: &[(String, String)],
-    query: &str,
-    claims: Option<&HashMap<String, String>>,
-    body: &Bytes,
-    peer: SocketAddr,
-) -> Value {
-    let mut headers = serde_json::Map::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match headers.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&value);
-            }
-            _ => {
-                headers.insert(name.as_str().to_owned(), Value::String(value));
+/// What API Gateway knows of a request when it builds the function's event.
+pub struct GatewayRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    /// Header names in lower case; a name given twice is joined with a comma.
+    pub headers: Vec<(String, String)>,
+    pub route: &'a Route,
+    pub params: &'a [(String, String)],
+    /// The verified JWT's claims (the authorizer's), absent on public routes.
+    pub claims: Option<&'a HashMap<String, String>>,
+    pub body: &'a [u8],
+    pub source_ip: String,
+    pub request_id: String,
+    pub time: time::OffsetDateTime,
+}
+
+impl GatewayRequest<'_> {
+    /// The event API Gateway's HTTP API sends a Lambda (payload format 2.0).
+    pub fn event(&self) -> Value {
+        let mut headers = serde_json::Map::new();
+        for (name, value) in &self.headers {
+            match headers.get_mut(name.as_str()) {
+                Some(Value::String(existing)) => {
+                    existing.push(',');
+                    existing.push_str(value);
+                }
+                _ => {
+                    headers.insert(name.clone(), Value::String(value.clone()));
+                }
             }
         }
-    }
-    let query_parameters: serde_json::Map<String, Value> =
-        query_parameters(query).into_iter().map(|(name, value)| (name, Value::String(value))).collect();
-    let (body_text, base64) = match std::str::from_utf8(body) {
-        Ok(text) => (text.to_owned(), false),
-        Err(_) => {
-            use base64::Engine;
-            (base64::engine::general_purpose::STANDARD.encode(body), true)
+        let query_parameters: serde_json::Map<String, Value> =
+            query_parameters(self.query).into_iter().map(|(name, value)| (name, Value::String(value))).collect();
+        let (body_text, base64) = match std::str::from_utf8(self.body) {
+            Ok(text) => (text.to_owned(), false),
+            Err(_) => {
+                use base64::Engine;
+                (base64::engine::general_purpose::STANDARD.encode(self.body), true)
+            }
+        };
+        let user_agent = self.headers.iter().find(|(name, _)| name == "user-agent").map_or("", |(_, value)| value.as_str());
+        let mut context = json!({
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {
+                "method": self.method,
+                "path": self.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": self.source_ip,
+                "userAgent": user_agent,
+            },
+            "requestId": self.request_id,
+            "routeKey": self.route.key,
+            "stage": "$default",
+            "time": self.time.to_string(),
+            "timeEpoch": self.time.unix_timestamp() * 1000,
+        });
+        if let Some(claims) = self.claims {
+            context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
         }
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let mut context = json!({
-        "accountId": "000000000000",
-        "apiId": "local",
-        "domainName": "localhost",
-        "domainPrefix": "localhost",
-        "http": {
-            "method": parts.method.as_str(),
-            "path": parts.uri.path(),
-            "protocol": "HTTP/1.1",
-            "sourceIp": peer.ip().to_string(),
-            "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        },
-        "requestId": format!("local-{}", domain::entropy::SystemEntropy::hex(8)),
-        "routeKey": route.key,
-        "stage": "$default",
-        "time": now.to_string(),
-        "timeEpoch": now.unix_timestamp() * 1000,
-    });
-    if let Some(claims) = claims {
-        context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+        json!({
+            "version": "2.0",
+            "routeKey": self.route.key,
+            "rawPath": self.path,
+            "rawQueryString": self.query,
+            "headers": headers,
+            "queryStringParameters": query_parameters,
+            "pathParameters": self.params.iter().cloned().collect::<HashMap<_, _>>(),
+            "requestContext": context,
+            "body": if self.body.is_empty() { Value::Null } else { Value::String(body_text) },
+            "isBase64Encoded": base64,
+        })
     }
-    json!({
-        "version": "2.0",
-        "routeKey": route.key,
-        "rawPath": parts.uri.path(),
-        "rawQueryString": query,
-        "headers": headers,
-        "queryStringParameters": query_parameters,
-        "pathParameters": params.iter().cloned().collect::<HashMap<_, _>>(),
-        "requestContext": context,
-        "body": if body.is_empty() { Value::Null } else { Value::String(body_text) },
-        "isBase64Encoded": base64,
-    })
+
+    /// The request a function's handler receives, through `lambda_http`'s own conversion.
+    pub fn lambda_request(&self) -> Result<lambda_http::Request, String> {
+        lambda_http::request::from_str(&self.event().to_string())
+            .map_err(|error| format!("the request could not be represented as an API Gateway event: {error}"))
+    }
 }
