@@ -12,15 +12,14 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEntry, AuditScope};
 use crate::clock::key_timestamp;
-use crate::identity::PersonId;
 use crate::ledger::LedgerEntry;
 use crate::messaging::{DeliveryError, EmailMessage, Mailer, SmsMessage, TextSender};
 use crate::organization::OrganizationId;
 use crate::store::{
-    AuditQuery, BadItem, CommitError, Contact, Cursor, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, IndexAttributes, Key,
-    LEDGER_PREFIX, LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, PERSON_INDEX, Page, PageRequest, Queries, Record, Records,
+    AuditQuery, BadItem, CommitError, Contact, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, IndexAttributes, Key, LEDGER_PREFIX,
+    LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, Page, PageRequest, Position, Queries, QueryPage, Record, Records,
     StorageKey, StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range,
-    audit_target, organization_partition, person_key, read_budget, user_matches,
+    audit_target, organization_partition, paginate, user_matches,
 };
 use crate::user::User;
 
@@ -34,7 +33,14 @@ struct Tables {
     records: BTreeMap<StorageKey, Record>,
     /// The global secondary indexes, kept with every write as DynamoDB keeps them.
     indexes: HashMap<&'static str, BTreeSet<Entry>>,
+    /// Tokens of the commits applied lately, with a digest of their writes: a commit sent
+    /// again under its token is answered as applied and not applied twice (DynamoDB keeps a
+    /// `ClientRequestToken` ten minutes; this store, its last `TOKENS_KEPT`).
+    tokens: HashMap<String, String>,
+    token_order: std::collections::VecDeque<String>,
 }
+
+const TOKENS_KEPT: usize = 10_000;
 
 /// The index entries of a record: `(index, partition, sort)`, as the DynamoDB tables define
 /// them (`aws-adapters`' table specs).
@@ -43,12 +49,9 @@ fn entries(attributes: IndexAttributes, key: &StorageKey) -> Vec<(&'static str, 
     if let (Some(partition), Some(at)) = (attributes.expiry_key, attributes.expiry_at) {
         entries.push((EXPIRY_INDEX, partition, at));
     }
-    for (index, partition) in [
-        (LINK_TOKEN_INDEX, attributes.link_token),
-        (EMAIL_INDEX, attributes.email_key),
-        (MOBILE_INDEX, attributes.mobile_key),
-        (PERSON_INDEX, attributes.person_key),
-    ] {
+    for (index, partition) in
+        [(LINK_TOKEN_INDEX, attributes.link_token), (EMAIL_INDEX, attributes.email_key), (MOBILE_INDEX, attributes.mobile_key)]
+    {
         if let Some(partition) = partition {
             entries.push((index, partition, String::new()));
         }
@@ -178,11 +181,11 @@ fn holds(expect: Expect, current: Option<&Record>) -> bool {
         (Expect::Absent, Some(_)) => false,
         (Expect::Version(version), Some(record)) => record.version() == Some(version),
         (Expect::Version(_), None) => false,
-        (Expect::AbsentOrExpiredBefore(_), None) => true,
-        (Expect::AbsentOrExpiredBefore(now), Some(Record::Idempotency(record))) => {
-            record.expires_at.is_some_and(|expiry| key_timestamp(expiry) < key_timestamp(now))
+        (Expect::AbsentOrExpiredBy(_), None) => true,
+        (Expect::AbsentOrExpiredBy(now), Some(Record::Idempotency(record))) => {
+            record.expires_at.is_some_and(|expiry| key_timestamp(expiry) <= key_timestamp(now))
         }
-        (Expect::AbsentOrExpiredBefore(_), Some(_)) => false,
+        (Expect::AbsentOrExpiredBy(_), Some(_)) => false,
         (Expect::Present, current) => current.is_some(),
     }
 }
@@ -198,7 +201,7 @@ impl Records for EmbeddedStore {
         Ok(Loaded::new(keys.iter().filter_map(|key| tables.records.get(&key.storage_key()).cloned())))
     }
 
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
+    async fn commit_once(&self, token: &str, writes: Vec<Write>) -> Result<(), CommitError> {
         if writes.is_empty() || writes.len() > MAX_TRANSACTION_ITEMS {
             return Err(invalid("a transaction holds 1 to 100 writes"));
         }
@@ -206,7 +209,13 @@ impl Records for EmbeddedStore {
         if !writes.iter().all(|write| seen.insert(write.record.storage_key())) {
             return Err(invalid("a transaction cannot write the same item twice"));
         }
+        let digest = crate::secrets::sha256_hex(format!("{writes:?}").as_bytes());
         let mut tables = self.lock();
+        match tables.tokens.get(token) {
+            Some(applied) if *applied == digest => return Ok(()),
+            Some(_) => return Err(invalid("a commit token was sent again with other writes")),
+            None => {}
+        }
         let failed: Vec<usize> = writes
             .iter()
             .enumerate()
@@ -223,6 +232,13 @@ impl Records for EmbeddedStore {
             }
             tables.put(write.record);
         }
+        tables.tokens.insert(token.to_owned(), digest);
+        tables.token_order.push_back(token.to_owned());
+        if tables.token_order.len() > TOKENS_KEPT
+            && let Some(oldest) = tables.token_order.pop_front()
+        {
+            tables.tokens.remove(&oldest);
+        }
         drop(tables);
         if !intents.is_empty() {
             self.stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(intents);
@@ -232,38 +248,38 @@ impl Records for EmbeddedStore {
     }
 }
 
-fn cursor_of(key: &StorageKey) -> Cursor {
-    Cursor::encode(&BTreeMap::from([("pk".to_owned(), key.pk.clone()), ("sk".to_owned(), key.sk.clone())]))
+fn position_of(key: &StorageKey) -> Position {
+    Position::encode(&BTreeMap::from([("pk".to_owned(), key.pk.clone()), ("sk".to_owned(), key.sk.clone())]))
 }
 
-/// The sort key a cursor resumes after, checked against the partition being listed.
-fn resume_after(page: &PageRequest, partition: &str) -> Result<Option<String>, StoreError> {
-    let Some(cursor) = &page.cursor else {
+/// The sort key a position resumes after, checked against the partition being listed.
+fn resume_after(start: Option<&Position>, partition: &str) -> Result<Option<String>, StoreError> {
+    let Some(start) = start else {
         return Ok(None);
     };
-    let key = cursor.decode()?;
+    let key = start.decode()?;
     if key.get("pk").map(String::as_str) != Some(partition) {
         return Err(StoreError::InvalidCursor);
     }
     key.get("sk").cloned().map(Some).ok_or(StoreError::InvalidCursor)
 }
 
-/// A cursor into an index partition, as DynamoDB's: the index's keys and the item's.
-struct IndexCursor<'a> {
+/// A position in an index partition, as DynamoDB's: the index's keys and the item's.
+struct IndexPosition<'a> {
     partition_attribute: &'static str,
     partition: &'a str,
     sort_attribute: &'static str,
     table: Table,
 }
 
-impl IndexCursor<'_> {
-    /// The position `(sort value, item key)` a cursor resumes after, checked against the
+impl IndexPosition<'_> {
+    /// The entry `(sort value, item key)` a position resumes after, checked against the
     /// partition being listed.
-    fn resume(&self, page: &PageRequest) -> Result<Option<(String, StorageKey)>, StoreError> {
-        let Some(cursor) = &page.cursor else {
+    fn resume(&self, start: Option<&Position>) -> Result<Option<(String, StorageKey)>, StoreError> {
+        let Some(start) = start else {
             return Ok(None);
         };
-        let key = cursor.decode()?;
+        let key = start.decode()?;
         if key.get(self.partition_attribute).map(String::as_str) != Some(self.partition) {
             return Err(StoreError::InvalidCursor);
         }
@@ -271,8 +287,8 @@ impl IndexCursor<'_> {
         Ok(Some((field(self.sort_attribute)?, StorageKey { table: self.table, pk: field("pk")?, sk: field("sk")? })))
     }
 
-    fn cursor(&self, (_, sort, item): &Entry) -> Cursor {
-        Cursor::encode(&BTreeMap::from([
+    fn position(&self, (_, sort, item): &Entry) -> Position {
+        Position::encode(&BTreeMap::from([
             (self.partition_attribute.to_owned(), self.partition.to_owned()),
             (self.sort_attribute.to_owned(), sort.clone()),
             ("pk".to_owned(), item.pk.clone()),
@@ -281,51 +297,45 @@ impl IndexCursor<'_> {
     }
 }
 
-/// Collects up to `page.limit` items that pass `keep`, reading at most `budget` items (as
-/// DynamoDB's `Limit` counts items read before a filter); `next` continues after the last
-/// item read whenever there may be more.
-fn collect<'a, T, K: Clone + 'a>(
-    iter: impl Iterator<Item = (K, &'a Record)>,
-    page: &PageRequest,
-    budget: usize,
+/// One query, as DynamoDB evaluates it: at most `limit` items, those that pass `keep`
+/// returned, and the last one evaluated when another follows (as the emulator says).
+fn evaluate<'a, T, K: 'a>(
+    mut iter: impl Iterator<Item = (K, &'a Record)>,
+    limit: usize,
     mut keep: impl FnMut(&Record) -> Option<T>,
-    cursor: impl Fn(&K) -> Cursor,
-) -> Page<T> {
+    position: impl Fn(&K) -> Position,
+) -> QueryPage<T> {
     let mut items = Vec::new();
     let mut scanned = 0;
     let mut last = None;
-    let mut more = false;
-    for (key, record) in iter {
-        if items.len() == page.limit || scanned == budget {
-            more = true;
-            break;
-        }
+    for (key, record) in iter.by_ref().take(limit) {
         scanned += 1;
         if let Some(item) = keep(record) {
-            items.push(item);
+            items.push((item, position(&key)));
         }
         last = Some(key);
     }
-    Page { next: if more { last.as_ref().map(cursor) } else { None }, items, scanned }
+    let last_evaluated = if iter.next().is_some() { last.as_ref().map(&position) } else { None };
+    QueryPage { items, scanned, last_evaluated }
 }
 
-/// Walks one partition's sort keys in `[low, high]`, ascending or descending, resuming
-/// after a cursor: a page of the records that pass `keep`, reading at most `budget`.
+/// Queries one partition's sort keys in `[low, high]`, ascending or descending, from after
+/// `start`, evaluating at most `limit` items.
 #[allow(clippy::too_many_arguments)]
 fn walk<T>(
     records: &BTreeMap<StorageKey, Record>,
     table: Table,
     partition: &str,
-    (low, high): (String, String),
+    (low, high): &(String, String),
     descending: bool,
-    page: &PageRequest,
-    budget: usize,
+    start: Option<&Position>,
+    limit: usize,
     keep: impl FnMut(&Record) -> Option<T>,
-) -> Result<Page<T>, StoreError> {
+) -> Result<QueryPage<T>, StoreError> {
     let at = |sk: String| StorageKey { table, pk: partition.to_owned(), sk };
-    let mut lower = Bound::Included(at(low));
-    let mut upper = Bound::Included(at(high));
-    if let Some(after) = resume_after(page, partition)? {
+    let mut lower = Bound::Included(at(low.clone()));
+    let mut upper = Bound::Included(at(high.clone()));
+    if let Some(after) = resume_after(start, partition)? {
         if descending {
             upper = Bound::Excluded(at(after));
         } else {
@@ -333,11 +343,11 @@ fn walk<T>(
         }
     }
     if matches!((&lower, &upper), (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) if l > u) {
-        return Ok(Page { items: vec![], next: None, scanned: 0 });
+        return Ok(QueryPage { items: vec![], scanned: 0, last_evaluated: None });
     }
     let range = records.range((lower, upper));
     let iter: Box<dyn Iterator<Item = (&StorageKey, &Record)>> = if descending { Box::new(range.rev()) } else { Box::new(range) };
-    Ok(collect(iter, page, budget, keep, |key: &&StorageKey| cursor_of(key)))
+    Ok(evaluate(iter, limit, keep, |key: &&StorageKey| position_of(key)))
 }
 
 fn prefix_range(prefix: &str) -> (String, String) {
@@ -347,79 +357,92 @@ fn prefix_range(prefix: &str) -> (String, String) {
 #[async_trait]
 impl Queries for EmbeddedStore {
     async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError> {
-        let tables = self.lock();
         let filtered = filter.status.is_some() || filter.establishments.is_some() || filter.search.is_some();
-        walk(
-            &tables.records,
-            Table::Users,
-            &organization_partition(organization),
-            prefix_range(USER_PREFIX),
-            false,
-            &page,
-            read_budget(&page, filtered, self.read_budget),
-            |record| match record {
-                Record::User(user) if user_matches(user, filter) => Some(user.clone()),
-                _ => None,
-            },
-        )
+        let partition = organization_partition(organization);
+        let range = prefix_range(USER_PREFIX);
+        paginate(&page, filtered, self.read_budget, |start, limit| {
+            let tables = self.lock();
+            std::future::ready(walk(
+                &tables.records,
+                Table::Users,
+                &partition,
+                &range,
+                false,
+                start.as_ref(),
+                limit,
+                |record| match record {
+                    Record::User(user) if user_matches(user, filter) => Some(user.clone()),
+                    _ => None,
+                },
+            ))
+        })
+        .await
     }
 
     async fn audit(&self, query: &AuditQuery, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
-        let tables = self.lock();
         let filtered = query.actions.is_some() || query.establishments.is_some();
         let keep = |record: &Record| match record {
             Record::Audit(entry) if audit_matches(entry, query) => Some(entry.clone()),
             _ => None,
         };
+        let range = audit_sort_range(query);
         match (&query.target, &query.scope) {
             (Some(target), AuditScope::Organization(organization)) => {
                 // The `by_target` index, newest first, within the time range.
                 let partition = audit_target(organization, target);
-                let (low, high) = audit_sort_range(query);
                 let index =
-                    IndexCursor { partition_attribute: "audit_target", partition: &partition, sort_attribute: "sk", table: Table::Audit };
-                let after = index.resume(&page)?;
-                let smallest = || StorageKey { table: Table::Users, pk: String::new(), sk: String::new() };
-                // Sort values up to `high`, all of them: below `high` followed by the smallest character.
-                let high = match after {
-                    Some(after) if after.0 <= high => Bound::Excluded(after),
-                    _ => Bound::Excluded((format!("{high}\u{0}"), smallest())),
-                };
-                let entries = tables
-                    .span(TARGET_INDEX, &partition, Bound::Included((low, smallest())), high)
-                    .rev()
-                    .map(|(entry, record)| (entry.clone(), record));
-                let cursor = |entry: &Entry| index.cursor(entry);
-                Ok(collect(entries, &page, read_budget(&page, filtered, self.read_budget), keep, cursor))
+                    IndexPosition { partition_attribute: "audit_target", partition: &partition, sort_attribute: "sk", table: Table::Audit };
+                paginate(&page, filtered, self.read_budget, |start, limit| {
+                    let tables = self.lock();
+                    let queried = index.resume(start.as_ref()).map(|after| {
+                        let smallest = || StorageKey { table: Table::Users, pk: String::new(), sk: String::new() };
+                        // Sort values up to `high`, all of them: below `high` followed by the
+                        // smallest character.
+                        let high = match after {
+                            Some(after) if after.0 <= range.1 => Bound::Excluded(after),
+                            _ => Bound::Excluded((format!("{}\u{0}", range.1), smallest())),
+                        };
+                        let entries = tables
+                            .span(TARGET_INDEX, &partition, Bound::Included((range.0.clone(), smallest())), high)
+                            .rev()
+                            .map(|(entry, record)| (entry.clone(), record));
+                        evaluate(entries, limit, keep, |entry: &Entry| index.position(entry))
+                    });
+                    std::future::ready(queried)
+                })
+                .await
             }
-            _ => walk(
-                &tables.records,
-                Table::Audit,
-                &audit_partition(&query.scope),
-                audit_sort_range(query),
-                true,
-                &page,
-                read_budget(&page, filtered, self.read_budget),
-                keep,
-            ),
+            _ => {
+                let partition = audit_partition(&query.scope);
+                paginate(&page, filtered, self.read_budget, |start, limit| {
+                    let tables = self.lock();
+                    std::future::ready(walk(&tables.records, Table::Audit, &partition, &range, true, start.as_ref(), limit, keep))
+                })
+                .await
+            }
         }
     }
 
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
-        let tables = self.lock();
-        walk(
-            &tables.records,
-            Table::Balances,
-            &organization_partition(organization),
-            prefix_range(LEDGER_PREFIX),
-            true,
-            &page,
-            page.limit,
-            |record| match record {
-                Record::Ledger(entry) => Some(entry.clone()),
-                _ => None,
-            },
-        )
+        let partition = organization_partition(organization);
+        let range = prefix_range(LEDGER_PREFIX);
+        paginate(&page, false, self.read_budget, |start, limit| {
+            let tables = self.lock();
+            std::future::ready(walk(
+                &tables.records,
+                Table::Balances,
+                &partition,
+                &range,
+                true,
+                start.as_ref(),
+                limit,
+                |record| match record {
+                    Record::Ledger(entry) => Some(entry.clone()),
+                    _ => None,
+                },
+            ))
+        })
+        .await
     }
 
     async fn expiring(
@@ -429,25 +452,28 @@ impl Queries for EmbeddedStore {
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
         let key = partition.key();
-        let tables = self.lock();
-        let index = IndexCursor { partition_attribute: "expiry_key", partition: &key, sort_attribute: "expiry_at", table: Table::Users };
-        let after = index.resume(&page)?;
-        let low = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let entries = tables
-            .span(EXPIRY_INDEX, &key, low, Bound::Unbounded)
-            .take_while(|((_, at, _), _)| until.is_none_or(|until| *at <= key_timestamp(until)))
-            .map(|(entry, record)| (entry.clone(), record));
-        let cursor = |entry: &Entry| index.cursor(entry);
-        Ok(collect(
-            entries,
-            &page,
-            page.limit,
-            |record| match record {
-                Record::User(user) => Some(Ok(user.clone())),
-                _ => None,
-            },
-            cursor,
-        ))
+        let index = IndexPosition { partition_attribute: "expiry_key", partition: &key, sort_attribute: "expiry_at", table: Table::Users };
+        paginate(&page, false, self.read_budget, |start, limit| {
+            let tables = self.lock();
+            let queried = index.resume(start.as_ref()).map(|after| {
+                let low = after.map_or(Bound::Unbounded, Bound::Excluded);
+                let entries = tables
+                    .span(EXPIRY_INDEX, &key, low, Bound::Unbounded)
+                    .take_while(|((_, at, _), _)| until.is_none_or(|until| *at <= key_timestamp(until)))
+                    .map(|(entry, record)| (entry.clone(), record));
+                evaluate(
+                    entries,
+                    limit,
+                    |record| match record {
+                        Record::User(user) => Some(Ok(user.clone())),
+                        _ => None,
+                    },
+                    |entry: &Entry| index.position(entry),
+                )
+            });
+            std::future::ready(queried)
+        })
+        .await
     }
 
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
@@ -461,18 +487,6 @@ impl Queries for EmbeddedStore {
             .partition(index, &key)
             .filter_map(|(_, record)| match record {
                 Record::User(user) => Some(user.clone()),
-                _ => None,
-            })
-            .collect())
-    }
-
-    async fn memberships(&self, person: &PersonId) -> Result<Vec<OrganizationId>, StoreError> {
-        let key = person_key(person);
-        let tables = self.lock();
-        Ok(tables
-            .partition(PERSON_INDEX, &key)
-            .filter_map(|(_, record)| match record {
-                Record::User(user) => Some(user.organization.clone()),
                 _ => None,
             })
             .collect())

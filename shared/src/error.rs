@@ -87,6 +87,8 @@ kinds! {
     PersonNotRegistered => ("person_not_registered", Unprocessable),
     IqamaExpired => ("iqama_expired", Unprocessable),
     AlreadySubscribed => ("already_subscribed", Unprocessable),
+    // A user the caller may not see holds a seat: told without saying so.
+    PersonUnavailable => ("person_unavailable", Unprocessable),
     UnknownEstablishment => ("unknown_establishment", Unprocessable),
     EstablishmentNotAssigned => ("establishment_not_assigned", Unprocessable),
     UserTypeRequired => ("user_type_required", Unprocessable),

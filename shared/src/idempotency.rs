@@ -10,11 +10,15 @@ use crate::secrets::sha256_hex;
 /// How long a subscribe or renewal key is remembered.
 pub const KEY_LIFETIME: Duration = Duration::hours(24);
 
+/// Where a key lives. A caller's `Idempotency-Key` is one key whatever paid operation it
+/// is sent with: the same key with another operation is another request, refused as a
+/// reuse (the operation is part of the request's digest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdempotencyScope {
-    Subscribe,
-    Renew,
+    /// A caller's `Idempotency-Key` (subscribe, renew), remembered `KEY_LIFETIME`.
+    #[serde(alias = "subscribe", alias = "renew")]
+    Caller,
     /// Keyed by the payment reference, remembered forever.
     Credit,
 }
@@ -22,9 +26,24 @@ pub enum IdempotencyScope {
 impl IdempotencyScope {
     pub fn as_str(self) -> &'static str {
         match self {
-            IdempotencyScope::Subscribe => "subscribe",
-            IdempotencyScope::Renew => "renew",
+            IdempotencyScope::Caller => "caller",
             IdempotencyScope::Credit => "credit",
+        }
+    }
+}
+
+/// The paid operations a caller's key can be sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Subscribe,
+    Renew,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Subscribe => "subscribe",
+            Operation::Renew => "renew",
         }
     }
 }
@@ -46,6 +65,8 @@ pub struct IdempotencyRecord {
 }
 
 impl IdempotencyRecord {
+    /// Until its expiry; from that instant on the key is free again (the same instant the
+    /// store's `Expect::AbsentOrExpiredBy` lets a new answer replace it).
     pub fn is_live_at(&self, now: OffsetDateTime) -> bool {
         self.expires_at.is_none_or(|expiry| now < expiry)
     }

@@ -35,6 +35,7 @@ pub mod policy;
 pub mod pricing;
 pub mod search;
 pub mod secrets;
+pub mod status;
 pub mod store;
 pub mod sweep_state;
 pub mod user;

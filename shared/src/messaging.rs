@@ -1,7 +1,11 @@
 //! Sending email and SMS: the ports, the message kinds and their templates.
 //!
-//! Templates are files under `shared/templates/{ar,en}/`, compiled into the binary. Email
-//! templates start with a `Subject:` line. Placeholders are `{{name}}`.
+//! Templates are files under `shared/templates/{ar,en}/`, compiled into the binary by
+//! askama: each kind of message is a struct of the values it needs, and a template that
+//! misses one does not build. Email templates start with a `Subject:` line. Counts (days,
+//! hours) are said with their language's plural forms by CLDR's rules — Arabic has six.
+
+use std::fmt;
 
 use async_trait::async_trait;
 
@@ -47,51 +51,221 @@ impl Template {
                 | Template::AccountSuspendedSms
         )
     }
+}
 
-    fn source(self, language: Language) -> &'static str {
-        macro_rules! pair {
-            ($file:literal) => {
-                match language {
-                    Language::Ar => include_str!(concat!("../templates/ar/", $file)),
-                    Language::En => include_str!(concat!("../templates/en/", $file)),
-                }
-            };
+/// What a count counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Day,
+    Hour,
+}
+
+/// A number of days or hours as a language says it, with the plural form CLDR gives the
+/// number (`plural`): "1 day", "2 days"; "يوم واحد", "يومان", "3 أيام", "11 يومًا",
+/// "100 يوم". A reminder sent on the last day says "less than a day".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub n: i64,
+    pub unit: Unit,
+    pub language: Language,
+}
+
+/// CLDR's plural categories of a cardinal number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plural {
+    Zero,
+    One,
+    Two,
+    Few,
+    Many,
+    Other,
+}
+
+/// The plural category of a whole number, by CLDR's rules (plurals.xml, cardinal): English
+/// `one` for 1; Arabic `zero` 0, `one` 1, `two` 2, `few` n % 100 = 3..10, `many`
+/// n % 100 = 11..99. Written out rather than taken from `intl_pluralrules`, whose Arabic
+/// rules (7.0.2) drop the `% 100` and call 103 days `other` instead of `few`.
+pub fn plural(language: Language, n: u64) -> Plural {
+    match language {
+        Language::En if n == 1 => Plural::One,
+        Language::En => Plural::Other,
+        Language::Ar => match (n, n % 100) {
+            (0, _) => Plural::Zero,
+            (1, _) => Plural::One,
+            (2, _) => Plural::Two,
+            (_, 3..=10) => Plural::Few,
+            (_, 11..=99) => Plural::Many,
+            _ => Plural::Other,
+        },
+    }
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.n;
+        if n <= 0 {
+            return f.write_str(match (self.unit, self.language) {
+                (Unit::Day, Language::En) => "less than a day",
+                (Unit::Day, Language::Ar) => "أقل من يوم",
+                (Unit::Hour, Language::En) => "less than an hour",
+                (Unit::Hour, Language::Ar) => "أقل من ساعة",
+            });
         }
-        match self {
-            Template::ActivationEmail => pair!("activation_email.txt"),
-            Template::ActivationSms => pair!("activation_sms.txt"),
-            Template::ContactVerificationEmail => pair!("contact_verification_email.txt"),
-            Template::ContactVerificationSms => pair!("contact_verification_sms.txt"),
-            Template::ContactChangedEmail => pair!("contact_changed_email.txt"),
-            Template::ContactChangedSms => pair!("contact_changed_sms.txt"),
-            Template::ExpiryReminderEmail => pair!("expiry_reminder_email.txt"),
-            Template::ExpiryReminderSms => pair!("expiry_reminder_sms.txt"),
-            Template::AccountSuspendedEmail => pair!("account_suspended_email.txt"),
-            Template::AccountSuspendedSms => pair!("account_suspended_sms.txt"),
+        match (self.language, self.unit, plural(self.language, n as u64)) {
+            (Language::En, Unit::Day, Plural::One) => write!(f, "{n} day"),
+            (Language::En, Unit::Day, _) => write!(f, "{n} days"),
+            (Language::En, Unit::Hour, Plural::One) => write!(f, "{n} hour"),
+            (Language::En, Unit::Hour, _) => write!(f, "{n} hours"),
+            (Language::Ar, Unit::Day, Plural::One) => f.write_str("يوم واحد"),
+            (Language::Ar, Unit::Day, Plural::Two) => f.write_str("يومان"),
+            (Language::Ar, Unit::Day, Plural::Few) => write!(f, "{n} أيام"),
+            (Language::Ar, Unit::Day, Plural::Many) => write!(f, "{n} يومًا"),
+            (Language::Ar, Unit::Day, _) => write!(f, "{n} يوم"),
+            (Language::Ar, Unit::Hour, Plural::One) => f.write_str("ساعة واحدة"),
+            (Language::Ar, Unit::Hour, Plural::Two) => f.write_str("ساعتان"),
+            (Language::Ar, Unit::Hour, Plural::Few) => write!(f, "{n} ساعات"),
+            (Language::Ar, Unit::Hour, Plural::Many) => write!(f, "{n} ساعةً"),
+            (Language::Ar, Unit::Hour, _) => write!(f, "{n} ساعة"),
         }
     }
+}
 
-    /// Fills the placeholders. Unknown placeholders are left as they are (a unit test
-    /// renders every template and checks none is left).
-    pub fn render(self, language: Language, values: &[(&str, &str)]) -> Rendered {
-        let mut text = self.source(language).trim_end().to_owned();
-        for (name, value) in values {
-            text = text.replace(&format!("{{{{{name}}}}}"), value);
-        }
-        if self.is_sms() {
-            return Rendered { subject: None, body: text };
-        }
-        let (first_line, rest) = text.split_once('\n').unwrap_or((&text, ""));
-        let subject = first_line.strip_prefix("Subject:").map(|s| s.trim().to_owned());
-        let body = if subject.is_some() { rest.trim_start().to_owned() } else { text.clone() };
-        Rendered { subject, body }
-    }
+// One struct per kind of message, holding what it says; `ar` picks the language's file.
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/activation_email.txt" %}{% else %}{% include "en/activation_email.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct ActivationEmail<'a> {
+    pub ar: bool,
+    pub name: &'a str,
+    pub organization: &'a str,
+    pub link: &'a str,
+    pub hours: Count,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/activation_sms.txt" %}{% else %}{% include "en/activation_sms.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct ActivationSms<'a> {
+    pub ar: bool,
+    pub code: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/contact_verification_email.txt" %}{% else %}{% include "en/contact_verification_email.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct ContactVerificationEmail<'a> {
+    pub ar: bool,
+    pub name: &'a str,
+    pub organization: &'a str,
+    pub code: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/contact_verification_sms.txt" %}{% else %}{% include "en/contact_verification_sms.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct ContactVerificationSms<'a> {
+    pub ar: bool,
+    pub code: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/contact_changed_email.txt" %}{% else %}{% include "en/contact_changed_email.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct ContactChangedEmail<'a> {
+    pub ar: bool,
+    pub name: &'a str,
+    pub organization: &'a str,
+    pub channel: &'a str,
+    pub new_value: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/contact_changed_sms.txt" %}{% else %}{% include "en/contact_changed_sms.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct ContactChangedSms<'a> {
+    pub ar: bool,
+    pub channel: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/expiry_reminder_email.txt" %}{% else %}{% include "en/expiry_reminder_email.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct ExpiryReminderEmail<'a> {
+    pub ar: bool,
+    pub name: &'a str,
+    pub organization: &'a str,
+    pub days: Count,
+    pub date: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/expiry_reminder_sms.txt" %}{% else %}{% include "en/expiry_reminder_sms.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct ExpiryReminderSms<'a> {
+    pub ar: bool,
+    pub days: Count,
+    pub date: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/account_suspended_email.txt" %}{% else %}{% include "en/account_suspended_email.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct AccountSuspendedEmail<'a> {
+    pub ar: bool,
+    pub name: &'a str,
+    pub organization: &'a str,
+    pub date: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(
+    source = r#"{% if ar %}{% include "ar/account_suspended_sms.txt" %}{% else %}{% include "en/account_suspended_sms.txt" %}{% endif %}"#,
+    ext = "txt"
+)]
+pub struct AccountSuspendedSms<'a> {
+    pub ar: bool,
+    pub date: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub subject: Option<String>,
     pub body: String,
+}
+
+impl Rendered {
+    /// A filled template; an email's first line is its `Subject:`.
+    pub fn of(filled: &impl askama::Template, sms: bool) -> Rendered {
+        let text = filled.render().expect("templates render: their values are checked when they build");
+        let text = text.trim_end();
+        if sms {
+            return Rendered { subject: None, body: text.to_owned() };
+        }
+        let (first_line, rest) = text.split_once('\n').unwrap_or((text, ""));
+        match first_line.strip_prefix("Subject:") {
+            Some(subject) => Rendered { subject: Some(subject.trim().to_owned()), body: rest.trim_start().to_owned() },
+            None => Rendered { subject: None, body: text.to_owned() },
+        }
+    }
 }
 
 /// Words for "email address" and "mobile number" in the user's language.
@@ -120,15 +294,15 @@ pub struct SmsMessage {
 }
 
 impl EmailMessage {
-    pub fn new(to: &Email, template: Template, language: Language, values: &[(&str, &str)]) -> Self {
-        let rendered = template.render(language, values);
+    pub fn new(to: &Email, template: Template, filled: &impl askama::Template) -> Self {
+        let rendered = Rendered::of(filled, false);
         EmailMessage { to: to.clone(), template, subject: rendered.subject.unwrap_or_default(), body: rendered.body }
     }
 }
 
 impl SmsMessage {
-    pub fn new(to: &SaudiMobile, template: Template, language: Language, values: &[(&str, &str)]) -> Self {
-        SmsMessage { to: to.clone(), template, body: template.render(language, values).body }
+    pub fn new(to: &SaudiMobile, template: Template, filled: &impl askama::Template) -> Self {
+        SmsMessage { to: to.clone(), template, body: Rendered::of(filled, true).body }
     }
 }
 
@@ -200,29 +374,63 @@ pub fn sms_segments(text: &str) -> usize {
 mod tests {
     use super::*;
 
-    /// The longest values each placeholder takes in practice.
-    fn longest_values() -> Vec<(&'static str, &'static str)> {
+    const NAME: &str = "عبدالرحمن بن عبدالعزيز";
+    const ORGANIZATION: &str = "شركة المثال للتجارة";
+    const LINK: &str = "https://portal.example.sa/activate#token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    /// Every template, filled with the longest values each takes in practice.
+    fn every_filled(language: Language, email_channel: bool) -> Vec<(Template, Rendered)> {
+        let ar = language == Language::Ar;
+        let days = Count { n: 30, unit: Unit::Day, language };
+        let channel = channel_name(email_channel, language);
         vec![
-            ("code", "999999"),
-            ("days", "30"),
-            ("date", "2027-11-23"),
-            ("hours", "72"),
-            ("name", "عبدالرحمن بن عبدالعزيز"),
-            ("organization", "شركة المثال للتجارة"),
-            ("link", "https://portal.example.sa/activate#token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
-            ("new_value", "n***@example.com"),
+            (
+                Template::ActivationEmail,
+                Rendered::of(
+                    &ActivationEmail {
+                        ar,
+                        name: NAME,
+                        organization: ORGANIZATION,
+                        link: LINK,
+                        hours: Count { n: 72, unit: Unit::Hour, language },
+                    },
+                    false,
+                ),
+            ),
+            (Template::ActivationSms, Rendered::of(&ActivationSms { ar, code: "999999" }, true)),
+            (
+                Template::ContactVerificationEmail,
+                Rendered::of(&ContactVerificationEmail { ar, name: NAME, organization: ORGANIZATION, code: "999999" }, false),
+            ),
+            (Template::ContactVerificationSms, Rendered::of(&ContactVerificationSms { ar, code: "999999" }, true)),
+            (
+                Template::ContactChangedEmail,
+                Rendered::of(
+                    &ContactChangedEmail { ar, name: NAME, organization: ORGANIZATION, channel, new_value: "n***@example.com" },
+                    false,
+                ),
+            ),
+            (Template::ContactChangedSms, Rendered::of(&ContactChangedSms { ar, channel }, true)),
+            (
+                Template::ExpiryReminderEmail,
+                Rendered::of(&ExpiryReminderEmail { ar, name: NAME, organization: ORGANIZATION, days, date: "2027-11-23" }, false),
+            ),
+            (Template::ExpiryReminderSms, Rendered::of(&ExpiryReminderSms { ar, days, date: "2027-11-23" }, true)),
+            (
+                Template::AccountSuspendedEmail,
+                Rendered::of(&AccountSuspendedEmail { ar, name: NAME, organization: ORGANIZATION, date: "2027-11-23" }, false),
+            ),
+            (Template::AccountSuspendedSms, Rendered::of(&AccountSuspendedSms { ar, date: "2027-11-23" }, true)),
         ]
     }
 
     #[test]
     fn every_template_renders_completely_in_both_languages() {
-        for template in Template::ALL {
-            for language in [Language::Ar, Language::En] {
-                let mut values = longest_values();
-                let channel = channel_name(true, language);
-                values.push(("channel", channel));
-                let rendered = template.render(language, &values);
-                assert!(!rendered.body.contains("{{"), "{template:?}/{language:?} left a placeholder");
+        for language in [Language::Ar, Language::En] {
+            let filled = every_filled(language, true);
+            assert_eq!(filled.len(), Template::ALL.len());
+            for (template, rendered) in filled {
+                assert!(!rendered.body.contains("{{") && !rendered.body.contains("{%"), "{template:?}/{language:?}");
                 assert_eq!(rendered.subject.is_some(), !template.is_sms(), "{template:?}/{language:?}");
             }
         }
@@ -230,16 +438,55 @@ mod tests {
 
     #[test]
     fn every_sms_fits_one_segment_with_its_longest_values() {
-        for template in Template::ALL.into_iter().filter(|t| t.is_sms()) {
-            for language in [Language::Ar, Language::En] {
-                for email in [true, false] {
-                    let mut values = longest_values();
-                    values.push(("channel", channel_name(email, language)));
-                    let body = template.render(language, &values).body;
-                    assert_eq!(sms_segments(&body), 1, "{template:?}/{language:?} needs more than one segment: {body}");
+        for language in [Language::Ar, Language::En] {
+            for email in [true, false] {
+                for (template, rendered) in every_filled(language, email).into_iter().filter(|(t, _)| t.is_sms()) {
+                    assert_eq!(sms_segments(&rendered.body), 1, "{template:?}/{language:?} needs more than one segment: {}", rendered.body);
                 }
             }
         }
+    }
+
+    #[test]
+    fn counts_take_their_languages_plural_forms() {
+        let days = |n, language| Count { n, unit: Unit::Day, language }.to_string();
+        assert_eq!(days(1, Language::En), "1 day");
+        assert_eq!(days(2, Language::En), "2 days");
+        assert_eq!(days(30, Language::En), "30 days");
+        assert_eq!(days(0, Language::En), "less than a day");
+        assert_eq!(days(1, Language::Ar), "يوم واحد");
+        assert_eq!(days(2, Language::Ar), "يومان");
+        assert_eq!(days(3, Language::Ar), "3 أيام");
+        assert_eq!(days(10, Language::Ar), "10 أيام");
+        assert_eq!(days(11, Language::Ar), "11 يومًا");
+        assert_eq!(days(30, Language::Ar), "30 يومًا");
+        assert_eq!(days(100, Language::Ar), "100 يوم");
+        assert_eq!(days(103, Language::Ar), "103 أيام", "n % 100 = 3..10 is few");
+        assert_eq!(days(111, Language::Ar), "111 يومًا", "n % 100 = 11..99 is many");
+        assert_eq!(plural(Language::Ar, 0), Plural::Zero);
+        let hours = |n, language| Count { n, unit: Unit::Hour, language }.to_string();
+        assert_eq!(hours(72, Language::Ar), "72 ساعةً");
+        assert_eq!(hours(72, Language::En), "72 hours");
+    }
+
+    #[test]
+    fn a_reminder_says_its_days_in_words_that_read() {
+        let reminder = |n, language| {
+            let ar = language == Language::Ar;
+            let days = Count { n, unit: Unit::Day, language };
+            (
+                Rendered::of(&ExpiryReminderEmail { ar, name: "Sara", organization: "Rawabi", days, date: "2027-11-23" }, false),
+                Rendered::of(&ExpiryReminderSms { ar, days, date: "2027-11-23" }, true),
+            )
+        };
+        let (email, sms) = reminder(1, Language::En);
+        assert_eq!(email.subject.as_deref(), Some("Your Rawabi subscription ends in 1 day"));
+        assert!(sms.body.contains("(1 day)"), "{}", sms.body);
+        let (email, sms) = reminder(2, Language::Ar);
+        assert!(email.subject.as_deref().is_some_and(|s| s.contains("يومان")), "{email:?}");
+        assert!(sms.body.contains("يومان"), "{}", sms.body);
+        let (email, _) = reminder(11, Language::Ar);
+        assert!(email.subject.as_deref().is_some_and(|s| s.contains("11 يومًا")), "{email:?}");
     }
 
     #[test]

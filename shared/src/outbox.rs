@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::contact::{Email, SaudiMobile};
 use crate::identity::PersonId;
-use crate::messaging::{EmailMessage, SmsMessage, Template, channel_name};
+use crate::messaging::{self as messages, Count, EmailMessage, SmsMessage, Template, Unit, channel_name};
 use crate::organization::{Organization, OrganizationId};
 use crate::secrets::{CodeKey, CodePurpose, Nonce, code_digest, code_for, link_token, token_sha256};
 use crate::user::{Reminder, User};
@@ -167,7 +167,8 @@ pub enum Stale {
     Outdated,
 }
 
-/// What a notice becomes: the message to send now, or why it is not sent.
+/// What a notice becomes when it is sent at `now`: the message, or why it is not sent.
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     intent: &Intent,
     notice: &Notice,
@@ -175,6 +176,7 @@ pub fn render(
     organization: &Organization,
     key: &CodeKey,
     link_prefix: &str,
+    now: OffsetDateTime,
 ) -> Result<Outgoing, Stale> {
     match user.deliveries.get(&notice.message.slot()) {
         Some(record) if record.intent == intent.id => match record.state {
@@ -185,8 +187,10 @@ pub fn render(
         _ => return Err(Stale::Replaced),
     }
     let name = display_name(user);
+    let name = name.as_str();
     let language = user.language;
-    let organization_name = organization.name.as_str();
+    let ar = language == crate::contact::Language::Ar;
+    let organization = organization.name.as_str();
     let outgoing = match &notice.message {
         Message::ActivationLink { nonce } => {
             let token = link_token(key, nonce);
@@ -195,9 +199,9 @@ pub fn render(
                 return Err(Stale::Outdated);
             }
             let link = format!("{link_prefix}{token}");
-            let hours = crate::secrets::LINK_TOKEN_TTL.whole_hours().to_string();
-            let values = [("name", name.as_str()), ("organization", organization_name), ("link", link.as_str()), ("hours", hours.as_str())];
-            Outgoing::Email(EmailMessage::new(&user.email, Template::ActivationEmail, language, &values))
+            let hours = Count { n: crate::secrets::LINK_TOKEN_TTL.whole_hours(), unit: Unit::Hour, language };
+            let filled = messages::ActivationEmail { ar, name, organization, link: &link, hours };
+            Outgoing::Email(EmailMessage::new(&user.email, Template::ActivationEmail, &filled))
         }
         Message::ActivationCode { nonce } => {
             let code = code_for(key, nonce);
@@ -206,7 +210,7 @@ pub fn render(
             if !current || user.activation.mobile_confirmed_at.is_some() {
                 return Err(Stale::Outdated);
             }
-            Outgoing::Sms(SmsMessage::new(&user.mobile, Template::ActivationSms, language, &[("code", code.as_str())]))
+            Outgoing::Sms(SmsMessage::new(&user.mobile, Template::ActivationSms, &messages::ActivationSms { ar, code: &code }))
         }
         Message::EmailVerification { nonce } => {
             let pending = user.pending_email.as_ref().ok_or(Stale::Outdated)?;
@@ -215,8 +219,8 @@ pub fn render(
             if code_digest(key, &user.organization, &user.id, purpose, &code) != pending.code.hmac {
                 return Err(Stale::Outdated);
             }
-            let values = [("name", name.as_str()), ("organization", organization_name), ("code", code.as_str())];
-            Outgoing::Email(EmailMessage::new(&pending.value, Template::ContactVerificationEmail, language, &values))
+            let filled = messages::ContactVerificationEmail { ar, name, organization, code: &code };
+            Outgoing::Email(EmailMessage::new(&pending.value, Template::ContactVerificationEmail, &filled))
         }
         Message::MobileVerification { nonce } => {
             let pending = user.pending_mobile.as_ref().ok_or(Stale::Outdated)?;
@@ -225,34 +229,50 @@ pub fn render(
             if code_digest(key, &user.organization, &user.id, purpose, &code) != pending.code.hmac {
                 return Err(Stale::Outdated);
             }
-            Outgoing::Sms(SmsMessage::new(&pending.value, Template::ContactVerificationSms, language, &[("code", code.as_str())]))
+            Outgoing::Sms(SmsMessage::new(
+                &pending.value,
+                Template::ContactVerificationSms,
+                &messages::ContactVerificationSms { ar, code: &code },
+            ))
         }
         Message::EmailChanged { old } => {
             let new_value = user.email.masked();
-            let what = channel_name(true, language);
-            let values =
-                [("name", name.as_str()), ("organization", organization_name), ("channel", what), ("new_value", new_value.as_str())];
-            Outgoing::Email(EmailMessage::new(old, Template::ContactChangedEmail, language, &values))
+            let channel = channel_name(true, language);
+            let filled = messages::ContactChangedEmail { ar, name, organization, channel, new_value: &new_value };
+            Outgoing::Email(EmailMessage::new(old, Template::ContactChangedEmail, &filled))
         }
         Message::MobileChanged { old } => {
-            let what = channel_name(false, language);
-            Outgoing::Sms(SmsMessage::new(old, Template::ContactChangedSms, language, &[("channel", what)]))
+            let filled = messages::ContactChangedSms { ar, channel: channel_name(false, language) };
+            Outgoing::Sms(SmsMessage::new(old, Template::ContactChangedSms, &filled))
         }
         Message::ExpiryReminder { channel, ends_at, .. } => {
-            let days = ((*ends_at - intent.created_at).whole_hours() as f64 / 24.0).ceil().max(1.0) as i64;
-            let (days, date) = (days.to_string(), crate::clock::saudi_day(*ends_at).to_string());
-            let values = [("name", name.as_str()), ("organization", organization_name), ("days", days.as_str()), ("date", date.as_str())];
+            // Saudi calendar days from the day it is sent to the period's last day: "ends in
+            // 30 days" on the day 30 days before.
+            let days = (crate::clock::saudi_day(*ends_at) - crate::clock::saudi_day(now)).whole_days();
+            let days = Count { n: days, unit: Unit::Day, language };
+            let date = crate::clock::saudi_day(*ends_at).to_string();
             match channel {
-                Channel::Email => Outgoing::Email(EmailMessage::new(&user.email, Template::ExpiryReminderEmail, language, &values)),
-                Channel::Sms => Outgoing::Sms(SmsMessage::new(&user.mobile, Template::ExpiryReminderSms, language, &values)),
+                Channel::Email => {
+                    let filled = messages::ExpiryReminderEmail { ar, name, organization, days, date: &date };
+                    Outgoing::Email(EmailMessage::new(&user.email, Template::ExpiryReminderEmail, &filled))
+                }
+                Channel::Sms => {
+                    let filled = messages::ExpiryReminderSms { ar, days, date: &date };
+                    Outgoing::Sms(SmsMessage::new(&user.mobile, Template::ExpiryReminderSms, &filled))
+                }
             }
         }
         Message::AccountSuspended { channel, at } => {
             let date = crate::clock::saudi_day(*at).to_string();
-            let values = [("name", name.as_str()), ("organization", organization_name), ("date", date.as_str())];
             match channel {
-                Channel::Email => Outgoing::Email(EmailMessage::new(&user.email, Template::AccountSuspendedEmail, language, &values)),
-                Channel::Sms => Outgoing::Sms(SmsMessage::new(&user.mobile, Template::AccountSuspendedSms, language, &values)),
+                Channel::Email => {
+                    let filled = messages::AccountSuspendedEmail { ar, name, organization, date: &date };
+                    Outgoing::Email(EmailMessage::new(&user.email, Template::AccountSuspendedEmail, &filled))
+                }
+                Channel::Sms => {
+                    let filled = messages::AccountSuspendedSms { ar, date: &date };
+                    Outgoing::Sms(SmsMessage::new(&user.mobile, Template::AccountSuspendedSms, &filled))
+                }
             }
         }
     };

@@ -53,12 +53,27 @@ pub struct Person {
     pub employers: BTreeSet<EstablishmentId>,
     pub email: Email,
     pub mobile: SaudiMobile,
+    /// Organizations that hold a user record of this person, kept in the same write that
+    /// creates the record: a registry update reaches every one of them from this record,
+    /// read strongly, never through an index that may lag.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub memberships: BTreeSet<crate::organization::OrganizationId>,
     #[serde(with = "crate::clock::utc")]
     pub updated_at: OffsetDateTime,
     pub version: u64,
 }
 
 impl Person {
+    /// The person's record once a user record of theirs exists in `organization`: written
+    /// with that user record, conditional on the version read (`Write::replace`), so a
+    /// registry update racing it either sees the membership or is decided again.
+    pub fn joining(&self, organization: &crate::organization::OrganizationId) -> Person {
+        let mut next = self.clone();
+        next.memberships.insert(organization.clone());
+        next.version = self.version + 1;
+        next
+    }
+
     /// A resident may be subscribed only while the iqama is valid; citizens always may.
     pub fn iqama_valid_on(&self, day: Date) -> bool {
         match (&self.id, self.iqama_expiry) {

@@ -26,7 +26,7 @@ use crate::deadline::{Deadline, SDK_OPERATION_TIMEOUT, within};
 use crate::entropy::{Entropy, Fresh};
 use crate::env::Env;
 use crate::error::{Error, Kind, Rejection};
-use crate::idempotency::{IdempotencyRecord, IdempotencyScope};
+use crate::idempotency::{IdempotencyRecord, IdempotencyScope, Operation};
 use crate::metrics::Metric;
 use crate::organization::OrganizationId;
 use crate::outbox::{DeliveryRecord, DeliveryState, INTENT_LIFETIME, Intent, Message, Notice};
@@ -69,20 +69,15 @@ pub struct Keyed {
 }
 
 impl Keyed {
-    /// A key that belongs to the caller within the organization (subscribe, renew): another
-    /// caller's key of the same text is another key. Remembered `KEY_LIFETIME`.
-    pub fn for_caller(
-        meta: &RequestMeta,
-        organization: &OrganizationId,
-        scope: IdempotencyScope,
-        key: &str,
-        request_digest: String,
-    ) -> Self {
+    /// A key that belongs to the caller within the organization: another caller's key of
+    /// the same text is another key, and the same key sent with another paid operation is
+    /// a reuse (the operation is digested with the request). Remembered `KEY_LIFETIME`.
+    pub fn for_caller(meta: &RequestMeta, organization: &OrganizationId, operation: Operation, key: &str, request_digest: String) -> Self {
         Keyed {
             organization: organization.clone(),
-            scope,
+            scope: IdempotencyScope::Caller,
             key_digest: crate::idempotency::key_digest(&format!("{}\n{key}", meta.caller.key_owner())),
-            request_digest,
+            request_digest: crate::secrets::sha256_hex(format!("{}\n{request_digest}", operation.as_str()).as_bytes()),
             lifetime: Some(crate::idempotency::KEY_LIFETIME),
             reused: Kind::IdempotencyKeyReused,
         }
@@ -325,7 +320,8 @@ pub async fn run<C: Command>(env: &Env, meta: &RequestMeta, command: &C) -> Resu
                 return replay(record, keyed);
             }
         }
-        let decision = command.decide(meta, &state, now, &mut Fresh::draw(env.entropy.as_ref()))?;
+        let mut fresh = Fresh::draw(env.entropy.as_ref());
+        let decision = command.decide(meta, &state, now, &mut fresh)?;
         if decision.changes_nothing() {
             return decision.answer.map(Outcome::fresh).map_err(Error::from);
         }
@@ -337,40 +333,97 @@ pub async fn run<C: Command>(env: &Env, meta: &RequestMeta, command: &C) -> Resu
             (Some(keyed), Ok(answer)) => {
                 writes.push(Write {
                     record: Record::Idempotency(stored_answer(keyed, answer, now)?),
-                    expect: Expect::AbsentOrExpiredBefore(now),
+                    expect: Expect::AbsentOrExpiredBy(now),
                 });
                 Some(writes.len() - 1)
             }
             _ => None,
         };
-        let committed = match within(meta.deadline, SDK_OPERATION_TIMEOUT, env.store.commit(writes)).await {
-            Some(result) => result,
-            None => Err(CommitError::Unknown("the invocation's time ran out waiting for the commit".into())),
-        };
-        match committed {
-            Ok(()) => {
+        // Sent again with the same token whenever its outcome is unknown (DynamoDB applies a
+        // token's transaction at most once): it settles as landed or not, never both.
+        let token = fresh.hex(16);
+        match settle(env, meta, &token, writes, &witness).await {
+            Settled::Landed => {
                 crate::metrics::emit(&metrics);
                 return answer.map(Outcome::fresh).map_err(Error::from);
             }
-            Err(CommitError::Conflict { failed }) => {
+            Settled::Conflict { failed } => {
                 if key_position.is_some_and(|position| failed.contains(&position)) {
                     key_taken = true;
                 }
             }
-            Err(CommitError::Unknown(cause)) => {
-                tracing::warn!(error = %cause, "commit outcome unknown; reading its witness back");
-                let read = bounded(meta.deadline, env.store.load(&[witness.key()])).await?;
-                let landed = witness.found_in(&read);
-                if landed {
-                    crate::metrics::emit(&metrics);
-                    return answer.map(Outcome::fresh).map_err(Error::from);
-                }
-            }
-            // Kept whole, so the edge can tell an outage (503) from a misconfiguration (500).
-            Err(error @ (CommitError::Unavailable(_) | CommitError::Misconfigured(_))) => return Err(Error::internal(error)),
+            Settled::Failed(error) => return Err(error),
         }
         backoff.wait().await?;
     }
+}
+
+/// How a commit ended.
+enum Settled {
+    Landed,
+    /// It did not land: someone changed what it was decided from.
+    Conflict {
+        failed: Vec<usize>,
+    },
+    Failed(Error),
+}
+
+/// Resends of a commit whose outcome is unknown, before its outcome is read back instead.
+const RESENDS: u32 = 6;
+
+/// Commits `writes` under `token`, and settles an unknown outcome: the same transaction is
+/// sent again (after a pause, while the deadline allows) until the store says it landed
+/// (its token applied it, now or before) or that it cannot (a condition failed, and the
+/// witness — the commit's first created record — is not there). Re-deciding instead could
+/// meet the commit's own write, still in flight, and refuse what had succeeded.
+async fn settle(env: &Env, meta: &RequestMeta, token: &str, writes: Vec<Write>, witness: &Witness) -> Settled {
+    let mut uncertain = false;
+    let mut resends = 0;
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        let committed = match within(meta.deadline, SDK_OPERATION_TIMEOUT, env.store.commit_once(token, writes.clone())).await {
+            Some(result) => result,
+            None => Err(CommitError::Unknown("the invocation's time ran out waiting for the commit".into())),
+        };
+        let cause = match committed {
+            Ok(()) => return Settled::Landed,
+            Err(CommitError::Conflict { failed }) if !uncertain => return Settled::Conflict { failed },
+            // A condition failed after an unknown outcome: either our own write, landed
+            // under a store that does not keep tokens, or someone else's.
+            Err(CommitError::Conflict { failed }) => {
+                return match landed(env, meta, witness).await {
+                    Ok(true) => Settled::Landed,
+                    Ok(false) => Settled::Conflict { failed },
+                    Err(error) => Settled::Failed(error),
+                };
+            }
+            Err(CommitError::Unknown(cause)) => cause,
+            // An outage after an unknown outcome leaves the outcome unknown.
+            Err(CommitError::Unavailable(cause)) if uncertain => cause,
+            // Kept whole, so the edge can tell an outage (503) from a misconfiguration (500).
+            Err(error @ (CommitError::Unavailable(_) | CommitError::Misconfigured(_))) => return Settled::Failed(Error::internal(error)),
+        };
+        uncertain = true;
+        resends += 1;
+        if resends > RESENDS || !meta.deadline.allows(pause + SDK_OPERATION_TIMEOUT * 2) {
+            // Out of time to resend: what is stored says, or the outcome stays unknown (503;
+            // a keyed retry replays it, an unkeyed one meets the real state).
+            return match landed(env, meta, witness).await {
+                Ok(true) => Settled::Landed,
+                Ok(false) => Settled::Failed(Error::internal(CommitError::Unknown(cause))),
+                Err(error) => Settled::Failed(error),
+            };
+        }
+        tracing::warn!(resends, "commit outcome unknown; sending the same transaction again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(250));
+    }
+}
+
+/// Whether the commit's witness is stored.
+async fn landed(env: &Env, meta: &RequestMeta, witness: &Witness) -> Result<bool, Error> {
+    let read = bounded(meta.deadline, env.store.load(&[witness.key()])).await?;
+    Ok(witness.found_in(&read))
 }
 
 /// What proves a commit landed: its first created record (an audit entry or intent with a

@@ -147,7 +147,7 @@ impl<'a> Standing<'a> {
     /// Whether this caller can see `target` at all: the manager sees everyone, a delegated
     /// admin itself, the manager and the users of its establishments, anyone else only
     /// themselves.
-    fn sees(&self, target: &User) -> bool {
+    pub fn sees(&self, target: &User) -> bool {
         match self {
             Standing::Operator | Standing::Outsider(_) => false,
             Standing::Manager(_) => true,

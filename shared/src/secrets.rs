@@ -40,6 +40,15 @@ impl CodeKey {
         }
         Ok(CodeKey(bytes))
     }
+
+    /// A key of its own for another use (`label`): HMAC-SHA256 of the label under this key,
+    /// so one secret serves several purposes without any two sharing a key.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        mac.update(b"derived-key:");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
 }
 
 impl std::fmt::Debug for CodeKey {

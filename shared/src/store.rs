@@ -25,8 +25,6 @@
 //! - users `by_link_token`: `link_token` = SHA-256 of the user's current activation link token.
 //! - users `by_email` / `by_mobile`: `email_key` / `mobile_key` = `ORG#{org}#{value}`: who in
 //!   an organization already uses an email or a mobile.
-//! - users `by_person`: `person_key` = `PERSON#{id}`: the person's user records in every
-//!   organization (a registry update of the iqama reaches them all).
 //! - audit `by_target`: `audit_target` = `ORG#{org}#USER#{id}`, `sk`.
 //!
 //! User records also carry `search_text` (not a key): their ID and names, normalized for
@@ -46,7 +44,7 @@ use crate::organization::{EstablishmentId, Organization, OrganizationId};
 use crate::person::Person;
 use crate::user::{User, UserStatus};
 
-pub use crate::cursor::Cursor;
+pub use crate::cursor::Position;
 pub use crate::sweep_state::{EXPIRY_SHARDS, ExpiryPartition, SweepState, expiry_shard};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,7 +71,6 @@ pub const LINK_TOKEN_INDEX: &str = "by_link_token";
 pub const TARGET_INDEX: &str = "by_target";
 pub const EMAIL_INDEX: &str = "by_email";
 pub const MOBILE_INDEX: &str = "by_mobile";
-pub const PERSON_INDEX: &str = "by_person";
 
 /// Where a record lives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,11 +96,6 @@ pub fn audit_partition(scope: &AuditScope) -> String {
         AuditScope::Organization(organization) => organization_partition(organization),
         AuditScope::Platform => "PLATFORM".to_owned(),
     }
-}
-
-/// The `by_person` index key of a person's user records.
-pub fn person_key(id: &PersonId) -> String {
-    format!("PERSON#{}", id.as_str())
 }
 
 pub fn audit_target(organization: &OrganizationId, user: &PersonId) -> String {
@@ -168,8 +160,9 @@ pub struct IndexAttributes {
     pub target: Option<String>,
     pub email_key: Option<String>,
     pub mobile_key: Option<String>,
-    pub person_key: Option<String>,
     pub search_text: Option<String>,
+    /// When the user's last paid period ends (what the status rule reads; not a key).
+    pub access_ends_at: Option<String>,
 }
 
 /// A contact value, as looked up in the `by_email` and `by_mobile` indexes.
@@ -258,8 +251,8 @@ impl Record {
                 attributes.link_token = user.activation.email_token.as_ref().map(|token| token.sha256.clone());
                 attributes.email_key = Some(Contact::Email(user.email.clone()).key(&user.organization));
                 attributes.mobile_key = Some(Contact::Mobile(user.mobile.clone()).key(&user.organization));
-                attributes.person_key = Some(person_key(&user.id));
                 attributes.search_text = Some(crate::search::searchable(user));
+                attributes.access_ends_at = user.access_ends_at().map(key_timestamp);
                 attributes
             }
             Record::Audit(entry) => IndexAttributes {
@@ -281,9 +274,10 @@ pub enum Expect {
     Absent,
     /// The stored record has this version (the one the decision was made from).
     Version(u64),
-    /// Nothing is stored, or what is stored expired before this instant (idempotency
-    /// records outlive their meaning until the table's TTL removes them).
-    AbsentOrExpiredBefore(OffsetDateTime),
+    /// Nothing is stored, or what is stored has expired by this instant (idempotency
+    /// records outlive their meaning until the table's TTL removes them; a record is dead
+    /// from its expiry instant on, as `IdempotencyRecord::is_live_at` says).
+    AbsentOrExpiredBy(OffsetDateTime),
     /// Something is stored under the key (for amending a record that has no version).
     Present,
 }
@@ -425,7 +419,7 @@ impl Loaded {
 
 #[derive(Debug, Clone)]
 pub struct PageRequest {
-    pub cursor: Option<Cursor>,
+    pub cursor: Option<Position>,
     pub limit: usize,
 }
 
@@ -439,21 +433,29 @@ impl PageRequest {
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Present when there may be more items.
-    pub next: Option<Cursor>,
+    pub next: Option<Position>,
     /// Items read to make this page (what a request costs; bounded by the read budget).
     pub scanned: usize,
 }
 
 /// Which users a listing returns.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UserFilter {
     pub status: Option<UserStatus>,
     /// Users whose ID or name contains this text, already normalized (`search::normalize`).
     pub search: Option<String>,
     /// Users assigned to any of these establishments.
     pub establishments: Option<BTreeSet<EstablishmentId>>,
-    /// Used to classify members whose seat ended before the sweep marked them expired.
-    pub now: Option<OffsetDateTime>,
+    /// The moment statuses are judged at (a member whose seat ended is expired from then,
+    /// whether or not the sweep has written so).
+    pub now: OffsetDateTime,
+}
+
+impl UserFilter {
+    /// Every user, statuses judged at `now`.
+    pub fn at(now: OffsetDateTime) -> Self {
+        UserFilter { status: None, search: None, establishments: None, now }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -482,7 +484,16 @@ pub trait Records: Send + Sync {
     async fn load(&self, keys: &[Key]) -> Result<Loaded, StoreError>;
 
     /// Applies every write or none. Conditions are checked atomically with the writes.
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError>;
+    /// `token` names this commit: sent again with the same writes (after an unknown
+    /// outcome), it is applied at most once — DynamoDB's `ClientRequestToken`, which the
+    /// embedded store keeps too.
+    async fn commit_once(&self, token: &str, writes: Vec<Write>) -> Result<(), CommitError>;
+
+    /// A commit under a token of its own, for writes that are never sent again (set-up,
+    /// bulk loads, tests).
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
+        self.commit_once(&crate::entropy::SystemEntropy::hex(16), writes).await
+    }
 }
 
 /// Listings and index lookups.
@@ -512,10 +523,6 @@ pub trait Queries: Send + Sync {
     /// The organization's users whose current email or mobile is `contact` (the `by_email`
     /// or `by_mobile` index, every page; it may lag a just-committed change).
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError>;
-
-    /// The organizations in which this person has a user record (the `by_person` index,
-    /// every page; it may lag a just-committed change).
-    async fn memberships(&self, person: &PersonId) -> Result<Vec<OrganizationId>, StoreError>;
 }
 
 /// A complete store.
@@ -528,6 +535,50 @@ impl<T: Records + Queries> Store for T {}
 /// rather than reading a whole large organization in one request.
 pub const LISTING_READ_BUDGET: usize = 500;
 
+/// One query of a listing as DynamoDB answers it: the items it evaluated (at most its
+/// `Limit`, from after the start position) that pass the filter, each with its position;
+/// how many it evaluated; and, when more may follow, the position it stopped at.
+#[derive(Debug)]
+pub struct QueryPage<T> {
+    pub items: Vec<(T, Position)>,
+    pub scanned: usize,
+    pub last_evaluated: Option<Position>,
+}
+
+/// Pages a listing the one way every adapter does, over `query(start, limit)` — DynamoDB's
+/// `Query` with `ExclusiveStartKey` and `Limit`, or the embedded store's emulation of it:
+/// queries until the page is full or the read budget (`read_budget`) is spent; a short
+/// page comes with the position to continue from whenever more may follow. One loop for
+/// both stores, so that they page alike — page for page, cursor for cursor.
+pub async fn paginate<T, F, Fut>(page: &PageRequest, filtered: bool, budget: usize, mut query: F) -> Result<Page<T>, StoreError>
+where
+    F: FnMut(Option<Position>, usize) -> Fut,
+    Fut: Future<Output = Result<QueryPage<T>, StoreError>>,
+{
+    let budget = read_budget(page, filtered, budget);
+    let mut items = Vec::new();
+    let mut scanned = 0;
+    let mut start = page.cursor.clone();
+    loop {
+        let limit = if filtered { budget - scanned } else { page.limit - items.len() };
+        let answered = query(start.take(), limit.max(1)).await?;
+        scanned += answered.scanned;
+        let returned = answered.items.len();
+        for (n, (item, position)) in answered.items.into_iter().enumerate() {
+            items.push(item);
+            if items.len() == page.limit {
+                let more = n + 1 < returned || answered.last_evaluated.is_some();
+                return Ok(Page { items, next: more.then_some(position), scanned });
+            }
+        }
+        match answered.last_evaluated {
+            Some(last) if scanned < budget => start = Some(last),
+            Some(last) => return Ok(Page { items, next: Some(last), scanned }),
+            None => return Ok(Page { items, next: None, scanned }),
+        }
+    }
+}
+
 /// What one listing request may read: its page when every item read is returned, the
 /// adapter's read budget (`LISTING_READ_BUDGET` unless set otherwise) when a filter may drop
 /// items.
@@ -537,10 +588,9 @@ pub fn read_budget(page: &PageRequest, filtered: bool, budget: usize) -> usize {
 
 /// Whether a user matches a listing filter (shared by the embedded store and by tests).
 pub fn user_matches(user: &User, filter: &UserFilter) -> bool {
-    let status_ok = match (filter.status, filter.now) {
-        (None, _) => true,
-        (Some(wanted), Some(now)) => user.effective_status(now) == wanted,
-        (Some(wanted), None) => user.status == wanted,
+    let status_ok = match filter.status {
+        None => true,
+        Some(wanted) => crate::status::condition(wanted).holds(&crate::status::Facts::of(user), filter.now),
     };
     let establishment_ok = filter.establishments.as_ref().is_none_or(|wanted| user.establishments.iter().any(|e| wanted.contains(e)));
     let search_ok = filter.search.as_ref().is_none_or(|wanted| crate::search::searchable(user).contains(wanted.as_str()));

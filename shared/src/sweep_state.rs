@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
-use crate::cursor::Cursor;
+use crate::cursor::Position;
 use crate::identity::PersonId;
 use crate::organization::OrganizationId;
 
@@ -46,7 +46,7 @@ pub struct DayProgress {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Retry {
     pub partition: ExpiryPartition,
-    pub from: Option<Cursor>,
+    pub from: Option<Position>,
     /// Runs in which its items failed.
     pub runs: u32,
 }
@@ -56,7 +56,7 @@ pub struct Retry {
 pub enum Mark {
     Done,
     /// Resume after this cursor (from the start when `None`).
-    Resume(Option<Cursor>),
+    Resume(Option<Position>),
 }
 
 /// Shards of each day of the expiry index.

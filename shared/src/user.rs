@@ -97,6 +97,10 @@ pub struct Seat {
     pub price: Halalas,
     #[serde(default)]
     pub reminders_sent: BTreeSet<Reminder>,
+    /// The sweep has recorded this period's end (audited once). The period itself stays
+    /// where it was: what the sweep writes never changes what a user may do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 impl Seat {
@@ -293,7 +297,7 @@ impl User {
     /// stored status says: expiry is enforced at request time, not left to the sweep. A
     /// renewal follows its seat without a gap, so access never lapses at the old end.
     pub fn seat_valid_at(&self, now: OffsetDateTime) -> bool {
-        self.periods().any(|seat| seat.is_valid_at(now))
+        crate::status::Condition::AccessAfterNow.holds(&crate::status::Facts::of(self), now)
     }
 
     /// The last paid period: where access ends, and what reminders and expiry are about.
@@ -310,7 +314,7 @@ impl User {
 
     /// The period that covers `now`, or else the one that ended last.
     pub fn current_seat(&self, now: OffsetDateTime) -> Option<&Seat> {
-        self.periods().find(|seat| seat.is_valid_at(now)).or(self.seat.as_ref())
+        self.periods().find(|seat| seat.is_valid_at(now)).or(self.last_period())
     }
 
     /// A renewal bought ahead that has not started at `now`.
@@ -351,14 +355,16 @@ impl User {
     }
 
     /// The status as callers should see it: an active or pending member whose seat ran out
-    /// is expired even before the sweep has written it.
+    /// is expired even before the sweep has written it. Decided by `crate::status`'s one
+    /// rule, which listings on every store filter by.
     pub fn effective_status(&self, now: OffsetDateTime) -> UserStatus {
-        match self.status {
-            UserStatus::Active | UserStatus::PendingActivation if self.role == Role::Member && !self.seat_valid_at(now) => {
-                UserStatus::Expired
-            }
-            status => status,
-        }
+        crate::status::effective(&crate::status::Facts::of(self), now)
+    }
+
+    /// When access ends: the end of the last paid period (periods follow each other
+    /// without a gap, and the first starts when it is bought).
+    pub fn access_ends_at(&self) -> Option<OffsetDateTime> {
+        self.last_period().map(|seat| seat.ends_at)
     }
 
     /// Holds a seat that still runs (a new subscription for this person would duplicate it).
@@ -375,7 +381,7 @@ impl User {
         if matches!(self.status, UserStatus::Suspended | UserStatus::Expired) {
             return None;
         }
-        let seat = self.last_period()?;
+        let seat = self.last_period().filter(|seat| !seat.expired)?;
         if now >= seat.ends_at {
             return Some(SweepStep::Expire);
         }
@@ -394,7 +400,7 @@ impl User {
         if matches!(self.status, UserStatus::Suspended | UserStatus::Expired) {
             return None;
         }
-        self.last_period().map(|seat| seat.ends_at)
+        self.last_period().filter(|seat| !seat.expired).map(|seat| seat.ends_at)
     }
 
     /// Establishments in which this user may use services: those with at least one grant.
@@ -427,7 +433,14 @@ mod tests {
             grants: Grants::default(),
             grants_version: 1,
             profile_version: 1,
-            seat: Some(Seat { id: "s".into(), starts_at: now, ends_at, price: Halalas::ZERO, reminders_sent: BTreeSet::new() }),
+            seat: Some(Seat {
+                id: "s".into(),
+                starts_at: now,
+                ends_at,
+                price: Halalas::ZERO,
+                reminders_sent: BTreeSet::new(),
+                expired: false,
+            }),
             next_seat: None,
             iqama_expiry: None,
             past_seats: vec![],
@@ -480,8 +493,14 @@ mod tests {
         let end = datetime!(2027-11-23 10:00 UTC);
         let mut user = member_with_seat(end);
         let new_end = crate::clock::one_year_after(end);
-        user.next_seat =
-            Some(Seat { id: "r".into(), starts_at: end, ends_at: new_end, price: Halalas::ZERO, reminders_sent: BTreeSet::new() });
+        user.next_seat = Some(Seat {
+            id: "r".into(),
+            starts_at: end,
+            ends_at: new_end,
+            price: Halalas::ZERO,
+            reminders_sent: BTreeSet::new(),
+            expired: false,
+        });
         assert!(user.can_act_at(end - Duration::seconds(1)));
         assert!(user.can_act_at(end), "no gap at the old end");
         assert_eq!(user.effective_status(end + Duration::days(1)), UserStatus::Active);

@@ -41,7 +41,7 @@ impl Records for GatedStore {
         loaded
     }
 
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
+    async fn commit_once(&self, token: &str, writes: Vec<Write>) -> Result<(), CommitError> {
         loop {
             let opened = self.opened.notified();
             if self.loads.load(Ordering::SeqCst) >= self.readers {
@@ -49,7 +49,7 @@ impl Records for GatedStore {
             }
             opened.await;
         }
-        self.inner.commit(writes).await
+        self.inner.commit_once(token, writes).await
     }
 }
 
@@ -77,9 +77,6 @@ impl Queries for GatedStore {
     }
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
         self.inner.users_with_contact(organization, contact).await
-    }
-    async fn memberships(&self, person: &domain::identity::PersonId) -> Result<Vec<OrganizationId>, StoreError> {
-        self.inner.memberships(person).await
     }
 }
 
@@ -152,12 +149,12 @@ impl Records for FaultyStore {
         }
     }
 
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
+    async fn commit_once(&self, token: &str, writes: Vec<Write>) -> Result<(), CommitError> {
         match self.decide(&Call::Commit(&writes)) {
             Some(Fault::Unavailable) => Err(CommitError::Unavailable(injected_error("write throttled"))),
             Some(Fault::Conflict) => Err(CommitError::Conflict { failed: vec![] }),
             Some(Fault::LostResponse) => {
-                self.inner.commit(writes).await?;
+                self.inner.commit_once(token, writes).await?;
                 Err(CommitError::Unknown(injected_error("timeout after the write")))
             }
             Some(Fault::Instead(other)) => {
@@ -166,9 +163,9 @@ impl Records for FaultyStore {
             }
             Some(Fault::Slow(pause)) => {
                 tokio::time::sleep(pause).await;
-                self.inner.commit(writes).await
+                self.inner.commit_once(token, writes).await
             }
-            None => self.inner.commit(writes).await,
+            None => self.inner.commit_once(token, writes).await,
         }
     }
 }
@@ -203,10 +200,6 @@ impl Queries for FaultyStore {
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
         self.query_allowed("users_with_contact")?;
         self.inner.users_with_contact(organization, contact).await
-    }
-    async fn memberships(&self, person: &domain::identity::PersonId) -> Result<Vec<OrganizationId>, StoreError> {
-        self.query_allowed("memberships")?;
-        self.inner.memberships(person).await
     }
 }
 

@@ -8,7 +8,8 @@ use domain::idempotency::{IdempotencyRecord, IdempotencyScope};
 use domain::ledger::{Balance, Direction, LedgerEntry, LedgerReason};
 use domain::money::Halalas;
 use domain::store::{
-    AuditQuery, CommitError, Cursor, Expect, ExpiryPartition, Key, LISTING_READ_BUDGET, PageRequest, Record, StoreError, UserFilter, Write,
+    AuditQuery, CommitError, Expect, ExpiryPartition, Key, LISTING_READ_BUDGET, PageRequest, Position, Record, StoreError, UserFilter,
+    Write,
 };
 use domain::user::{User, UserStatus};
 use system_tests::world::{Backend, World};
@@ -41,7 +42,7 @@ async fn every_record_kind_round_trips(backend: Backend) {
     };
     let idempotency = IdempotencyRecord {
         organization: organization.clone(),
-        scope: IdempotencyScope::Subscribe,
+        scope: IdempotencyScope::Caller,
         key_digest: "k".repeat(64),
         request_digest: "d".repeat(64),
         body: r#"{"a":"ب"}"#.into(),
@@ -63,13 +64,13 @@ async fn every_record_kind_round_trips(backend: Backend) {
         .load(&[
             Key::User(organization.clone(), user.id.clone()),
             Key::Balance(organization.clone()),
-            Key::Idempotency(organization.clone(), IdempotencyScope::Subscribe, "k".repeat(64)),
+            Key::Idempotency(organization.clone(), IdempotencyScope::Caller, "k".repeat(64)),
         ])
         .await
         .expect("load");
     assert_eq!(loaded.user(&organization, &user.id), Some(&user));
     assert_eq!(loaded.balance(&organization), Some(&balance));
-    assert_eq!(loaded.idempotency(&organization, IdempotencyScope::Subscribe, &"k".repeat(64)), Some(&idempotency));
+    assert_eq!(loaded.idempotency(&organization, IdempotencyScope::Caller, &"k".repeat(64)), Some(&idempotency));
     let audit_page = store
         .audit(
             &AuditQuery {
@@ -143,17 +144,23 @@ async fn idempotency_records_can_be_reused_only_once_expired(backend: Backend) {
     let now = world.now();
     let record = IdempotencyRecord {
         organization: org(5),
-        scope: IdempotencyScope::Renew,
+        scope: IdempotencyScope::Caller,
         key_digest: "a".repeat(64),
         request_digest: "b".repeat(64),
         body: "{}".into(),
         created_at: now,
         expires_at: Some(now + Duration::hours(24)),
     };
-    let write = |at| Write { record: Record::Idempotency(record.clone()), expect: Expect::AbsentOrExpiredBefore(at) };
+    let write = |at| Write { record: Record::Idempotency(record.clone()), expect: Expect::AbsentOrExpiredBy(at) };
     store.commit(vec![write(now)]).await.expect("absent: written");
-    assert!(matches!(store.commit(vec![write(now + Duration::hours(23))]).await, Err(CommitError::Conflict { .. })), "live: refused");
-    store.commit(vec![write(now + Duration::hours(25))]).await.expect("expired: written");
+    let just_before = now + Duration::hours(24) - Duration::microseconds(1);
+    assert!(record.is_live_at(just_before));
+    assert!(matches!(store.commit(vec![write(just_before)]).await, Err(CommitError::Conflict { .. })), "live: refused");
+    // From the expiry instant on the key is free, as `is_live_at` says (the simulator found a
+    // key refused at that instant, by a condition one microsecond stricter than the read).
+    let at_expiry = now + Duration::hours(24);
+    assert!(!record.is_live_at(at_expiry));
+    store.commit(vec![write(at_expiry)]).await.expect("expired at that instant: written");
 }
 both!(idempotency_records_can_be_reused_only_once_expired);
 
@@ -202,7 +209,7 @@ async fn users_page_in_id_order_with_filters(backend: Backend) {
     let mut seen = Vec::new();
     let mut page = PageRequest::first(5);
     loop {
-        let result = store.users(&organization, &UserFilter::default(), page.clone()).await.expect("page");
+        let result = store.users(&organization, &UserFilter::at(now), page.clone()).await.expect("page");
         assert!(result.items.len() <= 5);
         seen.extend(result.items);
         match result.next {
@@ -214,37 +221,41 @@ async fn users_page_in_id_order_with_filters(backend: Backend) {
 
     for (filter, keep) in [
         (
-            UserFilter { status: Some(UserStatus::Suspended), ..Default::default() },
+            UserFilter { status: Some(UserStatus::Suspended), ..UserFilter::at(now) },
             Box::new(|u: &User| u.status == UserStatus::Suspended) as Box<dyn Fn(&User) -> bool>,
         ),
         (
             UserFilter {
                 status: Some(UserStatus::Suspended),
-                now: Some(now),
+                now,
                 establishments: Some(BTreeSet::from([establishment("1-100")])),
                 search: None,
             },
             Box::new(|u: &User| u.status == UserStatus::Suspended && u.establishments.contains(&establishment("1-100"))),
         ),
         (
-            UserFilter { status: Some(UserStatus::Expired), now: Some(now), ..Default::default() },
+            UserFilter { status: Some(UserStatus::Expired), now, ..UserFilter::at(now) },
             Box::new(move |u: &User| u.effective_status(now) == UserStatus::Expired),
         ),
         (
-            UserFilter { status: Some(UserStatus::Active), now: Some(now), ..Default::default() },
+            UserFilter { status: Some(UserStatus::Active), now, ..UserFilter::at(now) },
             Box::new(move |u: &User| u.effective_status(now) == UserStatus::Active),
         ),
         (
-            UserFilter { establishments: Some(BTreeSet::from([establishment("1-300"), establishment("1-999")])), ..Default::default() },
+            UserFilter { establishments: Some(BTreeSet::from([establishment("1-300"), establishment("1-999")])), ..UserFilter::at(now) },
             Box::new(|u: &User| u.establishments.contains(&establishment("1-300"))),
         ),
         (
             // Typed without the hamza and with ه for ة, as people do.
-            UserFilter { search: Some(domain::search::normalize("فاطمه")), ..Default::default() },
+            UserFilter { search: Some(domain::search::normalize("فاطمه")), ..UserFilter::at(now) },
             Box::new(|u: &User| u.name.en.as_deref() == Some("Fatimah Al-Zahrani")),
         ),
         (
-            UserFilter { search: Some(domain::search::normalize("AL-ZAHRANI")), status: Some(UserStatus::Suspended), ..Default::default() },
+            UserFilter {
+                search: Some(domain::search::normalize("AL-ZAHRANI")),
+                status: Some(UserStatus::Suspended),
+                ..UserFilter::at(now)
+            },
             Box::new(|u: &User| u.name.en.as_deref() == Some("Fatimah Al-Zahrani") && u.status == UserStatus::Suspended),
         ),
     ] {
@@ -272,11 +283,19 @@ async fn cursors_are_bound_to_their_listing(backend: Backend) {
     let mine = org(9);
     let writes: Vec<Write> = (0..3).map(|n| Write::create(Record::User(full_user(&mine, &person('1', 500 + n), now)))).collect();
     store.commit(writes).await.expect("users");
-    let first = store.users(&mine, &UserFilter::default(), PageRequest::first(1)).await.expect("page");
+    let first = store.users(&mine, &UserFilter::at(now), PageRequest::first(1)).await.expect("page");
     let cursor = first.next.expect("more");
-    let other = store.users(&org(10), &UserFilter::default(), PageRequest { cursor: Some(cursor.clone()), limit: 1 }).await;
+    let other = store.users(&org(10), &UserFilter::at(now), PageRequest { cursor: Some(cursor.clone()), limit: 1 }).await;
     assert!(matches!(other, Err(StoreError::InvalidCursor)), "another organization's cursor: {other:?}");
-    let ledger = store.ledger(&mine, PageRequest { cursor: Some(Cursor::from_client("not-a-cursor")), limit: 1 }).await;
+    let ledger = store
+        .ledger(
+            &mine,
+            PageRequest {
+                cursor: Some(Position::encode(&std::collections::BTreeMap::from([("not".to_owned(), "a position".to_owned())]))),
+                limit: 1,
+            },
+        )
+        .await;
     assert!(matches!(ledger, Err(StoreError::InvalidCursor)), "garbage: {ledger:?}");
 }
 both!(cursors_are_bound_to_their_listing);
@@ -442,7 +461,7 @@ async fn a_filtered_listing_reads_at_most_its_budget(backend: Backend) {
     for chunk in users.chunks(domain::store::MAX_WRITES) {
         store.commit(chunk.iter().cloned().map(|u| Write::create(Record::User(u))).collect()).await.expect("users");
     }
-    let filter = UserFilter { status: Some(UserStatus::Suspended), ..Default::default() };
+    let filter = UserFilter { status: Some(UserStatus::Suspended), ..UserFilter::at(now) };
     let mut page = PageRequest::first(20);
     let mut requests = Vec::new();
     loop {
@@ -460,7 +479,7 @@ async fn a_filtered_listing_reads_at_most_its_budget(backend: Backend) {
     assert_eq!(requests.iter().map(|(_, read)| read).sum::<usize>(), total, "every user read once over the pages");
 
     // Without a filter, a request reads its page and no more.
-    let plain = store.users(&organization, &UserFilter::default(), PageRequest::first(20)).await.expect("page");
+    let plain = store.users(&organization, &UserFilter::at(now), PageRequest::first(20)).await.expect("page");
     assert_eq!((plain.items.len(), plain.scanned), (20, 20));
 }
 both!(a_filtered_listing_reads_at_most_its_budget);
@@ -469,7 +488,7 @@ async fn the_sweep_state_round_trips(backend: Backend) {
     let world = World::new(backend).await;
     let store = &world.env.store;
     let now = world.now();
-    let cursor = Cursor::encode(&std::collections::BTreeMap::from([("pk".to_owned(), "ORG#1".to_owned())]));
+    let cursor = Position::encode(&std::collections::BTreeMap::from([("pk".to_owned(), "ORG#1".to_owned())]));
     let state = domain::actions::sweep::SweepState {
         version: 1,
         completed_through: Some(now.date()),

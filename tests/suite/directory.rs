@@ -33,6 +33,7 @@ async fn register_many(world: &World, first: u32, count: u32) -> Vec<PersonId> {
                     employers: BTreeSet::from([EstablishmentId::parse("1-10").unwrap(), EstablishmentId::parse("1-20").unwrap()]),
                     email: Email::parse(&format!("e{}@example.sa", id.as_str())).unwrap(),
                     mobile: SaudiMobile::parse(&format!("+9665{}", &id.as_str()[2..])).unwrap(),
+                    memberships: BTreeSet::new(),
                     updated_at: now,
                     version: 1,
                 }))
@@ -44,7 +45,7 @@ async fn register_many(world: &World, first: u32, count: u32) -> Vec<PersonId> {
 }
 
 async fn subscribe_all(world: &World, org: &OrganizationId, manager: &PersonId, ids: &[PersonId]) {
-    for (n, chunk) in ids.chunks(25).enumerate() {
+    for (n, chunk) in ids.chunks(domain::actions::subscribe::MAX_PERSONS_PER_REQUEST).enumerate() {
         let persons = chunk
             .iter()
             .enumerate()

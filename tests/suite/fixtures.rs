@@ -64,6 +64,7 @@ pub fn full_user(organization: &OrganizationId, id: &PersonId, now: OffsetDateTi
             ends_at: now + Duration::days(365),
             price: domain::money::Halalas::new(15000),
             reminders_sent: BTreeSet::from([domain::user::Reminder::ThirtyDays]),
+            expired: false,
         }),
         next_seat: None,
         iqama_expiry: if id.is_citizen() { None } else { Some(now.date() + Duration::days(400)) },
@@ -73,6 +74,7 @@ pub fn full_user(organization: &OrganizationId, id: &PersonId, now: OffsetDateTi
             ends_at: now - Duration::days(35),
             price: domain::money::Halalas::ZERO,
             reminders_sent: BTreeSet::new(),
+            expired: true,
         }],
         activation: Activation {
             email_confirmed_at: Some(now),

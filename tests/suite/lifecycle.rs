@@ -237,8 +237,13 @@ impl Fleet {
     /// Expiry reminders received: (emails, SMS).
     async fn received(&self, offset: i64) -> (usize, usize) {
         let user = self.world.user(&self.org, self.person(offset)).await;
-        let emails =
-            self.world.emails_to(&user.email).await.into_iter().filter(|(s, _)| s.contains("ends in") || s.contains("ينتهي")).count();
+        let emails = self
+            .world
+            .emails_to(&user.email)
+            .await
+            .into_iter()
+            .filter(|(s, _)| s.contains("ends in") || s.contains("انتهاء اشتراكك"))
+            .count();
         let sms =
             self.world.sms_to(&user.mobile).await.into_iter().filter(|b| b.contains("subscription ends") || b.contains("ينتهي")).count();
         (emails, sms)

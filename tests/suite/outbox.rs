@@ -333,10 +333,11 @@ impl Actors {
     }
 }
 
-/// A subscription of 25 persons is one transaction with its intent (77 of DynamoDB's 100
-/// items), and its 50 messages go out.
+/// A subscription of the most persons a request may carry (24) is one transaction with its
+/// intent and the persons' records (99 of DynamoDB's 100 items), and its 48 messages go out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_five_persons_are_one_transaction_and_fifty_messages() {
+async fn the_largest_group_is_one_transaction_and_its_messages_go_out() {
+    use domain::actions::subscribe::MAX_PERSONS_PER_REQUEST;
     let world = World::new(Backend::Moto).await;
     let manager = PersonId::parse(&citizen(1)).unwrap();
     let org = world
@@ -344,7 +345,7 @@ async fn twenty_five_persons_are_one_transaction_and_fifty_messages() {
         .await;
     world.credit(&org, 10_000_000).await;
     let mut persons = Vec::new();
-    for n in 0..25 {
+    for n in 0..MAX_PERSONS_PER_REQUEST as u32 {
         let id = world.register(&resident(200 + n), &["1-10"], Some(300)).await;
         persons.push(json!({ "id": id.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }));
     }
@@ -357,7 +358,7 @@ async fn twenty_five_persons_are_one_transaction_and_fifty_messages() {
             .post_keyed(
                 &format!("/v1/organizations/{ORG}/subscriptions"),
                 &client.token_for(&manager),
-                "twenty-five",
+                "the-largest-group",
                 &json!({ "persons": persons }),
             )
             .await;
@@ -377,9 +378,9 @@ async fn twenty_five_persons_are_one_transaction_and_fifty_messages() {
             _ => None,
         })
         .collect();
-    assert_eq!(users.len(), 25);
+    assert_eq!(users.len(), MAX_PERSONS_PER_REQUEST);
     let sent = users.iter().flat_map(|u| u.deliveries.values()).filter(|d| d.state == domain::outbox::DeliveryState::Sent).count();
-    assert_eq!(sent, 50, "an email and an SMS for each");
+    assert_eq!(sent, 2 * MAX_PERSONS_PER_REQUEST, "an email and an SMS for each");
 }
 
 /// `deliver` starts an intent only while the invocation has the time to finish it: with

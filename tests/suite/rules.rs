@@ -123,6 +123,67 @@ async fn a_renewal_extends_the_paid_period_without_a_gap_and_changes_no_access(b
 }
 both!(a_renewal_extends_the_paid_period_without_a_gap_and_changes_no_access);
 
+/// What the sweep writes changes nothing a user may do, nor what anyone sees: within 30
+/// days after a seat's end it is renewed from now whether or not the sweep has recorded
+/// the end (the simulator found the grace lasting until the next hourly sweep), and a
+/// user who renewed ahead lists as active, by `?status=` on every store, between the old
+/// end and the sweep's pass as after it (the simulator found DynamoDB's filter reading the
+/// old seat alone).
+async fn the_sweep_changes_nothing_a_user_may_do_or_anyone_sees(backend: Backend) {
+    let cast = cast(backend).await;
+    let (world, client) = (&cast.world, &cast.client);
+    let manager = client.token_for(&cast.manager);
+    let (lapsing, renewing) = (cast.member.clone(), cast.citizen_user.clone());
+    let end = world.user(&org(), &lapsing).await.seat.expect("a seat").ends_at;
+    let renewing_end = world.user(&org(), &renewing).await.seat.expect("a seat").ends_at;
+    world.clock.set(renewing_end - Duration::days(40));
+    let ahead = renew(client, &cast.manager, &renewing, "renew-ahead").await;
+    assert_eq!(ahead.status, 201, "{}", ahead.text());
+
+    world.clock.set(end.max(renewing_end) + Duration::hours(1));
+    let listed = |status: &'static str| {
+        let token = manager.clone();
+        async move {
+            let answer = client.get(&format!("/v1/organizations/{ORG}/users?status={status}&limit=200"), &token).await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            answer.json()["users"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|u| u["id"].as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    for swept in [false, true] {
+        if swept {
+            sweep(client).await;
+        }
+        assert!(listed("active").await.contains(&renewing.as_str().to_owned()), "renewed ahead: active (swept: {swept})");
+        assert!(!listed("expired").await.contains(&renewing.as_str().to_owned()), "swept: {swept}");
+        assert!(listed("expired").await.contains(&lapsing.as_str().to_owned()), "swept: {swept}");
+        let profile = client.get(&user_path(&lapsing), &manager).await.json();
+        assert_eq!(profile["status"], "expired");
+        assert_eq!(profile["seat"]["ends_at"], key_timestamp(end), "the seat that ended is shown (swept: {swept})");
+    }
+    assert_eq!(world.user(&org(), &lapsing).await.status, UserStatus::Expired, "the sweep recorded the end");
+
+    world.advance(Duration::days(29));
+    let renewed = renew(client, &cast.manager, &lapsing, "renew-in-grace").await;
+    assert_eq!(renewed.status, 201, "{}", renewed.text());
+    assert_eq!(renewed.json()["renewed"]["starts_at"], key_timestamp(world.now()), "renewed from now");
+    assert_eq!(renewed.json()["status"], "active");
+
+    let other = cast.resident_user.clone();
+    let other_end = world.user(&org(), &other).await.seat.expect("a seat").ends_at;
+    world.clock.set(other_end + Duration::hours(1));
+    sweep(client).await;
+    world.clock.set(other_end + Duration::days(31));
+    let late = renew(client, &cast.manager, &other, "renew-too-late").await;
+    assert_eq!((late.status, late.code().as_str()), (422, "renewal_grace_passed"), "{}", late.text());
+}
+both!(the_sweep_changes_nothing_a_user_may_do_or_anyone_sees);
+
 // ---------------------------------------------------------------------------------------
 // 2. Own seats
 

@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 
 use domain::actions::directory::{self, AuditFilter, ExportAudit, ExportLedger, Exported};
 use domain::audit::{Actor, AuditAction, AuditEntry};
-use domain::env::Env;
+use domain::cursor::Cursors;
+use domain::env::{Env, SecretSource};
 use domain::error::{Error, Rejection};
 use domain::ledger::{LedgerEntry, LedgerReason};
 use domain::parse;
 use domain::pipeline::run;
-use domain::store::Cursor;
 use gateway::routes::DirectoryRoute;
 use gateway::{Incoming, Reply};
 use lambda_http::{Body, Request, Response};
@@ -19,23 +19,25 @@ use lambda_http::{Body, Request, Response};
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
 
-pub async fn handle(env: &Env, request: Request) -> Response<Body> {
-    gateway::serve(request, async |incoming: Incoming<DirectoryRoute>| route(env, incoming).await).await
+pub async fn handle(env: &Env, secrets: &dyn SecretSource, request: Request) -> Response<Body> {
+    gateway::serve(request, async |incoming: Incoming<DirectoryRoute>| route(env, secrets, incoming).await).await
 }
 
-async fn route(env: &Env, incoming: Incoming<DirectoryRoute>) -> Result<Reply, Error> {
+async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<DirectoryRoute>) -> Result<Reply, Error> {
     let organization = incoming.organization()?;
     let meta = incoming.meta();
+    // Listings seal their cursors under a key derived from the code key (`domain::cursor`).
+    let cursors = async || Ok::<_, Error>(Cursors::new(&secrets.code_key().await?));
     match incoming.route {
         DirectoryRoute::ReadOrganization => Reply::json(200, &directory::organization(env, &meta, &organization).await?),
         DirectoryRoute::ReadBalance => {
             if wants_csv(&incoming)? {
-                let command = ExportLedger { organization: organization.clone(), cursor: cursor(&incoming) };
+                let command = ExportLedger { organization: organization.clone(), cursor: cursor(&incoming), cursors: cursors().await? };
                 let exported = run(env, &meta, &command).await?.answer;
                 return Ok(csv_reply(ledger_csv(&exported.rows)?, &format!("ledger-{}.csv", organization.as_str()), exported));
             }
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
-            Reply::json(200, &directory::balance(env, &meta, &organization, page).await?)
+            Reply::json(200, &directory::balance(env, &meta, &organization, &page, &cursors().await?).await?)
         }
         DirectoryRoute::ListUsers => {
             let query = directory::UserQuery {
@@ -44,13 +46,19 @@ async fn route(env: &Env, incoming: Incoming<DirectoryRoute>) -> Result<Reply, E
                 search: incoming.query("q").map(|q| parse::text("q", q, 100)).transpose()?,
             };
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
-            Reply::json(200, &directory::users(env, &meta, &organization, query, page).await?)
+            Reply::json(200, &directory::users(env, &meta, &organization, query, &page, &cursors().await?).await?)
         }
         DirectoryRoute::OrganizationAudit | DirectoryRoute::UserAudit => {
             let user = if incoming.route == DirectoryRoute::UserAudit { Some(incoming.user_id()?) } else { None };
             let filter = audit_filter(&incoming)?;
             if wants_csv(&incoming)? {
-                let command = ExportAudit { organization: organization.clone(), user: user.clone(), filter, cursor: cursor(&incoming) };
+                let command = ExportAudit {
+                    organization: organization.clone(),
+                    user: user.clone(),
+                    filter,
+                    cursor: cursor(&incoming),
+                    cursors: cursors().await?,
+                };
                 let exported = run(env, &meta, &command).await?.answer;
                 let name = match &user {
                     Some(user) => format!("audit-{}-{}.csv", organization.as_str(), user.as_str()),
@@ -59,7 +67,7 @@ async fn route(env: &Env, incoming: Incoming<DirectoryRoute>) -> Result<Reply, E
                 return Ok(csv_reply(audit_csv(&exported.rows)?, &name, exported));
             }
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
-            Reply::json(200, &directory::audit(env, &meta, &organization, user.as_ref(), &filter, page).await?)
+            Reply::json(200, &directory::audit(env, &meta, &organization, user.as_ref(), &filter, &page, &cursors().await?).await?)
         }
     }
 }
@@ -74,8 +82,8 @@ fn wants_csv(incoming: &Incoming<DirectoryRoute>) -> Result<bool, Rejection> {
     }
 }
 
-fn cursor(incoming: &Incoming<DirectoryRoute>) -> Option<Cursor> {
-    incoming.query("cursor").filter(|c| !c.is_empty()).map(Cursor::from_client)
+fn cursor(incoming: &Incoming<DirectoryRoute>) -> Option<String> {
+    incoming.query("cursor").filter(|c| !c.is_empty()).map(str::to_owned)
 }
 
 /// `?action=a,b`, `?from=`, `?to=`: an RFC 3339 instant, or a date, which means that Saudi

@@ -13,15 +13,14 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use domain::audit::AuditEntry;
 use domain::clock::key_timestamp;
-use domain::identity::PersonId;
 use domain::identity::mask_id;
 use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
-    AuditQuery, BadItem, BoxError, CommitError, Contact, Cursor, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, Key, LEDGER_PREFIX,
-    LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, PERSON_INDEX, Page, PageRequest, Queries, Record, Records, StoreError,
-    TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_partition, audit_sort_range, audit_target, organization_partition,
-    person_key,
+    AuditQuery, BadItem, BoxError, CommitError, Contact, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, Key, LEDGER_PREFIX,
+    LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, Page, PageRequest, Position, Queries, QueryPage, Record, Records,
+    StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_partition, audit_sort_range, audit_target,
+    organization_partition,
 };
 use domain::user::{User, UserStatus};
 use time::OffsetDateTime;
@@ -111,8 +110,8 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
         ("audit_target", index.target),
         ("email_key", index.email_key),
         ("mobile_key", index.mobile_key),
-        ("person_key", index.person_key),
         ("search_text", index.search_text),
+        ("access_ends_at", index.access_ends_at),
     ] {
         if let Some(value) = value {
             attributes.insert(name.into(), s(value));
@@ -189,8 +188,8 @@ fn condition(expect: Expect) -> Condition {
             values: Some(HashMap::from([(":expected_version".to_owned(), AttributeValue::N(version.to_string()))])),
         },
         // Stored instants are fixed-width UTC text, so string order is time order.
-        Expect::AbsentOrExpiredBefore(now) => Condition {
-            expression: "attribute_not_exists(pk) OR #expires_at < :now",
+        Expect::AbsentOrExpiredBy(now) => Condition {
+            expression: "attribute_not_exists(pk) OR #expires_at <= :now",
             names: Some(HashMap::from([("#expires_at".to_owned(), "expires_at".to_owned())])),
             values: Some(HashMap::from([(":now".to_owned(), s(key_timestamp(now)))])),
         },
@@ -200,12 +199,6 @@ fn condition(expect: Expect) -> Condition {
 /// Whether an SDK error may have happened after the request reached DynamoDB.
 fn outcome_unknown<E, R>(error: &SdkError<E, R>) -> bool {
     matches!(error, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_))
-}
-
-/// TransactWriteItems idempotency: the SDK's own retries of one commit reuse this token,
-/// so a retry after a lost response cannot apply the transaction twice.
-fn client_request_token() -> String {
-    domain::entropy::SystemEntropy::hex(16)
 }
 
 #[async_trait]
@@ -271,7 +264,7 @@ impl Records for DynamoStore {
         Ok(Loaded::new(records))
     }
 
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
+    async fn commit_once(&self, token: &str, writes: Vec<Write>) -> Result<(), CommitError> {
         let mut puts = Vec::with_capacity(writes.len());
         for write in &writes {
             let item = to_item(&write.record).map_err(|e| CommitError::Unavailable(Box::new(e)))?;
@@ -315,8 +308,9 @@ impl Records for DynamoStore {
                 Ok(TransactWriteItem::builder().put(put).build())
             })
             .collect::<Result<Vec<_>, CommitError>>()?;
-        let result =
-            self.client().transact_write_items().set_transact_items(Some(items)).client_request_token(client_request_token()).send().await;
+        // The same token on a commit sent again (the pipeline does after an unknown outcome)
+        // makes DynamoDB apply it at most once, for ten minutes.
+        let result = self.client().transact_write_items().set_transact_items(Some(items)).client_request_token(token).send().await;
         match result {
             Ok(_) => Ok(()),
             Err(error) if outcome_unknown(&error) => Err(CommitError::Unknown(Box::new(aws_sdk_dynamodb::Error::from(error)))),
@@ -358,30 +352,25 @@ struct Listing<'a> {
 }
 
 impl DynamoStore {
-    /// Queries until the page is full or the read budget is spent: the page's size when
-    /// every item read is returned, the read budget when a filter may drop items
-    /// (`Limit` counts items read before the filter). A short page comes with a cursor
-    /// whenever the partition may hold more.
+    /// A listing, paged by `domain::store::paginate` (the loop both stores share) over
+    /// DynamoDB's `Query`: `Limit` counts items read before the filter.
     async fn list(&self, listing: Listing<'_>, page: &PageRequest) -> Result<Page<Item>, StoreError> {
-        let mut start: Option<Item> = match &page.cursor {
-            None => None,
-            Some(cursor) => {
-                let key = cursor.decode()?;
-                let matches = listing.cursor_must_match.iter().all(|(name, value)| key.get(*name) == Some(value));
-                let complete =
-                    listing.cursor_attributes.iter().all(|name| key.contains_key(*name)) && key.len() == listing.cursor_attributes.len();
-                if !matches || !complete {
-                    return Err(StoreError::InvalidCursor);
-                }
-                Some(key.into_iter().map(|(name, value)| (name, s(value))).collect())
-            }
-        };
         let filtered = listing.filter.is_some();
-        let budget = domain::store::read_budget(page, filtered, self.read_budget);
-        let mut items = Vec::new();
-        let mut scanned = 0;
-        loop {
-            let limit = if filtered { budget - scanned } else { page.limit - items.len() };
+        let listing = &listing;
+        domain::store::paginate(page, filtered, self.read_budget, |start, limit| async move {
+            let start: Option<Item> = match start {
+                None => None,
+                Some(position) => {
+                    let key = position.decode()?;
+                    let matches = listing.cursor_must_match.iter().all(|(name, value)| key.get(*name) == Some(value));
+                    let complete = listing.cursor_attributes.iter().all(|name| key.contains_key(*name))
+                        && key.len() == listing.cursor_attributes.len();
+                    if !matches || !complete {
+                        return Err(StoreError::InvalidCursor);
+                    }
+                    Some(key.into_iter().map(|(name, value)| (name, s(value))).collect())
+                }
+            };
             let output = self
                 .client()
                 .query()
@@ -392,35 +381,32 @@ impl DynamoStore {
                 .set_expression_attribute_names((!listing.names.is_empty()).then(|| listing.names.clone()))
                 .set_expression_attribute_values(Some(listing.values.clone()))
                 .scan_index_forward(listing.forward)
-                .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| read_failure(aws_sdk_dynamodb::Error::from(e)))?;
-            scanned += usize::try_from(output.scanned_count).unwrap_or(0);
-            let returned = output.items.unwrap_or_default();
-            let returned_count = returned.len();
-            for (position, item) in returned.into_iter().enumerate() {
-                items.push(item);
-                if items.len() == page.limit {
-                    let more = position + 1 < returned_count || output.last_evaluated_key.is_some();
-                    let next = more.then(|| cursor_from(items.last().expect("a full page"), listing.cursor_attributes));
-                    return Ok(Page { items, next, scanned });
-                }
-            }
-            match output.last_evaluated_key {
-                Some(key) if scanned < budget => start = Some(key),
-                Some(key) => return Ok(Page { items, next: Some(cursor_from(&key, listing.cursor_attributes)), scanned }),
-                None => return Ok(Page { items, next: None, scanned }),
-            }
-        }
+            Ok(QueryPage {
+                scanned: usize::try_from(output.scanned_count).unwrap_or(0),
+                last_evaluated: output.last_evaluated_key.as_ref().map(|key| position_from(key, listing.cursor_attributes)),
+                items: output
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|item| {
+                        let position = position_from(&item, listing.cursor_attributes);
+                        (item, position)
+                    })
+                    .collect(),
+            })
+        })
+        .await
     }
 }
 
 impl DynamoStore {
     /// Every item of an index partition, following `LastEvaluatedKey` to the end. Only for
-    /// partitions that stay small by design (one contact value in one organization, one
-    /// person's memberships).
+    /// partitions that stay small by design (one contact value in one organization).
     async fn query_every_page(&self, index: &str, attribute: &str, value: String) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
@@ -446,10 +432,10 @@ impl DynamoStore {
     }
 }
 
-fn cursor_from(item: &Item, attributes: &[&str]) -> Cursor {
+fn position_from(item: &Item, attributes: &[&str]) -> Position {
     let key: BTreeMap<String, String> =
         attributes.iter().filter_map(|name| item.get(*name).and_then(|v| v.as_s().ok()).map(|v| ((*name).to_owned(), v.clone()))).collect();
-    Cursor::encode(&key)
+    Position::encode(&key)
 }
 
 fn parse_items<T>(page: Page<Item>, pick: impl Fn(Record) -> Option<T>) -> Result<Page<T>, StoreError> {
@@ -471,31 +457,7 @@ fn status_value(status: UserStatus) -> AttributeValue {
 fn user_filter(filter: &UserFilter, names: &mut HashMap<String, String>, values: &mut HashMap<String, AttributeValue>) -> Option<String> {
     let mut clauses = Vec::new();
     if let Some(status) = filter.status {
-        names.insert("#status".into(), "status".into());
-        values.insert(":wanted".into(), status_value(status));
-        let clause = match filter.now {
-            None => "#status = :wanted".to_owned(),
-            // DynamoDB refuses names and values an expression does not use.
-            Some(_) if status == UserStatus::Suspended => "#status = :wanted".to_owned(),
-            Some(now) => {
-                names.extend([("#role".into(), "role".into()), ("#seat".into(), "seat".into()), ("#ends_at".into(), "ends_at".into())]);
-                values.insert(":now".into(), s(key_timestamp(now)));
-                values.insert(":manager".into(), s("manager"));
-                match status {
-                    UserStatus::Active | UserStatus::PendingActivation => {
-                        "(#status = :wanted AND (#role = :manager OR #seat.#ends_at > :now))".to_owned()
-                    }
-                    UserStatus::Suspended => "#status = :wanted".to_owned(),
-                    UserStatus::Expired => {
-                        values.insert(":active".into(), status_value(UserStatus::Active));
-                        values.insert(":pending".into(), status_value(UserStatus::PendingActivation));
-                        "(#status = :wanted OR (#role <> :manager AND #status IN (:active, :pending) AND (attribute_not_exists(#seat) OR #seat.#ends_at <= :now)))"
-                            .to_owned()
-                    }
-                }
-            }
-        };
-        clauses.push(clause);
+        clauses.push(status_expression(&domain::status::condition(status), filter.now, names, values));
     }
     if let Some(establishments) = &filter.establishments {
         clauses.push(contains_any(
@@ -513,6 +475,53 @@ fn user_filter(filter: &UserFilter, names: &mut HashMap<String, String>, values:
         clauses.push("contains(#search, :search)".to_owned());
     }
     (!clauses.is_empty()).then(|| clauses.join(" AND "))
+}
+
+/// The status rule (`domain::status`) as a filter expression over the stored `status`,
+/// `role` and `access_ends_at` (fixed-width UTC text, so string order is time order).
+/// Names and values are added only as used: DynamoDB refuses unused ones.
+fn status_expression(
+    condition: &domain::status::Condition,
+    now: OffsetDateTime,
+    names: &mut HashMap<String, String>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> String {
+    use domain::status::Condition;
+    let now_value = |names: &mut HashMap<String, String>, values: &mut HashMap<String, AttributeValue>| {
+        names.insert("#access_ends_at".into(), "access_ends_at".into());
+        values.insert(":now".into(), s(key_timestamp(now)));
+    };
+    let join = |conditions: &[Condition], with: &str, names: &mut HashMap<String, String>, values: &mut HashMap<String, AttributeValue>| {
+        let parts: Vec<String> = conditions.iter().map(|c| status_expression(c, now, names, values)).collect();
+        format!("({})", parts.join(with))
+    };
+    match condition {
+        Condition::Stored(status) => {
+            names.insert("#status".into(), "status".into());
+            let value = format!(":status_{}", status.as_str());
+            values.insert(value.clone(), status_value(*status));
+            format!("#status = {value}")
+        }
+        Condition::Role(role) => {
+            names.insert("#role".into(), "role".into());
+            let role = match role {
+                domain::user::Role::Manager => "manager",
+                domain::user::Role::Member => "member",
+            };
+            values.insert(format!(":role_{role}"), s(role));
+            format!("#role = :role_{role}")
+        }
+        Condition::AccessAfterNow => {
+            now_value(names, values);
+            "#access_ends_at > :now".to_owned()
+        }
+        Condition::AccessEndedByNow => {
+            now_value(names, values);
+            "(attribute_not_exists(#access_ends_at) OR #access_ends_at <= :now)".to_owned()
+        }
+        Condition::All(all) => join(all, " AND ", names, values),
+        Condition::Any(any) => join(any, " OR ", names, values),
+    }
 }
 
 fn contains_any<'a>(
@@ -704,17 +713,6 @@ impl Queries for DynamoStore {
             .map(|item| match from_item(item).map_err(StoreError::Corrupt)? {
                 Record::User(user) => Ok(user),
                 other => Err(StoreError::Corrupt(format!("a {} in the contact index", other.kind()))),
-            })
-            .collect()
-    }
-
-    async fn memberships(&self, person: &PersonId) -> Result<Vec<OrganizationId>, StoreError> {
-        let items = self.query_every_page(PERSON_INDEX, "person_key", person_key(person)).await?;
-        items
-            .into_iter()
-            .map(|item| match from_item(item).map_err(StoreError::Corrupt)? {
-                Record::User(user) => Ok(user.organization),
-                other => Err(StoreError::Corrupt(format!("a {} in the person index", other.kind()))),
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
     StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
-use domain::store::{EMAIL_INDEX, EXPIRY_INDEX, LINK_TOKEN_INDEX, MOBILE_INDEX, PERSON_INDEX, TARGET_INDEX, Table};
+use domain::store::{EMAIL_INDEX, EXPIRY_INDEX, LINK_TOKEN_INDEX, MOBILE_INDEX, TARGET_INDEX, Table};
 
 /// The physical table names, from `USERS_TABLE`, `BALANCES_TABLE`, `AUDIT_TABLE` and
 /// `OUTBOX_TABLE`.
@@ -78,13 +78,12 @@ pub fn table_specs() -> Vec<TableSpec> {
     vec![
         TableSpec {
             table: Table::Users,
-            attributes: vec!["pk", "sk", "expiry_key", "expiry_at", "link_token", "email_key", "mobile_key", "person_key"],
+            attributes: vec!["pk", "sk", "expiry_key", "expiry_at", "link_token", "email_key", "mobile_key"],
             indexes: vec![
                 IndexSpec { name: EXPIRY_INDEX, partition_key: "expiry_key", sort_key: Some("expiry_at") },
                 IndexSpec { name: LINK_TOKEN_INDEX, partition_key: "link_token", sort_key: None },
                 IndexSpec { name: EMAIL_INDEX, partition_key: "email_key", sort_key: None },
                 IndexSpec { name: MOBILE_INDEX, partition_key: "mobile_key", sort_key: None },
-                IndexSpec { name: PERSON_INDEX, partition_key: "person_key", sort_key: None },
             ],
             ttl_attribute: None,
             stream: false,

@@ -363,8 +363,9 @@ impl<R> Incoming<R> {
         PersonId::parse(self.param("id")).map_err(|_| Rejection::user_not_found())
     }
 
-    /// `?limit=` (1..=`max`, default `default`) and `?cursor=`.
-    pub fn page(&self, default: usize, max: usize) -> Result<domain::store::PageRequest, Rejection> {
+    /// `?limit=` (1..=`max`, default `default`) and `?cursor=` (opened by the listing it is
+    /// for).
+    pub fn page(&self, default: usize, max: usize) -> Result<domain::cursor::PageAsked, Rejection> {
         let limit = match self.query("limit") {
             None => default,
             Some(raw) => raw
@@ -373,8 +374,8 @@ impl<R> Incoming<R> {
                 .filter(|n| (1..=max).contains(n))
                 .ok_or_else(|| Rejection::invalid_request("limit", format!("limit is a whole number from 1 to {max}")))?,
         };
-        let cursor = self.query("cursor").filter(|c| !c.is_empty()).map(domain::store::Cursor::from_client);
-        Ok(domain::store::PageRequest { cursor, limit })
+        let cursor = self.query("cursor").filter(|c| !c.is_empty()).map(str::to_owned);
+        Ok(domain::cursor::PageAsked { limit, cursor })
     }
 
     /// The `Idempotency-Key` header, required on paid operations.

@@ -106,7 +106,7 @@ pub async fn invoke(
         Function::Operator => operator_function::handle(env, request).await,
         Function::Subscribe => subscribe_function::handle(env, secrets, request).await,
         Function::Activate => activate_function::handle(env, secrets, request).await,
-        Function::Directory => directory_function::handle(env, request).await,
+        Function::Directory => directory_function::handle(env, secrets, request).await,
         Function::Grant => grant_function::handle(env, request).await,
         Function::Authorize => authorize_function::handle(env, request).await,
         Function::Modify => modify_function::handle(env, secrets, request).await,

@@ -58,7 +58,7 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
     let mut to_send = Vec::new();
     for notice in &intent.notices {
         let rendered = match loaded.user(organization, &notice.user) {
-            Some(user) => render(intent, notice, user, org, key, &env.settings.activation_link_prefix),
+            Some(user) => render(intent, notice, user, org, key, &env.settings.activation_link_prefix, env.clock.now()),
             None => Err(Stale::Replaced),
         };
         match rendered {

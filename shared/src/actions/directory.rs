@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::Scene;
 use crate::audit::{AuditAction, AuditEntry, AuditScope};
+use crate::cursor::{Cursors, Listing, PageAsked};
 use crate::entropy::Fresh;
 use crate::env::Env;
 use crate::error::{Error, Kind, Rejection};
@@ -20,7 +21,7 @@ use crate::organization::{Establishment, EstablishmentId, Organization, Organiza
 use crate::person::PersonName;
 use crate::pipeline::{Command, Decision, Reads, RequestMeta, audit_entry};
 use crate::policy::{Action, OnUser, Visibility, authorize};
-use crate::store::{AuditQuery, Cursor, Key, PageRequest, UserFilter};
+use crate::store::{AuditQuery, Key, PageRequest, Position, StoreError, UserFilter};
 use crate::user::{Role, User, UserStatus, UserType};
 
 /// An organization as the API shows it.
@@ -75,13 +76,39 @@ pub struct BalanceView {
     pub next_cursor: Option<String>,
 }
 
+/// The page a client asked for, from its cursor: one sealed for this very listing, or
+/// `invalid_cursor`.
+fn page_of(cursors: &Cursors, listing: &Listing, asked: &PageAsked) -> Result<PageRequest, Error> {
+    let cursor = match &asked.cursor {
+        None => None,
+        Some(text) => Some(cursors.open(listing, text).map_err(|_| Error::from(StoreError::InvalidCursor))?),
+    };
+    Ok(PageRequest { cursor, limit: asked.limit })
+}
+
+/// The cursor a client gets to continue from `next`.
+fn cursor_of(cursors: &Cursors, listing: &Listing, next: Option<&Position>) -> Option<String> {
+    next.map(|position| cursors.seal(listing, position))
+}
+
+fn ledger_listing(meta: &RequestMeta, organization: &OrganizationId) -> Listing {
+    Listing::new("ledger", [organization.as_str(), meta.caller.key_owner().as_str()])
+}
+
 /// The balance with a page of its ledger (manager or operator).
-pub async fn balance(env: &Env, meta: &RequestMeta, organization: &OrganizationId, page: PageRequest) -> Result<BalanceView, Error> {
+pub async fn balance(
+    env: &Env,
+    meta: &RequestMeta,
+    organization: &OrganizationId,
+    asked: &PageAsked,
+    cursors: &Cursors,
+) -> Result<BalanceView, Error> {
     let now = env.clock.now();
     let scene = Scene::read(env.store.as_ref(), meta, organization, [Key::Balance(organization.clone())]).await?;
     authorize(scene.standing(meta, now)?, Action::ReadBalance)?;
     let balance = scene.loaded.balance(organization).ok_or_else(Rejection::not_found)?;
-    let ledger = env.store.ledger(organization, page).await?;
+    let listing = ledger_listing(meta, organization);
+    let ledger = env.store.ledger(organization, page_of(cursors, &listing, asked)?).await?;
     Ok(BalanceView {
         organization_id: organization.clone(),
         available_halalas: balance.available,
@@ -89,7 +116,7 @@ pub async fn balance(env: &Env, meta: &RequestMeta, organization: &OrganizationI
         total_debited_halalas: balance.total_debited,
         seats_sold: balance.seats_sold,
         ledger: ledger.items,
-        next_cursor: ledger.next.map(|cursor| cursor.as_str().to_owned()),
+        next_cursor: cursor_of(cursors, &listing, ledger.next.as_ref()),
     })
 }
 
@@ -165,18 +192,29 @@ pub async fn users(
     meta: &RequestMeta,
     organization: &OrganizationId,
     query: UserQuery,
-    page: PageRequest,
+    asked: &PageAsked,
+    cursors: &Cursors,
 ) -> Result<UserListing, Error> {
     let now = env.clock.now();
     let scene = Scene::read(env.store.as_ref(), meta, organization, []).await?;
     let visibility = authorize(scene.standing(meta, now)?, Action::ListUsers)?;
     let establishments = visible_establishments(&visibility, query.establishment.as_ref())?;
     let search = query.search.as_deref().map(crate::search::normalize).filter(|text| !text.is_empty());
-    let filter = UserFilter { status: query.status, search, establishments, now: Some(now) };
-    let listed = env.store.users(organization, &filter, page).await?;
+    let listing = Listing::new(
+        "users",
+        [
+            organization.as_str(),
+            meta.caller.key_owner().as_str(),
+            query.status.map_or("", UserStatus::as_str),
+            &establishments.iter().flatten().map(EstablishmentId::as_str).collect::<Vec<_>>().join(","),
+            search.as_deref().unwrap_or(""),
+        ],
+    );
+    let filter = UserFilter { status: query.status, search, establishments, now };
+    let listed = env.store.users(organization, &filter, page_of(cursors, &listing, asked)?).await?;
     Ok(UserListing {
         users: listed.items.iter().map(|user| UserSummary::of(user, now)).collect(),
-        next_cursor: listed.next.map(|cursor| cursor.as_str().to_owned()),
+        next_cursor: cursor_of(cursors, &listing, listed.next.as_ref()),
     })
 }
 
@@ -230,6 +268,29 @@ fn audit_query(
     })
 }
 
+/// An audit listing, as far as its cursors belong to it.
+fn audit_listing(meta: &RequestMeta, query: &AuditQuery) -> Listing {
+    let scope = match &query.scope {
+        AuditScope::Organization(organization) => organization.as_str().to_owned(),
+        AuditScope::Platform => "platform".to_owned(),
+    };
+    let actions = query.actions.iter().flatten().map(|a| a.as_str()).collect::<Vec<_>>().join(",");
+    let instant = |at: Option<OffsetDateTime>| at.map(crate::clock::key_timestamp).unwrap_or_default();
+    let establishments = query.establishments.iter().flatten().map(EstablishmentId::as_str).collect::<Vec<_>>().join(",");
+    Listing::new(
+        "audit",
+        [
+            scope.as_str(),
+            meta.caller.key_owner().as_str(),
+            query.target.as_ref().map_or("", PersonId::as_str),
+            &actions,
+            &instant(query.from),
+            &instant(query.to),
+            &establishments,
+        ],
+    )
+}
+
 /// Audit entries, newest first. The manager reads everything; a delegated admin the
 /// entries about users of its establishments; a user (on their own route) their own.
 pub async fn audit(
@@ -238,13 +299,15 @@ pub async fn audit(
     organization: &OrganizationId,
     user: Option<&PersonId>,
     filter: &AuditFilter,
-    page: PageRequest,
+    asked: &PageAsked,
+    cursors: &Cursors,
 ) -> Result<AuditListing, Error> {
     let extra = user.map(|user| Key::User(organization.clone(), user.clone()));
     let scene = Scene::read(env.store.as_ref(), meta, organization, extra).await?;
     let query = audit_query(meta, &scene, user, filter, env.clock.now())?;
-    let listed = env.store.audit(&query, page).await?;
-    Ok(AuditListing { entries: listed.items, next_cursor: listed.next.map(|cursor| cursor.as_str().to_owned()) })
+    let listing = audit_listing(meta, &query);
+    let listed = env.store.audit(&query, page_of(cursors, &listing, asked)?).await?;
+    Ok(AuditListing { entries: listed.items, next_cursor: cursor_of(cursors, &listing, listed.next.as_ref()) })
 }
 
 /// The most rows one export answer carries; a `next_cursor` continues it.
@@ -263,13 +326,16 @@ pub struct ExportAudit {
     pub organization: OrganizationId,
     pub user: Option<PersonId>,
     pub filter: AuditFilter,
-    pub cursor: Option<Cursor>,
+    /// The client's cursor, to continue an export.
+    pub cursor: Option<String>,
+    pub cursors: Cursors,
 }
 
 pub struct Listed<T> {
     scene: Scene,
     rows: Vec<T>,
-    next: Option<Cursor>,
+    /// The cursor to continue from, sealed for the listing.
+    next: Option<String>,
 }
 
 impl Command for ExportAudit {
@@ -281,8 +347,10 @@ impl Command for ExportAudit {
         let scene = Scene::load(meta, reads, &self.organization, extra).await?;
         // The rows are read only for a caller who may read them.
         let query = audit_query(meta, &scene, self.user.as_ref(), &self.filter, reads.now())?;
-        let listed = reads.query(reads.store().audit(&query, PageRequest { cursor: self.cursor.clone(), limit: EXPORT_ROWS })).await?;
-        Ok(Listed { scene, rows: listed.items, next: listed.next })
+        let listing = audit_listing(meta, &query);
+        let page = page_of(&self.cursors, &listing, &PageAsked { limit: EXPORT_ROWS, cursor: self.cursor.clone() })?;
+        let listed = reads.query(reads.store().audit(&query, page)).await?;
+        Ok(Listed { scene, rows: listed.items, next: cursor_of(&self.cursors, &listing, listed.next.as_ref()) })
     }
 
     fn authorize(&self, meta: &RequestMeta, state: &Listed<AuditEntry>, now: OffsetDateTime) -> Result<(), Rejection> {
@@ -305,7 +373,7 @@ impl Command for ExportAudit {
             "rows": state.rows.len(),
         });
         let entry = audit_entry(meta, &self.organization, AuditAction::AuditExported, None, changes, now, fresh);
-        let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.as_ref().map(|c| c.as_str().to_owned()) };
+        let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.clone() };
         Ok(Decision::answer(exported).audit(entry))
     }
 }
@@ -314,7 +382,9 @@ impl Command for ExportAudit {
 /// they are given out.
 pub struct ExportLedger {
     pub organization: OrganizationId,
-    pub cursor: Option<Cursor>,
+    /// The client's cursor, to continue an export.
+    pub cursor: Option<String>,
+    pub cursors: Cursors,
 }
 
 impl Command for ExportLedger {
@@ -324,9 +394,10 @@ impl Command for ExportLedger {
     async fn load(&self, meta: &RequestMeta, reads: &mut Reads<'_>) -> Result<Listed<LedgerEntry>, Error> {
         let scene = Scene::load(meta, reads, &self.organization, []).await?;
         authorize(scene.standing(meta, reads.now())?, Action::ReadBalance)?;
-        let listed =
-            reads.query(reads.store().ledger(&self.organization, PageRequest { cursor: self.cursor.clone(), limit: EXPORT_ROWS })).await?;
-        Ok(Listed { scene, rows: listed.items, next: listed.next })
+        let listing = ledger_listing(meta, &self.organization);
+        let page = page_of(&self.cursors, &listing, &PageAsked { limit: EXPORT_ROWS, cursor: self.cursor.clone() })?;
+        let listed = reads.query(reads.store().ledger(&self.organization, page)).await?;
+        Ok(Listed { scene, rows: listed.items, next: cursor_of(&self.cursors, &listing, listed.next.as_ref()) })
     }
 
     fn authorize(&self, meta: &RequestMeta, state: &Listed<LedgerEntry>, now: OffsetDateTime) -> Result<(), Rejection> {
@@ -349,7 +420,7 @@ impl Command for ExportLedger {
             now,
             fresh,
         );
-        let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.as_ref().map(|c| c.as_str().to_owned()) };
+        let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.clone() };
         Ok(Decision::answer(exported).audit(entry))
     }
 }

@@ -111,6 +111,7 @@ impl Command for Onboard {
             .write(Write::create(Record::Organization(organization.clone())))
             .write(Write::create(Record::Balance(Balance::opening(organization.id.clone()))))
             .write(Write::create(Record::User(manager_user)))
+            .write(Write::replace(Record::Person(manager.joining(&organization.id)), manager.version))
             .audit(audit))
     }
 }
@@ -163,8 +164,9 @@ pub struct Saved {
     pub created: bool,
 }
 
-/// The person and their user records in every organization (the index may lag a user
-/// record committed a moment ago; the read by key is exact).
+/// The person and their user records in every organization: the organizations are the
+/// person record's own list of them (kept by the writes that create user records), read
+/// strongly, so a user record committed a moment ago is never missed.
 pub struct Registered {
     loaded: Loaded,
     organizations: Vec<OrganizationId>,
@@ -178,10 +180,13 @@ impl Command for SavePerson {
     type Answer = Saved;
 
     async fn load(&self, _: &RequestMeta, reads: &mut Reads<'_>) -> Result<Registered, Error> {
-        let organizations = reads.query(reads.store().memberships(&self.id)).await?;
-        let mut keys = vec![Key::Person(self.id.clone())];
-        keys.extend(organizations.iter().map(|organization| Key::User(organization.clone(), self.id.clone())));
-        Ok(Registered { loaded: reads.load(keys).await?, organizations })
+        let mut loaded = reads.load([Key::Person(self.id.clone())]).await?;
+        let organizations: Vec<OrganizationId> =
+            loaded.person(&self.id).map(|person| person.memberships.iter().cloned().collect()).unwrap_or_default();
+        if !organizations.is_empty() {
+            loaded.merge(reads.load(organizations.iter().map(|organization| Key::User(organization.clone(), self.id.clone()))).await?);
+        }
+        Ok(Registered { loaded, organizations })
     }
 
     fn authorize(&self, meta: &RequestMeta, _: &Registered, _: OffsetDateTime) -> Result<(), Rejection> {
@@ -198,6 +203,7 @@ impl Command for SavePerson {
             employers: self.employers.clone(),
             email: self.email.clone(),
             mobile: self.mobile.clone(),
+            memberships: existing.map(|p| p.memberships.clone()).unwrap_or_default(),
             updated_at: now,
             version: existing.map_or(1, |p| p.version + 1),
         };

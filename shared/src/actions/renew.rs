@@ -12,7 +12,7 @@ use crate::audit::AuditAction;
 use crate::clock::one_year_after;
 use crate::entropy::Fresh;
 use crate::error::{Error, Kind, Rejection};
-use crate::idempotency::IdempotencyScope;
+use crate::idempotency::Operation;
 use crate::identity::PersonId;
 use crate::ledger::{Balance, Direction, LedgerEntry, LedgerReason, SeatPurchase, ledger_sequence};
 use crate::metrics::Metric;
@@ -59,7 +59,7 @@ impl Renew {
     /// for another user is a reuse.
     pub fn new(meta: &RequestMeta, organization: OrganizationId, user: PersonId, pricing: PricingConfig, idempotency_key: &str) -> Self {
         let request_digest = crate::idempotency::request_digest(&json!({ "user": user }));
-        let keyed = Keyed::for_caller(meta, &organization, IdempotencyScope::Renew, idempotency_key, request_digest);
+        let keyed = Keyed::for_caller(meta, &organization, Operation::Renew, idempotency_key, request_digest);
         Renew { organization, user, pricing, keyed }
     }
 }
@@ -178,6 +178,7 @@ fn renewed(target: &User, price: Halalas, now: OffsetDateTime, seat_id: String) 
         ends_at: one_year_after(starts_at),
         price,
         reminders_sent: BTreeSet::new(),
+        expired: false,
     };
     let seat = if now < current.ends_at {
         let seat = seat_from(current.ends_at);

@@ -18,7 +18,7 @@ use crate::clock::one_year_after;
 use crate::contact::Language;
 use crate::entropy::Fresh;
 use crate::error::{Error, Kind, Rejection};
-use crate::idempotency::IdempotencyScope;
+use crate::idempotency::Operation;
 use crate::identity::PersonId;
 use crate::ledger::{Balance, Direction, LedgerEntry, LedgerReason, SeatPurchase, ledger_sequence};
 use crate::metrics::Metric;
@@ -33,8 +33,11 @@ use crate::secrets::{CodeKey, CodePurpose, new_code, new_link_token};
 use crate::store::{Key, Record, Write};
 use crate::user::{Role, Seat, User, UserStatus, UserType};
 
-/// The most persons one subscription request may carry (it is one transaction).
-pub const MAX_PERSONS_PER_REQUEST: usize = 25;
+/// The most persons one subscription request may carry: it is one transaction, of at most
+/// `MAX_WRITES` items — per person its user record, ledger entry, audit entry and (when the
+/// person joins the organization) the person's record; once, the balance, the messages'
+/// intent and the key's stored answer.
+pub const MAX_PERSONS_PER_REQUEST: usize = (crate::store::MAX_WRITES - 3) / 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribePerson {
@@ -163,7 +166,17 @@ impl Subscription {
                     .into());
             }
             let existing = scene.user(&request.id);
-            if existing.is_some_and(|user| user.holds_running_seat(now) || (user.is_manager() && user.seat_valid_at(now))) {
+            if let Some(user) = existing.filter(|user| user.holds_running_seat(now) || (user.is_manager() && user.seat_valid_at(now))) {
+                // Someone the policy hides from the caller (a delegated admin's view stops at
+                // its establishments) is not revealed by the refusal either.
+                if !standing.sees(user) {
+                    return Err(Rejection::new(
+                        Kind::PersonUnavailable,
+                        "this person cannot be added from the establishments you administer; ask the organization's manager",
+                    )
+                    .field(field("id"))
+                    .into());
+                }
                 return Err(Rejection::new(Kind::AlreadySubscribed, "this person already holds a seat in the organization")
                     .field(field("id"))
                     .into());
@@ -323,7 +336,7 @@ impl Subscribe {
         idempotency_key: &str,
         request_digest: String,
     ) -> Self {
-        let keyed = Keyed::for_caller(meta, &subscription.organization, IdempotencyScope::Subscribe, idempotency_key, request_digest);
+        let keyed = Keyed::for_caller(meta, &subscription.organization, Operation::Subscribe, idempotency_key, request_digest);
         Subscribe { subscription, pricing, key, keyed }
     }
 }
@@ -361,8 +374,14 @@ impl Command for Subscribe {
             // order the balance moved.
             let at = now + Duration::microseconds(position as i64);
             running = running.checked_sub(line.price).ok_or_else(|| Error::internal("running balance below zero"))?;
-            let seat =
-                Seat { id: fresh.id("seat"), starts_at: now, ends_at: seat_ends_at, price: line.price, reminders_sent: BTreeSet::new() };
+            let seat = Seat {
+                id: fresh.id("seat"),
+                starts_at: now,
+                ends_at: seat_ends_at,
+                price: line.price,
+                reminders_sent: BTreeSet::new(),
+                expired: false,
+            };
             let (mut user, activating) = subscribed_user(organization, line, seat.clone(), now);
             if activating {
                 let link = new_link_token(&self.key, now, fresh);
@@ -373,10 +392,16 @@ impl Command for Subscribe {
                 decision.notify(meta, &mut user, Message::ActivationCode { nonce: code.nonce }, now, fresh);
             }
             let resubscription = line.existing.is_some_and(|existing| !existing.is_manager());
-            decision.push_write(match line.existing {
-                Some(existing) => Write::replace(Record::User(user.clone()), existing.version),
-                None => Write::create(Record::User(user.clone())),
-            });
+            match line.existing {
+                Some(existing) => decision.push_write(Write::replace(Record::User(user.clone()), existing.version)),
+                None => {
+                    decision.push_write(Write::create(Record::User(user.clone())));
+                    // The person's record lists the organization from the same commit on, so
+                    // a registry update (the iqama renewed) finds this record strongly, and
+                    // one racing this commit makes one of the two decide again.
+                    decision.push_write(Write::replace(Record::Person(line.person.joining(organization_id)), line.person.version));
+                }
+            }
             decision.push_write(Write::create(Record::Ledger(LedgerEntry {
                 organization: organization_id.clone(),
                 id: fresh.id("entry"),

@@ -43,7 +43,7 @@ use crate::metrics::Metric;
 use crate::outbox::{Channel, Message};
 use crate::pipeline::{Command, Decision, ReadFirst, Reads, RequestMeta, audit_entry, run};
 use crate::policy::Caller;
-use crate::store::{Cursor, EXPIRY_SHARDS, ExpiryPartition, Key, PageRequest, Record, Write};
+use crate::store::{EXPIRY_SHARDS, ExpiryPartition, Key, PageRequest, Position, Record, Write};
 pub use crate::sweep_state::{DayProgress, Lease, Mark, Retry, SweepState};
 use crate::user::{Reminder, SweepStep, User, UserStatus};
 
@@ -183,7 +183,7 @@ pub async fn sweep(env: &Env, meta: &RequestMeta, now: OffsetDateTime, options: 
             Some(progress) if progress.day == day => progress,
             _ => DayProgress { day, partitions: BTreeMap::new() },
         };
-        let pending: Vec<(ExpiryPartition, Option<Cursor>)> = ends
+        let pending: Vec<(ExpiryPartition, Option<Position>)> = ends
             .into_iter()
             .flat_map(ExpiryPartition::of_day)
             .filter_map(|partition| match progress.partitions.get(&partition.key()) {
@@ -260,11 +260,11 @@ struct Worked {
     stopped: bool,
     /// Where the partition must be read again from, if anywhere: its first page with a
     /// failed item, or the page the deadline came in.
-    resume: Option<Option<Cursor>>,
+    resume: Option<Option<Position>>,
 }
 
 impl Worked {
-    fn left_at(&self) -> Option<Option<Cursor>> {
+    fn left_at(&self) -> Option<Option<Position>> {
         self.resume.clone()
     }
 }
@@ -273,7 +273,7 @@ impl Worked {
 async fn work(
     env: &Env,
     meta: &RequestMeta,
-    partitions: Vec<(ExpiryPartition, Option<Cursor>)>,
+    partitions: Vec<(ExpiryPartition, Option<Position>)>,
     until: Option<OffsetDateTime>,
 ) -> Vec<(ExpiryPartition, Worked)> {
     futures_util::stream::iter(partitions)
@@ -290,7 +290,7 @@ async fn work_partition(
     env: &Env,
     meta: &RequestMeta,
     partition: ExpiryPartition,
-    start: Option<Cursor>,
+    start: Option<Position>,
     until: Option<OffsetDateTime>,
 ) -> Worked {
     let mut worked = Worked::default();
@@ -482,15 +482,15 @@ impl Command for SweepUser {
         next.version = user.version + 1;
         let (mut decision, action, changes) = match step {
             SweepStep::Expire => {
-                let seat_id = user.last_period().map(|s| s.id.clone());
-                let ended = [next.seat.take(), next.next_seat.take()];
-                next.past_seats.extend(ended.into_iter().flatten());
+                // The period stays where it is (a renewal within the grace days reads it,
+                // and answers show it as the one that ended last); only its end is recorded.
+                let seat = next.last_period_mut().expect("expiry is due only for a seat");
+                seat.expired = true;
+                let seat_id = Some(seat.id.clone());
                 if !next.is_manager() {
                     // The manager's access never depended on a seat; only the seat ends.
                     next.status = UserStatus::Expired;
                 }
-                next.activation.email_token = None;
-                next.activation.mobile_code = None;
                 (
                     Decision::answer(Swept::Expired),
                     AuditAction::SeatExpired,
