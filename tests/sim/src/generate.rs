@@ -432,7 +432,7 @@ impl Generator {
         let establishments: Vec<String> = organization.establishments.keys().cloned().collect();
         let count = match self.below(20) {
             0 => 0,
-            1 => 25,
+            1 => 24 + self.below(2),
             2..=5 => 2 + self.below(3),
             _ => 1,
         };

@@ -22,7 +22,7 @@ pub const RESENDS: usize = 3;
 pub const RESEND_WINDOW: Duration = Duration::minutes(15);
 pub const GRACE: Duration = Duration::days(30);
 pub const KEY_LIFETIME: Duration = Duration::hours(24);
-pub const MAX_PERSONS: usize = 25;
+pub const MAX_PERSONS: usize = 24;
 pub const REMINDER_DAYS: [i64; 3] = [30, 7, 1];
 
 /// `(code, platform, Saudi citizens only)`: the catalog, as the product documents it.
@@ -1818,12 +1818,15 @@ impl Model {
 }
 
 /// How a message says "N days" in a language, with that language's plural forms (CLDR:
-/// English one/other; Arabic zero, one, two, few, many, other).
+/// English one/other; Arabic zero, one, two, few, many, other); a reminder sent on the
+/// period's last day says "less than a day".
 pub fn day_phrase(language: &str, days: i64) -> String {
     match language {
+        "en" if days <= 0 => "less than a day".to_owned(),
         "en" if days == 1 => "1 day".to_owned(),
         "en" => format!("{days} days"),
         _ => match (days, days % 100) {
+            (..=0, _) => "أقل من يوم".to_owned(),
             (1, _) => "يوم واحد".to_owned(),
             (2, _) => "يومان".to_owned(),
             (_, 3..=10) => format!("{days} أيام"),

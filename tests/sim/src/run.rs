@@ -36,6 +36,18 @@ pub struct Figures {
     pub duplicates: usize,
 }
 
+/// What the model says after a step: for requests, the model as one order of them left it
+/// (the runner keeps the first the stores agree with); for the rest, the model as it is.
+pub enum Explained {
+    Model(Model, Vec<Audited>),
+    Current(Vec<Audited>),
+}
+
+type Candidate = Explained;
+
+/// A step's requests and what they were answered (cursors are learned from them).
+type Answered = (Vec<Answer>, Vec<Request>);
+
 /// A broken promise.
 #[derive(Debug, Clone)]
 pub struct Violation {
@@ -110,16 +122,60 @@ impl Runner {
     pub fn step(&mut self, step: &Step) -> Result<(), Violation> {
         self.step += 1;
         self.figures.steps += 1;
-        let mut audit = Vec::new();
-        match step {
-            Step::Request(request) => audit.extend(self.requests(std::slice::from_ref(request), 0)?),
-            Step::Together { requests, schedule } => audit.extend(self.requests(requests, *schedule)?),
-            Step::Advance { seconds, seed } => audit.extend(self.advance(*seconds, *seed)?),
-            Step::Sweep { cut_after } => audit.extend(self.sweep(*cut_after)?),
-            Step::Deliver { faults } => self.deliver(faults)?,
-            Step::Observe { page } => self.observe(*page)?,
+        let (candidates, answered) = match step {
+            Step::Request(request) => self.requests(std::slice::from_ref(request), 0)?,
+            Step::Together { requests, schedule } => self.requests(requests, *schedule)?,
+            Step::Advance { seconds, seed } => (vec![Explained::Current(self.advance(*seconds, *seed)?)], None),
+            Step::Sweep { cut_after } => (vec![Explained::Current(self.sweep(*cut_after)?)], None),
+            Step::Deliver { faults } => {
+                self.deliver(faults)?;
+                (vec![Explained::Current(vec![])], None)
+            }
+            Step::Observe { page } => {
+                self.observe(*page)?;
+                (vec![Explained::Current(vec![])], None)
+            }
+        };
+        self.settle(candidates, answered)
+    }
+
+    /// Keeps the first of the step's explanations (the model after each order of concurrent
+    /// requests that fits their answers, with the audit entries it calls for) that what the
+    /// stores hold agrees with: answers alone cannot tell which of two writers came last.
+    fn settle(&mut self, candidates: Vec<Candidate>, answered: Option<Answered>) -> Result<(), Violation> {
+        let snapshots: Vec<Vec<Record>> = self.backends.iter().map(Backend::records).collect();
+        let mut first_error = None;
+        for candidate in candidates {
+            let (model, audit) = match candidate {
+                Explained::Model(model, audit) => (Some(model), audit),
+                Explained::Current(audit) => (None, audit),
+            };
+            let previous = model.map(|model| std::mem::replace(&mut self.model, model));
+            match self.verify(&snapshots, &audit) {
+                Ok(checks) => {
+                    self.figures.checks += checks;
+                    for (b, records) in snapshots.iter().enumerate() {
+                        for record in records {
+                            if let Record::Audit(entry) = record {
+                                self.audit_seen[b].insert(entry.id.clone());
+                            }
+                        }
+                    }
+                    if let Some((answers, requests)) = &answered {
+                        self.learn(answers, requests);
+                    }
+                    self.learn_secrets()?;
+                    return self.check_logs();
+                }
+                Err(violation) => {
+                    first_error.get_or_insert(violation);
+                    if let Some(previous) = previous {
+                        self.model = previous;
+                    }
+                }
+            }
         }
-        self.check(&audit)
+        Err(first_error.expect("a step has an explanation"))
     }
 
     fn fail(&self, backend: usize, what: impl Into<String>) -> Violation {
@@ -196,8 +252,8 @@ impl Runner {
         Ok(())
     }
 
-    /// Runs requests together and finds the order the model explains them in.
-    fn requests(&mut self, requests: &[Request], schedule: u64) -> Result<Vec<Audited>, Violation> {
+    /// Runs requests together and finds the orders the model explains them in.
+    fn requests(&mut self, requests: &[Request], schedule: u64) -> Result<(Vec<Explained>, Option<Answered>), Violation> {
         let now = self.now();
         let https: Vec<_> = requests.iter().map(|r| http(r, &self.known)).collect();
         let ids: Vec<String> = (0..requests.len()).map(|n| request_id(self.step, n)).collect();
@@ -248,8 +304,9 @@ impl Runner {
             }
         }
         let bodies: Vec<Value> = https.iter().map(|h| h.body.clone().unwrap_or(Value::Null)).collect();
-        // Every order of the requests; the first the answers agree with is what happened.
+        // Every order of the requests that the answers agree with (the stores say which).
         let mut reasons = Vec::new();
+        let mut explained = Vec::new();
         for order in orders(requests.len()) {
             let mut model = self.model.clone();
             let mut audit = Vec::new();
@@ -304,14 +361,14 @@ impl Runner {
                         }
                     }
                 }
-                self.model = model;
-                self.learn(answers, requests);
-                self.learn_secrets()?;
-                self.figures.checks += requests.len();
-                return Ok(audit);
+                explained.push(Explained::Model(model, audit));
             }
         }
-        Err(self.fail(0, reasons.join(" | ")))
+        if explained.is_empty() {
+            return Err(self.fail(0, reasons.join(" | ")));
+        }
+        self.figures.checks += requests.len();
+        Ok((explained, Some((answers.clone(), requests.to_vec()))))
     }
 
     /// Follows a users listing's cursors to its end: every page joined into one answer.
@@ -452,12 +509,13 @@ impl Runner {
     /// backend; the model's sweep at the same time.
     fn sweep(&mut self, cut_after: Option<u32>) -> Result<Vec<Audited>, Violation> {
         let now = self.now();
+        self.run += 1;
         for (b, backend) in self.backends.iter().enumerate() {
             let mut cut = cut_after;
             let mut finished = false;
-            for _ in 0..6 {
-                self.run += 1;
-                let run = format!("sweep-{}-{}", self.step, self.run);
+            for attempt in 0..6 {
+                // The same run names on every store (the audit trail records them).
+                let run = format!("sweep-{}-{}-{attempt}", self.step, self.run);
                 let report = backend.sweep(&run, now, cut.take()).map_err(|e| self.fail(b, format!("the sweep failed: {e}")))?;
                 if !report.stopped_early && report.failed == 0 && !report.skipped {
                     finished = true;
@@ -569,15 +627,16 @@ impl Runner {
     // -----------------------------------------------------------------------------------
     // After every step
 
-    fn check(&mut self, audit: &[Audited]) -> Result<(), Violation> {
+    /// Everything that must hold after a step, as the model now says; how many checks it
+    /// made.
+    fn verify(&self, snapshots: &[Vec<Record>], audit: &[Audited]) -> Result<usize, Violation> {
         let now = self.now();
-        let mut snapshots = Vec::new();
-        for b in 0..self.backends.len() {
-            let records = self.backends[b].records();
-            self.check_money(b, &records)?;
-            self.check_users(b, &records, now)?;
-            self.check_audit(b, &records, audit)?;
-            snapshots.push(records);
+        let mut checks = 0;
+        for (b, records) in snapshots.iter().enumerate() {
+            checks += self.check_registry(b, records)?;
+            checks += self.check_money(b, records)?;
+            checks += self.check_users(b, records, now)?;
+            checks += self.check_audit(b, records, audit)?;
         }
         if snapshots.len() == 2 {
             let (a, b) = (canonical_records(&snapshots[0]), canonical_records(&snapshots[1]));
@@ -586,13 +645,38 @@ impl Runner {
                 let only_b: Vec<_> = b.iter().filter(|r| !a.contains(r)).take(3).collect();
                 return Err(self.fail(9, format!("the stores hold different data: embedded only {only_a:?}; dynamodb only {only_b:?}")));
             }
+            checks += 1;
         }
-        self.check_logs()?;
-        Ok(())
+        Ok(checks)
+    }
+
+    /// The registry as the model knows it.
+    fn check_registry(&self, b: usize, records: &[Record]) -> Result<usize, Violation> {
+        let stored: BTreeMap<&str, &domain::person::Person> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Person(p) => Some((p.id.as_str(), p)),
+                _ => None,
+            })
+            .collect();
+        for (id, person) in &self.model.persons {
+            let Some(found) = stored.get(id.as_str()) else { return Err(self.fail(b, format!("the registry has no {id}"))) };
+            let employers: BTreeSet<String> = found.employers.iter().map(|e| e.as_str().to_owned()).collect();
+            if found.iqama_expiry != person.iqama_expiry || employers != person.employers || found.email.as_str() != person.email {
+                return Err(self.fail(b, format!("the registry's {id} differs from the model's")));
+            }
+            let memberships: BTreeSet<&str> = found.memberships.iter().map(|o| o.as_str()).collect();
+            let wanted: BTreeSet<&str> = self.model.orgs.values().filter(|o| o.users.contains_key(id)).map(|o| o.id.as_str()).collect();
+            if memberships != wanted {
+                return Err(self.fail(b, format!("{id} is listed in {memberships:?}, a user of {wanted:?}")));
+            }
+        }
+        Ok(1)
     }
 
     /// Balance = credits − charges, the ledger sums to it, never below zero.
-    fn check_money(&mut self, b: usize, records: &[Record]) -> Result<(), Violation> {
+    fn check_money(&self, b: usize, records: &[Record]) -> Result<usize, Violation> {
+        let mut checks = 0;
         for (org, model) in &self.model.orgs {
             let balance = records.iter().find_map(|r| match r {
                 Record::Balance(balance) if balance.organization.as_str() == org => Some(balance),
@@ -627,14 +711,15 @@ impl Runner {
             if running != i128::from(balance.available.get()) {
                 return Err(self.fail(b, format!("{org}'s ledger sums to {running}, its balance is {}", balance.available)));
             }
-            self.figures.checks += 1;
+            checks += 1;
         }
-        Ok(())
+        Ok(checks)
     }
 
     /// Every user as the model knows them: status, periods, grants, contacts, iqama,
     /// messages, and what the check API would answer for them.
-    fn check_users(&mut self, b: usize, records: &[Record], now: OffsetDateTime) -> Result<(), Violation> {
+    fn check_users(&self, b: usize, records: &[Record], now: OffsetDateTime) -> Result<usize, Violation> {
+        let mut checks = 0;
         let users: BTreeMap<(String, String), &domain::user::User> = records
             .iter()
             .filter_map(|r| match r {
@@ -710,19 +795,19 @@ impl Runner {
                         }
                     }
                 }
-                self.figures.checks += 1;
+                checks += 1;
             }
         }
-        Ok(())
+        Ok(checks)
     }
 
     /// One audit entry per change, in the change's commit: the new entries are exactly the
     /// ones the step's changes call for.
-    fn check_audit(&mut self, b: usize, records: &[Record], expected: &[Audited]) -> Result<(), Violation> {
+    fn check_audit(&self, b: usize, records: &[Record], expected: &[Audited]) -> Result<usize, Violation> {
         let mut new = Vec::new();
         for record in records {
             if let Record::Audit(entry) = record
-                && self.audit_seen[b].insert(entry.id.clone())
+                && !self.audit_seen[b].contains(&entry.id)
             {
                 let scope = match &entry.scope {
                     domain::audit::AuditScope::Organization(org) => Some(org.as_str().to_owned()),
@@ -738,8 +823,7 @@ impl Runner {
         if got != wanted {
             return Err(self.fail(b, format!("the audit trail gained {got:?}, the model expects {wanted:?}")));
         }
-        self.figures.checks += 1;
-        Ok(())
+        Ok(1)
     }
 
     /// No email, mobile, ID number, link token or code in any log line.

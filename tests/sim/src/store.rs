@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use domain::audit::AuditEntry;
-use domain::identity::PersonId;
 use domain::ledger::LedgerEntry;
 use domain::organization::OrganizationId;
 use domain::store::{
@@ -63,8 +62,8 @@ impl Turns {
 struct Plan {
     fault: StoreFault,
     fired: bool,
-    /// An in-flight commit and the actor's calls since.
-    held: Option<(Vec<Write>, usize)>,
+    /// An in-flight commit (its token and writes) and the actor's calls since.
+    held: Option<(String, Vec<Write>, usize)>,
 }
 
 pub struct SimStore {
@@ -121,8 +120,8 @@ impl SimStore {
     /// An actor is done: it takes no more turns, and a commit it left in flight lands.
     pub async fn finished(&self, actor: usize) {
         let held = self.plans.lock().expect("plans").get_mut(&actor).and_then(|plan| plan.held.take());
-        if let Some((writes, _)) = held {
-            let _ = self.inner.commit(writes).await;
+        if let Some((token, writes, _)) = held {
+            let _ = self.inner.commit_once(&token, writes).await;
         }
         let mut turns = self.turns.lock().expect("turns");
         turns.live.remove(&actor);
@@ -168,16 +167,16 @@ impl SimStore {
             let mut plans = self.plans.lock().expect("plans");
             let plan = plans.get_mut(&actor)?;
             match plan.held.as_mut() {
-                Some((_, calls)) if *calls + 1 >= 2 => plan.held.take().map(|(writes, _)| writes),
-                Some((_, calls)) => {
+                Some((_, _, calls)) if *calls + 1 >= 2 => plan.held.take().map(|(token, writes, _)| (token, writes)),
+                Some((_, _, calls)) => {
                     *calls += 1;
                     None
                 }
                 None => None,
             }
         };
-        if let Some(writes) = landing {
-            let _ = self.inner.commit(writes).await;
+        if let Some((token, writes)) = landing {
+            let _ = self.inner.commit_once(&token, writes).await;
         }
         Some(actor)
     }
@@ -216,22 +215,30 @@ impl Records for SimStore {
         self.read_call(self.inner.load(keys)).await
     }
 
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), CommitError> {
+    async fn commit_once(&self, token: &str, writes: Vec<Write>) -> Result<(), CommitError> {
         let _turn = self.turn().await;
         let actor = self.before().await;
+        // The same transaction sent again while it is still in flight: DynamoDB answers
+        // `TransactionInProgressException`, an outcome as unknown as before.
+        let in_flight = actor.is_some_and(|actor| {
+            self.plans.lock().expect("plans").get(&actor).is_some_and(|plan| plan.held.as_ref().is_some_and(|(held, _, _)| held == token))
+        });
+        if in_flight {
+            return Err(CommitError::Unknown(injected("this transaction is still in progress")));
+        }
         match self.fault(actor, true) {
-            None => self.inner.commit(writes).await,
+            None => self.inner.commit_once(token, writes).await,
             Some(StoreFault::WriteThrottled) => Err(CommitError::Unavailable(injected("write throttled"))),
             Some(StoreFault::Conflict | StoreFault::Conflicts) => Err(CommitError::Conflict { failed: vec![] }),
             Some(StoreFault::LostResponse) => {
-                self.inner.commit(writes).await?;
+                self.inner.commit_once(token, writes).await?;
                 Err(CommitError::Unknown(injected("the answer to a commit that landed was lost")))
             }
             Some(StoreFault::NotApplied) => Err(CommitError::Unknown(injected("the answer was lost; the commit did not land"))),
             Some(StoreFault::InFlight) => {
                 let actor = actor.expect("a fault belongs to an actor");
                 if let Some(plan) = self.plans.lock().expect("plans").get_mut(&actor) {
-                    plan.held = Some((writes, 0));
+                    plan.held = Some((token.to_owned(), writes, 0));
                 }
                 Err(CommitError::Unknown(injected("the answer was lost while the commit was in flight")))
             }
@@ -264,8 +271,5 @@ impl Queries for SimStore {
     }
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {
         self.read_call(self.inner.users_with_contact(organization, contact)).await
-    }
-    async fn memberships(&self, person: &PersonId) -> Result<Vec<OrganizationId>, StoreError> {
-        self.read_call(self.inner.memberships(person)).await
     }
 }
