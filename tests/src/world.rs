@@ -220,30 +220,7 @@ impl World {
     /// Every stored item, as sorted JSON text: compare two snapshots to prove nothing was
     /// written.
     pub async fn snapshot(&self) -> Vec<String> {
-        let mut items: Vec<String> = match (&self.embedded, &self.dynamo) {
-            (Some(store), _) => store.snapshot().iter().map(record_json).collect(),
-            (None, Some(store)) => {
-                let mut all = Vec::new();
-                for table in [&store.names().users, &store.names().balances, &store.names().audit, &store.names().outbox] {
-                    let mut start = None;
-                    loop {
-                        // A test may scan: it is checking everything that is stored.
-                        let output =
-                            store.client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.expect("scan");
-                        for item in output.items.unwrap_or_default() {
-                            let record = aws_adapters::dynamo::from_item(item).expect("every stored item is readable");
-                            all.push(record_json(&record));
-                        }
-                        match output.last_evaluated_key {
-                            Some(key) => start = Some(key),
-                            None => break,
-                        }
-                    }
-                }
-                all
-            }
-            _ => unreachable!("a world has a store"),
-        };
+        let mut items: Vec<String> = self.records().await.iter().map(record_json).collect();
         items.sort();
         items
     }
@@ -252,24 +229,7 @@ impl World {
     pub async fn records(&self) -> Vec<Record> {
         match (&self.embedded, &self.dynamo) {
             (Some(store), _) => store.snapshot(),
-            (None, Some(store)) => {
-                let mut all = Vec::new();
-                for table in [&store.names().users, &store.names().balances, &store.names().audit, &store.names().outbox] {
-                    let mut start = None;
-                    loop {
-                        let output =
-                            store.client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.expect("scan");
-                        for item in output.items.unwrap_or_default() {
-                            all.push(aws_adapters::dynamo::from_item(item).expect("readable"));
-                        }
-                        match output.last_evaluated_key {
-                            Some(key) => start = Some(key),
-                            None => break,
-                        }
-                    }
-                }
-                all
-            }
+            (None, Some(store)) => stored_records(store).await,
             _ => unreachable!("a world has a store"),
         }
     }
@@ -330,8 +290,29 @@ fn getrandom_digits(buffer: &mut [u8]) {
     }
 }
 
-fn record_json(record: &Record) -> String {
-    let value = match record {
+/// Every record a DynamoDB store holds, read by scanning its tables: a test may scan, it
+/// checks everything that is stored.
+pub async fn stored_records(store: &DynamoStore) -> Vec<Record> {
+    let mut all = Vec::new();
+    for table in [&store.names().users, &store.names().balances, &store.names().audit, &store.names().outbox] {
+        let mut start = None;
+        loop {
+            let output = store.client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.expect("scan");
+            for item in output.items.unwrap_or_default() {
+                all.push(aws_adapters::dynamo::from_item(item).expect("every stored item is readable"));
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+    }
+    all
+}
+
+/// A record as JSON, whatever its kind.
+pub fn record_value(record: &Record) -> Value {
+    match record {
         Record::Organization(r) => serde_json::to_value(r),
         Record::User(r) => serde_json::to_value(r),
         Record::Person(r) => serde_json::to_value(r),
@@ -342,8 +323,11 @@ fn record_json(record: &Record) -> String {
         Record::Intent(r) => serde_json::to_value(r),
         Record::SweepState(r) => serde_json::to_value(r),
     }
-    .expect("records serialize");
-    format!("{}:{}", record.kind(), canonical(value))
+    .expect("records serialize")
+}
+
+fn record_json(record: &Record) -> String {
+    format!("{}:{}", record.kind(), canonical(record_value(record)))
 }
 
 /// Object keys sorted at every level, so two snapshots compare equal whatever order a store

@@ -51,29 +51,9 @@ pub struct Generator {
     counter: u64,
 }
 
-/// The Luhn check digit that completes nine digits.
-fn luhn(nine: &str) -> char {
-    let sum: u32 = nine
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                d
-            }
-        })
-        .sum();
-    char::from(b'0' + ((10 - sum % 10) % 10) as u8)
-}
-
 /// A valid ID number: `1…` for citizens, `2…` for residents.
 pub fn person_id(citizen: bool, n: u64) -> String {
-    let nine = format!("{}{:08}", if citizen { 1 } else { 2 }, n % 100_000_000);
-    format!("{nine}{}", luhn(&nine))
+    domain::identity::with_check_digit(&format!("{}{:08}", if citizen { 1 } else { 2 }, n % 100_000_000))
 }
 
 impl Generator {

@@ -590,16 +590,10 @@ impl Model {
         }
     }
 
-    /// Both steps: find the target, then judge the action on it.
-    fn acting_on<'a>(
-        &self,
-        caller: &Caller,
-        organization: &'a Organization,
-        kind: OnUser,
-        id: &str,
-        now: OffsetDateTime,
-    ) -> Result<(Standing, &'a User), Refusal> {
-        let standing = self.standing(caller, &organization.id, now)?;
+    /// Both steps: find the organization and the target, then judge the action on it.
+    fn acting_on(&self, caller: &Caller, org: &str, kind: OnUser, id: &str, now: OffsetDateTime) -> Result<(Standing, &User), Refusal> {
+        let organization = self.org(org)?;
+        let standing = self.standing(caller, org, now)?;
         let target = self.target(&standing, kind, organization, id)?;
         Model::may_act(&standing, kind, target)?;
         Ok((standing, target))
@@ -1007,17 +1001,14 @@ impl Model {
     }
 
     fn renew(&mut self, caller: &Caller, org: &str, id: &str, key: &str, now: OffsetDateTime) -> Outcome {
-        let organization = match self.org(org) {
-            Ok(organization) => organization,
-            Err(refusal) => return refusal.into(),
-        };
-        if let Err(refusal) = self.acting_on(caller, organization, OnUser::Renew, id, now) {
+        if let Err(refusal) = self.acting_on(caller, org, OnUser::Renew, id, now) {
             return refusal.into();
         }
         let request = canonical(&json!({ "user": id }));
         if let Some(stored) = self.keyed(caller, org, key, "renew", &request, now) {
             return stored;
         }
+        let organization = &self.orgs[org];
         let price = organization.renewal_price();
         if organization.available < price {
             return refuse(402, "insufficient_balance");
@@ -1147,11 +1138,7 @@ impl Model {
     }
 
     fn resend(&mut self, caller: &Caller, org: &str, id: &str, email: Option<bool>, sms: Option<bool>, now: OffsetDateTime) -> Outcome {
-        let organization = match self.org(org) {
-            Ok(organization) => organization,
-            Err(refusal) => return refusal.into(),
-        };
-        let target = match self.acting_on(caller, organization, OnUser::Resend, id, now) {
+        let target = match self.acting_on(caller, org, OnUser::Resend, id, now) {
             Ok((_, target)) => target,
             Err(refusal) => return refusal.into(),
         };
@@ -1331,11 +1318,7 @@ impl Model {
         if email.is_none() && mobile.is_none() && language.is_none() && notifications.is_none() {
             return shape(400, "invalid_request");
         }
-        let organization = match self.org(org) {
-            Ok(organization) => organization,
-            Err(refusal) => return refusal.into(),
-        };
-        let target = match self.acting_on(caller, organization, OnUser::Modify, id, now) {
+        let target = match self.acting_on(caller, org, OnUser::Modify, id, now) {
             Ok((_, target)) => target,
             Err(refusal) => return refusal.into(),
         };
@@ -1347,6 +1330,7 @@ impl Model {
         }
         let new_email = email.filter(|e| *e != target.email).map(str::to_owned);
         let new_mobile = mobile.filter(|m| *m != target.mobile).map(str::to_owned);
+        let organization = &self.orgs[org];
         if new_email.as_deref().is_some_and(|e| Model::taken(organization, id, Channel::Email, e)) {
             return refuse(422, "contact_in_use");
         }
@@ -1393,11 +1377,7 @@ impl Model {
         if !matches!(caller, Caller::Person(_)) {
             return forbidden();
         }
-        let organization = match self.org(org) {
-            Ok(organization) => organization,
-            Err(refusal) => return refusal.into(),
-        };
-        let target = match self.acting_on(caller, organization, OnUser::ConfirmOwnContact, id, now) {
+        let target = match self.acting_on(caller, org, OnUser::ConfirmOwnContact, id, now) {
             Ok((_, target)) => target,
             Err(refusal) => return refusal.into(),
         };
@@ -1412,7 +1392,7 @@ impl Model {
         let right = code == Secret::Issued(pending.code.number);
         let verdict = check_code(&pending.code, right, now);
         let value = pending.value.clone();
-        let taken = Model::taken(organization, id, channel, &value);
+        let taken = Model::taken(&self.orgs[org], id, channel, &value);
         let user = self.orgs.get_mut(org).expect("exists").users.get_mut(id).expect("exists");
         let pending = match channel {
             Channel::Email => user.pending_email.as_mut(),
@@ -1456,11 +1436,7 @@ impl Model {
     }
 
     fn cancel_contact(&mut self, caller: &Caller, org: &str, id: &str, channel: Channel, now: OffsetDateTime) -> Outcome {
-        let organization = match self.org(org) {
-            Ok(organization) => organization,
-            Err(refusal) => return refusal.into(),
-        };
-        let (standing, target) = match self.acting_on(caller, organization, OnUser::CancelPending, id, now) {
+        let (standing, target) = match self.acting_on(caller, org, OnUser::CancelPending, id, now) {
             Ok(found) => found,
             Err(refusal) => return refusal.into(),
         };
@@ -1492,11 +1468,7 @@ impl Model {
     }
 
     fn suspend(&mut self, caller: &Caller, org: &str, id: &str, now: OffsetDateTime) -> Outcome {
-        let organization = match self.org(org) {
-            Ok(organization) => organization,
-            Err(refusal) => return refusal.into(),
-        };
-        let target = match self.acting_on(caller, organization, OnUser::Suspend, id, now) {
+        let target = match self.acting_on(caller, org, OnUser::Suspend, id, now) {
             Ok((_, target)) => target,
             Err(refusal) => return refusal.into(),
         };
@@ -1564,11 +1536,7 @@ impl Model {
     }
 
     fn profile(&self, caller: &Caller, org: &str, id: &str, now: OffsetDateTime) -> Outcome {
-        let organization = match self.org(org) {
-            Ok(organization) => organization,
-            Err(refusal) => return refusal.into(),
-        };
-        let target = match self.acting_on(caller, organization, OnUser::View, id, now) {
+        let target = match self.acting_on(caller, org, OnUser::View, id, now) {
             Ok((_, target)) => target,
             Err(refusal) => return refusal.into(),
         };

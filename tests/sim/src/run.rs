@@ -334,7 +334,7 @@ impl Runner {
                         if outcome.replay.is_some()
                             && first_here.is_some()
                             && answers[n].status == 409
-                            && answers[n].code().as_deref() == Some("idempotency_key_in_flight") =>
+                            && answers[n].code() == "idempotency_key_in_flight" =>
                     {
                         model = before;
                     }
@@ -903,18 +903,7 @@ fn canonical_records(records: &[Record]) -> Vec<String> {
     let mut texts: Vec<String> = records
         .iter()
         .map(|record| {
-            let value = match record {
-                Record::Organization(r) => serde_json::to_value(r),
-                Record::User(r) => serde_json::to_value(r),
-                Record::Person(r) => serde_json::to_value(r),
-                Record::Balance(r) => serde_json::to_value(r),
-                Record::Ledger(r) => serde_json::to_value(r),
-                Record::Audit(r) => serde_json::to_value(r),
-                Record::Idempotency(r) => serde_json::to_value(r),
-                Record::Intent(r) => serde_json::to_value(r),
-                Record::SweepState(r) => serde_json::to_value(r),
-            }
-            .expect("records serialize");
+            let value = system_tests::world::record_value(record);
             let key = comparable(&Value::String(record.storage_key().sk));
             format!("{}:{key}:{}", record.kind(), crate::model::canonical(&comparable(&value)))
         })

@@ -50,27 +50,9 @@ pub struct Http {
     pub body: Option<Value>,
 }
 
-/// What a handler answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    pub fn code(&self) -> Option<String> {
-        self.json()["error"]["code"].as_str().map(str::to_owned)
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
+/// What a handler answered: status, headers and body, as the test crate's client reads
+/// answers.
+pub use system_tests::http::Answer;
 
 /// A message the provider took.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,25 +314,7 @@ impl Backend {
     pub fn records(&self) -> Vec<Record> {
         match (&self.embedded, &self.dynamo) {
             (Some(store), _) => store.snapshot(),
-            (None, Some(store)) => self.runtime.block_on(async {
-                let mut all = Vec::new();
-                for table in [&store.names().users, &store.names().balances, &store.names().audit, &store.names().outbox] {
-                    let mut start = None;
-                    loop {
-                        // The simulator may scan: it checks everything that is stored.
-                        let output =
-                            store.client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.expect("scan");
-                        for item in output.items.unwrap_or_default() {
-                            all.push(aws_adapters::dynamo::from_item(item).expect("every stored item is readable"));
-                        }
-                        match output.last_evaluated_key {
-                            Some(key) => start = Some(key),
-                            None => break,
-                        }
-                    }
-                }
-                all
-            }),
+            (None, Some(store)) => self.runtime.block_on(system_tests::world::stored_records(store)),
             _ => unreachable!("a backend has a store"),
         }
     }
