@@ -38,12 +38,6 @@ pub fn capture() {
     buffer();
 }
 
-/// What was logged since the last `take` (the simulator reads each step's lines).
-pub fn take() -> String {
-    let mut bytes = buffer().0.lock().expect("log buffer");
-    String::from_utf8_lossy(&std::mem::take(&mut *bytes)).into_owned()
-}
-
 /// Everything logged so far.
 pub fn captured() -> String {
     String::from_utf8_lossy(&buffer().0.lock().expect("log buffer")).into_owned()

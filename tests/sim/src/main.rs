@@ -19,11 +19,12 @@ struct Args {
     quiet: bool,
     trouble: Trouble,
     past_wording: bool,
+    jobs: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sim [--seed N | --seeds A..B] [--steps K] [--stores embedded|both] [--replay FILE] [--no-shrink] [--quiet]\n\
+        "usage: sim [--seed N | --seeds A..B] [--steps K] [--stores embedded|both] [--replay FILE] [--no-shrink] [--quiet] [--jobs J]\n\
          \x20          [--calm] (no store or provider faults, no concurrency)\n\
          \x20          [--past-wording] (carry on past a message worded otherwise than the model's, and report it)"
     );
@@ -40,6 +41,7 @@ fn args() -> Args {
         quiet: false,
         trouble: Trouble::default(),
         past_wording: false,
+        jobs: 1,
     };
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
@@ -66,6 +68,7 @@ fn args() -> Args {
             "--no-shrink" => args.shrink = false,
             "--quiet" => args.quiet = true,
             "--past-wording" => args.past_wording = true,
+            "--jobs" => args.jobs = value().parse().ok().filter(|n| *n > 0).unwrap_or_else(|| usage()),
             "--calm" => args.trouble = Trouble { store_faults: false, provider_faults: false, concurrency: false },
             _ => usage(),
         }
@@ -93,60 +96,48 @@ fn keep(seed: u64, text: &str) -> PathBuf {
 fn main() {
     let args = args();
     if let Some(path) = &args.replay {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-            eprintln!("cannot read {}: {e}", path.display());
-            std::process::exit(2)
-        });
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let header: serde_json::Value = serde_json::from_str(lines.next().unwrap_or("{}")).unwrap_or_default();
-        let seed = header["seed"].as_u64().unwrap_or(0);
-        let stores = if header["stores"] == "both" { Stores::Both } else { args.stores };
-        let history: Vec<Step> = lines.map(|l| serde_json::from_str(l).expect("a step per line")).collect();
-        let outcome = replay(seed, &history, stores, args.past_wording);
-        match outcome.violation {
-            Some(violation) => {
-                println!("FAIL {violation}");
-                std::process::exit(1);
+        // A file, or every `.jsonl` history in a folder (CI replays the ones that found bugs).
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(path) {
+            Ok(entries) => {
+                entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect()
             }
-            None => println!("ok: {} steps replayed", history.len()),
+            Err(_) => vec![path.clone()],
+        };
+        files.sort();
+        let failed = files.iter().filter(|file| !replay_file(file, &args)).count();
+        if failed > 0 {
+            std::process::exit(1);
         }
         return;
     }
     let started = std::time::Instant::now();
-    let mut total = Figures::default();
-    let mut failures = Vec::new();
-    for seed in args.seeds.clone() {
-        let options = Options { seed, steps: args.steps, stores: args.stores, trouble: args.trouble, past_wording: args.past_wording };
-        let outcome = simulate(options);
-        add(&mut total, &outcome.figures);
-        for worded in &outcome.wording {
-            println!("seed {seed}: worded otherwise: {worded}");
-        }
-        match outcome.violation {
-            None => {
-                if !args.quiet {
-                    println!("seed {seed}: ok ({} steps, {} days)", outcome.figures.steps, outcome.figures.simulated_days);
+    let total = std::sync::Mutex::new(Figures::default());
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicU64::new(args.seeds.start);
+    // Histories on `jobs` threads, each with its own runtimes, stores and log lines.
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if seed >= args.seeds.end {
+                        return;
+                    }
+                    let report = history(&args, seed);
+                    add(&mut total.lock().expect("figures"), &report.figures);
+                    if report.failed {
+                        failures.lock().expect("failures").push(seed);
+                    }
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(report.text.as_bytes());
+                    let _ = out.flush();
                 }
-            }
-            Some(violation) => {
-                println!("seed {seed}: FAIL {violation}");
-                let (history, violation) = if args.shrink {
-                    let wanted = shrink::kind(&violation);
-                    shrink::shrink(seed, outcome.history, args.stores, args.past_wording, &wanted, 400)
-                } else {
-                    (outcome.history, violation)
-                };
-                let text = history_text(seed, args.stores, &history);
-                let path = keep(seed, &text);
-                println!("  shrunk to {} steps ({}): {violation}", history.len(), path.display());
-                if !args.quiet {
-                    print!("{text}");
-                }
-                failures.push(seed);
-            }
+            });
         }
-        let _ = std::io::stdout().flush();
-    }
+    });
+    let total = total.into_inner().expect("figures");
+    let mut failures = failures.into_inner().expect("failures");
+    failures.sort();
     let histories = args.seeds.end - args.seeds.start;
     println!(
         "{}",
@@ -170,6 +161,72 @@ fn main() {
     if !failures.is_empty() {
         std::process::exit(1);
     }
+}
+
+/// Replays a printed history; whether it kept every promise.
+fn replay_file(path: &std::path::Path, args: &Args) -> bool {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        eprintln!("cannot read {}: {e}", path.display());
+        std::process::exit(2)
+    });
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap_or("{}")).unwrap_or_default();
+    let seed = header["seed"].as_u64().unwrap_or(0);
+    let stores = if header["stores"] == "both" { Stores::Both } else { args.stores };
+    let history: Vec<Step> = lines.map(|l| serde_json::from_str(l).expect("a step per line")).collect();
+    match replay(seed, &history, stores, args.past_wording).violation {
+        Some(violation) => {
+            println!("{}: FAIL {violation}", path.display());
+            false
+        }
+        None => {
+            let steps = if history.len() == 1 { "step" } else { "steps" };
+            println!("{}: ok, {} {steps} replayed", path.display(), history.len());
+            true
+        }
+    }
+}
+
+/// One history's figures and what to print of it.
+struct Report {
+    figures: Figures,
+    failed: bool,
+    text: String,
+}
+
+/// Runs the history of `seed`, shrinking it if it fails.
+fn history(args: &Args, seed: u64) -> Report {
+    use std::fmt::Write as _;
+    let options = Options { seed, steps: args.steps, stores: args.stores, trouble: args.trouble, past_wording: args.past_wording };
+    let outcome = simulate(options);
+    let mut text = String::new();
+    for worded in &outcome.wording {
+        let _ = writeln!(text, "seed {seed}: worded otherwise: {worded}");
+    }
+    let failed = outcome.violation.is_some();
+    match outcome.violation {
+        None => {
+            if !args.quiet {
+                let _ = writeln!(text, "seed {seed}: ok ({} steps, {} days)", outcome.figures.steps, outcome.figures.simulated_days);
+            }
+        }
+        Some(violation) => {
+            let _ = writeln!(text, "seed {seed}: FAIL {violation}");
+            let (history, violation) = if args.shrink {
+                let wanted = shrink::kind(&violation);
+                shrink::shrink(seed, outcome.history, args.stores, args.past_wording, &wanted, 400)
+            } else {
+                (outcome.history, violation)
+            };
+            let steps = history_text(seed, args.stores, &history);
+            let path = keep(seed, &steps);
+            let _ = writeln!(text, "  shrunk to {} steps ({}): {violation}", history.len(), path.display());
+            if !args.quiet {
+                text.push_str(&steps);
+            }
+        }
+    }
+    Report { figures: outcome.figures, failed, text }
 }
 
 fn add(total: &mut Figures, figures: &Figures) {
