@@ -70,6 +70,42 @@ async fn an_intent_is_delivered_once_even_when_its_first_delivery_dies(backend: 
 }
 both!(an_intent_is_delivered_once_even_when_its_first_delivery_dies);
 
+/// A user suspended before their activation link and code went out: the view says at
+/// once that those will never go out (not "queued"), the suspension notice is what is
+/// queued, and delivery sends only that.
+async fn a_suspension_supersedes_what_was_still_queued(backend: Backend) {
+    let cast = cast(backend).await;
+    let (world, client) = (&cast.world, &cast.client);
+    let person = world.register(&resident(41), &["1-10"], Some(300)).await;
+    let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+    world.deliver().await; // the cast's own messages
+    let bought = client
+        .post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &client.token_for(&cast.manager), "then-suspended", &body)
+        .await;
+    assert_eq!(bought.status, 201, "{}", bought.text());
+    let suspended = client
+        .post(&format!("{}/suspension", user_path(&person)), &client.token_for(&cast.manager), &json!({ "reason": "left before starting" }))
+        .await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text());
+    let view = profile(client, &cast.manager, &person).await;
+    for slot in ["activation_email", "activation_sms"] {
+        assert_eq!(view["messages"][slot]["state"], "superseded", "{slot}: {view}");
+    }
+    assert_eq!(view["messages"]["suspension_email"]["state"], "queued", "{view}");
+
+    world.deliver().await;
+    let registered = world.records().await.into_iter().find_map(|r| match r {
+        Record::Person(p) if p.id == person => Some(p),
+        _ => None,
+    });
+    let emails = world.emails_to(&registered.expect("registered").email).await;
+    assert_eq!(emails.len(), 1, "only the suspension notice goes out: {emails:?}");
+    let view = profile(client, &cast.manager, &person).await;
+    assert_eq!(view["messages"]["activation_email"]["state"], "superseded", "{view}");
+    assert_eq!(view["messages"]["suspension_email"]["state"], "sent", "{view}");
+}
+both!(a_suspension_supersedes_what_was_still_queued);
+
 /// SES and SNS answering `Throttling` while `throttled` is set.
 struct Throttled {
     senders: Senders,

@@ -12,7 +12,7 @@ use crate::entropy::Fresh;
 use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
 use crate::organization::OrganizationId;
-use crate::outbox::{Channel, Message};
+use crate::outbox::{Channel, DeliveryState, Message};
 use crate::pipeline::{Command, Decision, Reads, RequestMeta, audit_entry};
 use crate::policy::{Action, OnUser, authorize};
 use crate::store::{Record, Write};
@@ -91,6 +91,12 @@ impl Command for Suspend {
         next.activation.mobile_code = None;
         next.pending_email = None;
         next.pending_mobile = None;
+        // What was still queued (an activation link or code, a verification code, a
+        // reminder) will never go out: the user's view says so now, not at the next delivery.
+        for record in next.deliveries.values_mut().filter(|record| record.state == DeliveryState::Queued) {
+            record.state = DeliveryState::Superseded;
+            record.updated_at = now;
+        }
         next.updated_at = now;
         next.version = target.version + 1;
         let mut decision = Decision::answer(());

@@ -214,7 +214,7 @@ fn history(args: &Args, seed: u64) -> Report {
             let _ = writeln!(text, "seed {seed}: FAIL {violation}");
             let (history, violation) = if args.shrink {
                 let wanted = shrink::kind(&violation);
-                shrink::shrink(seed, outcome.history, args.stores, args.past_wording, &wanted, 400)
+                shrink::shrink(seed, outcome.history, args.stores, args.past_wording, &wanted, shrink::budget(args.stores))
             } else {
                 (outcome.history, violation)
             };

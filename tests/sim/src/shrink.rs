@@ -12,6 +12,15 @@ pub fn kind(violation: &Violation) -> String {
     format!("{}:{text}", violation.store)
 }
 
+/// How many replays the shrinker may spend: a history on DynamoDB in the emulator replays
+/// in tens of seconds, one on the embedded store in milliseconds.
+pub fn budget(stores: Stores) -> usize {
+    match stores {
+        Stores::Embedded => 400,
+        Stores::Both => 40,
+    }
+}
+
 /// Removes steps while the history still breaks a promise of the same kind. `budget`
 /// bounds the number of replays.
 pub fn shrink(seed: u64, history: Vec<Step>, stores: Stores, past_wording: bool, wanted: &str, budget: usize) -> (Vec<Step>, Violation) {

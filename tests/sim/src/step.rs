@@ -18,8 +18,9 @@ pub enum Step {
     /// The clock moves forward; the scheduled sweep runs once on every Saudi day it
     /// crosses, at an hour drawn from `seed`.
     Advance { seconds: i64, seed: u64 },
-    /// A sweep run now whose deadline cuts it short after about `cut_after` store calls
-    /// (when given); runs follow until one finishes, as the hourly schedule would.
+    /// A sweep run now whose deadline cuts it short after `cut_after` rounds of store
+    /// calls (calls made together count once), when given; runs follow until one
+    /// finishes, as the hourly schedule would.
     Sweep { cut_after: Option<u32> },
     /// The outbox delivered as the stream's consumer delivers it; the provider answers the
     /// sends listed in `faults` (by their order in this step) with that fault.

@@ -70,8 +70,13 @@ pub struct SimStore {
     inner: Arc<dyn Store>,
     turns: Mutex<Turns>,
     plans: Mutex<BTreeMap<usize, Plan>>,
-    /// Each call takes this long first (on Tokio's clock): a sweep cut short by its deadline.
-    delay: Mutex<Option<std::time::Duration>>,
+    /// Paced calls (a sweep cut short by its deadline): time is cut in slots of `delay`
+    /// from the origin (Tokio's clock), and each call waits for the next slot to begin —
+    /// calls made together wait together. The slots, not the calls' own time, decide
+    /// where the deadline falls, so a cut lands between the same calls on the emulator
+    /// (real time) as on the embedded store (paused time) while a call takes less than
+    /// half a slot.
+    delay: Mutex<Option<(std::time::Duration, tokio::time::Instant)>>,
     pub calls: AtomicUsize,
     pub faults_injected: AtomicUsize,
 }
@@ -135,7 +140,7 @@ impl SimStore {
     }
 
     pub fn slow(&self, delay: Option<std::time::Duration>) {
-        *self.delay.lock().expect("delay") = delay;
+        *self.delay.lock().expect("delay") = delay.map(|delay| (delay, tokio::time::Instant::now()));
     }
 
     async fn turn(&self) -> Option<Turn<'_>> {
@@ -158,9 +163,12 @@ impl SimStore {
     /// come, and takes the call's time.
     async fn before(&self) -> Option<usize> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let delay = *self.delay.lock().expect("delay");
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
+        let slot = self.delay.lock().expect("delay").map(|(delay, origin)| {
+            let slots = (tokio::time::Instant::now() - origin).as_nanos() / delay.as_nanos() + 1;
+            origin + delay * u32::try_from(slots).expect("a sweep run takes few slots")
+        });
+        if let Some(slot) = slot {
+            tokio::time::sleep_until(slot).await;
         }
         let actor = ACTOR.try_with(|actor| *actor).ok()?;
         let landing = {

@@ -283,15 +283,23 @@ impl Backend {
     }
 
     /// One scheduled run of the sweep at `at`, through its function's handler; cut short
-    /// after about `cut_after` store calls when given.
+    /// after `cut_after` rounds of store calls when given.
     pub fn sweep(&self, run: &str, at: OffsetDateTime, cut_after: Option<u32>) -> Result<domain::actions::sweep::SweepReport, String> {
-        // Each call takes 10 ms of Tokio's time on a run that is cut short.
-        const CALL: std::time::Duration = std::time::Duration::from_millis(10);
+        // Each call has a slot of Tokio's time on a run that is cut short: 10 ms on paused
+        // time; on the emulator, longer than any of its calls takes and than the reserve,
+        // so the deadline falls between the same two calls as on the embedded store (half
+        // a slot after the last call's start).
+        let call = match self.kind {
+            Kind::Embedded => std::time::Duration::from_millis(10),
+            Kind::Dynamo => std::time::Duration::from_millis(400),
+        };
         self.runtime.block_on(async {
             let deadline = match cut_after {
                 Some(calls) => {
-                    self.store.slow(Some(CALL));
-                    domain::deadline::Deadline::after(domain::deadline::SWEEP_MARGIN + domain::deadline::RESPONSE_RESERVE + CALL * calls)
+                    self.store.slow(Some(call));
+                    domain::deadline::Deadline::after(
+                        domain::deadline::SWEEP_MARGIN + domain::deadline::RESPONSE_RESERVE + call * calls + call / 2,
+                    )
                 }
                 None => domain::deadline::Deadline::unbounded(),
             };
