@@ -305,7 +305,7 @@ export function setPermissions(api, request) {
 }
 
 /**
- * `POST /v1/organizations/{org}/subscriptions`: Subscribe one to 25 persons, all or nothing,
+ * `POST /v1/organizations/{org}/subscriptions`: Subscribe one to 24 persons, all or nothing,
  * charging the balance once. An administrator subscribes anyone; the manager may always buy their
  * own seat; a registered employee may buy their own seat for the establishments that employ them
  * (unless the manager turned `employee_self_subscription` off). The idempotency key belongs to the
