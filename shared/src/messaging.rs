@@ -10,7 +10,6 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::contact::{Email, Language, SaudiMobile};
-use crate::store::BoxError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -306,27 +305,34 @@ impl SmsMessage {
     }
 }
 
-/// Why a provider did not take a message.
-#[derive(Debug, thiserror::Error)]
+/// Why a provider did not take a message: its error code and request id, nothing else.
+/// The SDK's error is not kept — providers' messages can quote the address they refused —
+/// so no log line or stored reason can carry more than these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the message could not be delivered ({reason})")]
 pub struct DeliveryError {
     /// Whether trying again later may succeed (throttling, an outage) or not (an address the
     /// provider refuses).
     pub transient: bool,
     /// What went wrong, from the provider's error code: safe to store and show, never
-    /// personal data (providers' messages can quote the address).
+    /// personal data.
     pub reason: String,
-    #[source]
-    pub source: Option<BoxError>,
+    /// The provider's request id, for its support (absent when no answer came).
+    pub request_id: Option<String>,
 }
 
 impl DeliveryError {
-    pub fn transient(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        DeliveryError { transient: true, reason: reason.into(), source: Some(source.into()) }
+    pub fn transient(reason: impl Into<String>) -> Self {
+        DeliveryError { transient: true, reason: reason.into(), request_id: None }
     }
 
-    pub fn permanent(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        DeliveryError { transient: false, reason: reason.into(), source: Some(source.into()) }
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        DeliveryError { transient: false, reason: reason.into(), request_id: None }
+    }
+
+    pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
+        self.request_id = request_id.map(str::to_owned);
+        self
     }
 }
 

@@ -318,7 +318,7 @@ struct SwitchableMailer {
 impl Mailer for SwitchableMailer {
     async fn send_email(&self, message: &EmailMessage) -> Result<String, DeliveryError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(DeliveryError::permanent("MessageRejected", "injected SES failure"));
+            return Err(DeliveryError::permanent("MessageRejected"));
         }
         self.inner.send_email(message).await
     }
@@ -380,3 +380,60 @@ async fn a_failed_email_never_loses_the_user(backend: Backend) {
     assert_eq!(profile["messages"]["activation_email"]["state"], "sent", "the resent link went out: {profile}");
 }
 both!(a_failed_email_never_loses_the_user);
+
+/// SES refuses with a message that quotes an address (the emulator: "Email address not
+/// verified <address>", from a sender it does not know): the user's view and the logs carry
+/// the provider's code and request id, never the provider's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_refusal_that_quotes_an_address_reaches_no_log() {
+    logs::capture();
+    let quoted = format!("quoted.{}@not-verified.example", domain::entropy::SystemEntropy::hex(6));
+    let config = system_tests::moto::moto_for("refusal").sdk_config().await;
+    let ses = aws_sdk_sesv2::Client::new(&config);
+    // The premise: the SDK's error for this refusal quotes the address.
+    let text = |data: &str| aws_sdk_sesv2::types::Content::builder().data(data).build().expect("content");
+    let raw = ses
+        .send_email()
+        .from_email_address(&quoted)
+        .destination(aws_sdk_sesv2::types::Destination::builder().to_addresses("someone@example.sa").build())
+        .content(
+            aws_sdk_sesv2::types::EmailContent::builder()
+                .simple(
+                    aws_sdk_sesv2::types::Message::builder()
+                        .subject(text("s"))
+                        .body(aws_sdk_sesv2::types::Body::builder().text(text("b")).build())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect_err("an unknown sender is refused");
+    assert!(format!("{raw:?}").contains(&quoted), "the provider's error quotes the address: {raw:?}");
+    let refusing: Arc<dyn Mailer> = Arc::new(aws_adapters::messaging::SesMailer::new(ses, quoted.clone(), None));
+    let world =
+        World::with_ports(Backend::Moto, None, Some(&move |senders: Senders| Senders { mailer: refusing.clone(), texts: senders.texts }))
+            .await;
+    let manager = citizen(1);
+    let organization = world.onboard(ORG, PricingPlan::Muqeem, &manager, &[("1-10", SizeTier::Small)]).await;
+    world.credit(&organization, 100_000).await;
+    let id = world.register(&resident(2), &["1-10"], Some(300)).await;
+    let client = world.serve().await;
+    let manager_token = client.token_for(&PersonId::parse(&manager).unwrap());
+    let body = json!({ "persons": [{ "id": id.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+    let answer = client.post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &manager_token, "refused", &body).await;
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    world.deliver().await;
+    let profile = client.get(&format!("/v1/organizations/{ORG}/users/{}", id.as_str()), &manager_token).await.json();
+    assert_eq!(profile["messages"]["activation_email"]["state"], "failed", "{profile}");
+    assert_eq!(profile["messages"]["activation_email"]["reason"], "MessageRejected", "{profile}");
+
+    let logged = logs::captured();
+    let refusal = logged.lines().find(|line| line.contains("message not delivered") && line.contains("MessageRejected"));
+    let refusal = refusal.unwrap_or_else(|| panic!("the refusal is logged by its code"));
+    assert!(refusal.contains("request_id"), "with the provider's request id: {refusal}");
+    let person = world.env.store.load(&[Key::Person(id.clone())]).await.unwrap().person(&id).cloned().unwrap();
+    for personal in [quoted.as_str(), "not-verified.example", person.email.as_str(), id.as_str()] {
+        assert!(!logged.contains(personal), "{personal} reached the logs");
+    }
+}

@@ -117,7 +117,7 @@ impl Throttled {
     fn check(&self) -> Result<(), DeliveryError> {
         if self.throttled.load(Ordering::SeqCst) {
             self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(DeliveryError::transient("Throttling", "injected: rate exceeded"));
+            return Err(DeliveryError::transient("Throttling"));
         }
         Ok(())
     }

@@ -26,30 +26,34 @@ const TRANSIENT_CODES: &[&str] = &[
     "KMSThrottlingException",
 ];
 
-/// Classifies an SDK failure of a send.
+/// Classifies an SDK failure of a send by the provider's error code and keeps its request
+/// id; the error itself (whose message can quote the address) goes no further.
 pub fn delivery_error<E>(error: SdkError<E, HttpResponse>) -> DeliveryError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match &error {
+    use aws_types::request_id::RequestId;
+    let request_id = error.request_id().map(str::to_owned);
+    let classified = match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            DeliveryError::transient("provider_unreachable", error)
+            DeliveryError::transient("provider_unreachable")
         }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("UnknownError").to_owned();
             let server_side = service.raw().status().as_u16() >= 500;
             if server_side || TRANSIENT_CODES.contains(&code.as_str()) {
-                DeliveryError::transient(code, error)
+                DeliveryError::transient(code)
             } else {
-                DeliveryError::permanent(code, error)
+                DeliveryError::permanent(code)
             }
         }
-        _ => DeliveryError::permanent("request_not_built", error),
-    }
+        _ => DeliveryError::permanent("request_not_built"),
+    };
+    classified.with_request_id(request_id.as_deref())
 }
 
-fn unusable(error: impl std::error::Error + Send + Sync + 'static) -> DeliveryError {
-    DeliveryError::permanent("message_not_built", error)
+fn unusable(_: impl std::error::Error) -> DeliveryError {
+    DeliveryError::permanent("message_not_built")
 }
 
 /// Sends email with SES v2 `SendEmail`.

@@ -85,7 +85,7 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
             Err(error) => {
                 report.failed += 1;
                 report.retry |= error.transient;
-                tracing::error!(intent = %intent.id, ?slot, reason = %error.reason, transient = error.transient, cause = ?std::error::Error::source(&error), "message not delivered");
+                tracing::error!(intent = %intent.id, ?slot, reason = %error.reason, request_id = error.request_id.as_deref().unwrap_or("-"), transient = error.transient, "message not delivered");
                 Outcome { slot, sent: Err(error.reason) }
             }
         };
@@ -125,9 +125,7 @@ async fn send(
             Outgoing::Sms(message) => senders.texts.send_sms(message).await,
         }
     };
-    let result = within(deadline, SDK_OPERATION_TIMEOUT, sending)
-        .await
-        .unwrap_or_else(|| Err(DeliveryError::transient("TimedOut", "the invocation's time ran out waiting for the provider")));
+    let result = within(deadline, SDK_OPERATION_TIMEOUT, sending).await.unwrap_or_else(|| Err(DeliveryError::transient("TimedOut")));
     (user, slot, result)
 }
 

@@ -93,8 +93,8 @@ impl Provider {
     ) -> Result<ProviderMessageId, DeliveryError> {
         let fault = self.next_fault();
         match fault {
-            Some(ProviderFault::Throttled) => return Err(DeliveryError::transient("Throttling", "the provider is throttling")),
-            Some(ProviderFault::Refused) => return Err(DeliveryError::permanent("MessageRejected", "the provider refused the address")),
+            Some(ProviderFault::Throttled) => return Err(DeliveryError::transient("Throttling")),
+            Some(ProviderFault::Refused) => return Err(DeliveryError::permanent("MessageRejected")),
             _ => {}
         }
         let result = go.await;
@@ -102,7 +102,7 @@ impl Provider {
             self.sent.lock().expect("sent").push(sent);
         }
         match (fault, result) {
-            (Some(ProviderFault::LostAfterSend), Ok(_)) => Err(DeliveryError::transient("TimedOut", "the answer of a send was lost")),
+            (Some(ProviderFault::LostAfterSend), Ok(_)) => Err(DeliveryError::transient("TimedOut")),
             (_, result) => result,
         }
     }
