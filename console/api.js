@@ -23,7 +23,7 @@
 /** @typedef {"pending_activation" | "active" | "suspended" | "expired"} UserStatus */
 /** @typedef {"residents_and_partners" | "partners_only"} UserType */
 /** @typedef {"queued" | "not_needed"} Delivery */
-/** @typedef {{ state: "queued" | "sent" | "failed" | "superseded", message_id?: string, reason?: string, attempts: number, updated_at: Timestamp }} MessageState */
+/** @typedef {{ state: "queued" | "sent" | "failed" | "undeliverable" | "superseded", message_id?: string, reason?: string, attempts: number, updated_at: Timestamp }} MessageState */
 /** @typedef {{ ar?: string, en?: string }} Name */
 /** @typedef {{ id: string, name: string, size: "micro" | "small" | "medium" | "large" | "giant" }} Establishment */
 /** @typedef {{ unified_number: OrganizationId, name: Text200, pricing_plan: "muqeem" | "qiwa", manager_id: PersonId, establishments: Array<{ id: EstablishmentId, name: Text200, size: "micro" | "small" | "medium" | "large" | "giant" }> }} CreateOrganization */

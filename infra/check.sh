@@ -41,10 +41,11 @@ for path in sorted(pathlib.Path("target/reliability").glob("*.json")):
         print(f'  {run["test"]}: ' + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items()))
 PY
 
-step "Simulator: 300 histories on the embedded store, 3 on both stores (DynamoDB in moto), and the histories that found bugs, each checked against the reference model after every step"
+step "Simulator: 300 histories on the embedded store, 100 more with provider faults, 3 on both stores (DynamoDB in moto), and the histories that found bugs, each checked against the reference model after every step"
 # Each prints one line of figures; a failing history prints its shrunk steps and fails the run.
 target/debug/sim --replay tests/sim/found --quiet
 target/debug/sim --seeds 0..300 --steps 100 --jobs 2 --quiet
+target/debug/sim --seeds 300..400 --steps 100 --jobs 2 --quiet --provider-faults
 target/debug/sim --seeds 0..3 --steps 40 --stores both --jobs 2 --quiet
 
 step "Template lint: cfn-lint and sam validate --lint"

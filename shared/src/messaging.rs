@@ -319,15 +319,24 @@ pub struct DeliveryError {
     pub reason: String,
     /// The provider's request id, for its support (absent when no answer came).
     pub request_id: Option<String>,
+    /// The request may have reached the provider (a timeout, an answer lost): the message
+    /// may have gone out. Sending it again may duplicate it, and is counted.
+    pub outcome_unknown: bool,
 }
 
 impl DeliveryError {
     pub fn transient(reason: impl Into<String>) -> Self {
-        DeliveryError { transient: true, reason: reason.into(), request_id: None }
+        DeliveryError { transient: true, reason: reason.into(), request_id: None, outcome_unknown: false }
+    }
+
+    /// A send whose outcome is unknown (it may have gone out); tried again like a transient
+    /// failure.
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        DeliveryError { transient: true, reason: reason.into(), request_id: None, outcome_unknown: true }
     }
 
     pub fn permanent(reason: impl Into<String>) -> Self {
-        DeliveryError { transient: false, reason: reason.into(), request_id: None }
+        DeliveryError { transient: false, reason: reason.into(), request_id: None, outcome_unknown: false }
     }
 
     pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {

@@ -22,6 +22,10 @@ pub enum Metric {
     ActivationsCompleted(u64),
     MessagesSent(u64),
     MessagesFailed(u64),
+    /// Messages whose budget of tries ran out (alarmed on).
+    MessagesUndeliverable(u64),
+    /// Messages sent again after a claim ran out with the first send's outcome unknown.
+    MessagesPossiblyDuplicated(u64),
     SweepExpiries(u64),
     SweepReminders(u64),
     /// Sweep items or queries that failed (retried by the next run; alarmed on).
@@ -36,6 +40,8 @@ impl Metric {
             Metric::ActivationsCompleted(_) => "ActivationsCompleted",
             Metric::MessagesSent(_) => "MessagesSent",
             Metric::MessagesFailed(_) => "MessagesFailed",
+            Metric::MessagesUndeliverable(_) => "MessagesUndeliverable",
+            Metric::MessagesPossiblyDuplicated(_) => "MessagesPossiblyDuplicated",
             Metric::SweepExpiries(_) => "SweepExpiries",
             Metric::SweepReminders(_) => "SweepReminders",
             Metric::SweepFailures(_) => "SweepFailures",
@@ -49,6 +55,8 @@ impl Metric {
             | Metric::ActivationsCompleted(n)
             | Metric::MessagesSent(n)
             | Metric::MessagesFailed(n)
+            | Metric::MessagesUndeliverable(n)
+            | Metric::MessagesPossiblyDuplicated(n)
             | Metric::SweepExpiries(n)
             | Metric::SweepReminders(n)
             | Metric::SweepFailures(n) => n,

@@ -121,11 +121,43 @@ impl Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
+    /// Waiting for a send, or for another try after a transient failure (`reason` says which).
     Queued,
+    /// The provider took it (`message_id`).
     Sent,
+    /// The provider refused it for good (`reason`: its error code); not retried.
     Failed,
+    /// Every try of its budget (`DELIVERY_ATTEMPTS`) failed for a reason that might have
+    /// passed (`reason`: the last one); no more tries — an administrator resends.
+    Undeliverable,
     /// Replaced before it went out (the data it was about changed); never sent.
     Superseded,
+}
+
+impl DeliveryState {
+    /// Whether nothing more will happen to the message.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, DeliveryState::Queued)
+    }
+}
+
+/// Tries of one message before it is `undeliverable`: the first delivery and the stream's
+/// three retries (`MaximumRetryAttempts: 3` in template.yaml).
+pub const DELIVERY_ATTEMPTS: u32 = 4;
+
+/// How long a claim keeps other deliveries from sending a message: longer than a send and
+/// its record can take in one invocation (`deliver`'s timeout is 60 seconds).
+pub const CLAIM_LEASE: time::Duration = time::Duration::minutes(5);
+
+/// A delivery's hold on a message, taken with a conditional write before it is sent: while
+/// it lasts no other delivery sends the message; once it has run out with no outcome
+/// recorded, the send's outcome is unknown and the next delivery sends again (counted as a
+/// possible duplicate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub attempt: String,
+    #[serde(with = "crate::clock::utc")]
+    pub until: OffsetDateTime,
 }
 
 /// The delivery of the latest message of one slot.
@@ -140,10 +172,14 @@ pub struct DeliveryRecord {
     /// Why the last attempt failed (never personal data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Sends tried.
     #[serde(default)]
     pub attempts: u32,
     #[serde(with = "crate::clock::utc")]
     pub updated_at: OffsetDateTime,
+    /// The delivery sending it now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
 }
 
 /// A user's delivery records, by slot.
@@ -165,6 +201,10 @@ pub enum Stale {
     AlreadySent,
     /// The secret or address it carried is no longer the user's current one.
     Outdated,
+    /// Another delivery holds a live claim on it (it is being sent now).
+    Claimed,
+    /// It ended: refused for good, or its budget of tries spent.
+    Ended,
 }
 
 /// What a notice becomes when it is sent at `now`: the message, or why it is not sent.
@@ -182,7 +222,9 @@ pub fn render(
         Some(record) if record.intent == intent.id => match record.state {
             DeliveryState::Sent => return Err(Stale::AlreadySent),
             DeliveryState::Superseded => return Err(Stale::Replaced),
-            DeliveryState::Queued | DeliveryState::Failed => {}
+            DeliveryState::Failed | DeliveryState::Undeliverable => return Err(Stale::Ended),
+            DeliveryState::Queued if record.claim.as_ref().is_some_and(|claim| now < claim.until) => return Err(Stale::Claimed),
+            DeliveryState::Queued => {}
         },
         _ => return Err(Stale::Replaced),
     }

@@ -241,6 +241,7 @@ impl<A> Decision<A> {
                 reason: None,
                 attempts: 0,
                 updated_at: now,
+                claim: None,
             },
         );
         intent.notices.push(Notice { user: user.id.clone(), message });

@@ -489,12 +489,16 @@ fn operations_are_watched_and_every_alarm_notifies_the_topic() {
         ("AWS/Lambda", "IteratorAge", "DeliverFunction"),
         ("AWS/Lambda", "Invocations", "ExpirySweepFunction"),
         (domain::metrics::NAMESPACE, "SweepFailures", "ExpirySweepFunction"),
+        (domain::metrics::NAMESPACE, "MessagesUndeliverable", "DeliverFunction"),
+        (domain::metrics::NAMESPACE, "MessagesPossiblyDuplicated", "DeliverFunction"),
         ("AWS/ApiGateway", "5xx", "HttpApi"),
     ] {
         let expected = (expected.0.to_owned(), expected.1.to_owned(), expected.2.to_owned());
         assert!(watched.contains(&expected), "{expected:?}");
     }
     assert_eq!(domain::metrics::Metric::SweepFailures(1).name(), "SweepFailures", "the sweep's alarm watches the metric the sweep emits");
+    assert_eq!(domain::metrics::Metric::MessagesUndeliverable(1).name(), "MessagesUndeliverable");
+    assert_eq!(domain::metrics::Metric::MessagesPossiblyDuplicated(1).name(), "MessagesPossiblyDuplicated");
 }
 
 /// The sweep runs hourly; a run that fails after it started is retried and then kept, and

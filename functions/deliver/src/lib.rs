@@ -56,8 +56,8 @@ pub async fn handle(ports: &Ports, event: Event, meta: &RequestMeta) -> DynamoDb
                     Err(error) => Err(error),
                 };
                 match delivered {
-                    Ok(Delivered { retry, sent, failed, skipped }) => {
-                        tracing::info!(intent = %intent.id, sent, failed, skipped, retry, "intent delivered");
+                    Ok(Delivered { retry, sent, failed, undeliverable, possibly_duplicated, skipped }) => {
+                        tracing::info!(intent = %intent.id, sent, failed, undeliverable, possibly_duplicated, skipped, retry, "intent delivered");
                         retry
                     }
                     Err(error) => {

@@ -35,9 +35,10 @@ where
     use aws_types::request_id::RequestId;
     let request_id = error.request_id().map(str::to_owned);
     let classified = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            DeliveryError::transient("provider_unreachable")
-        }
+        // Not sent: the connection was never made.
+        SdkError::DispatchFailure(_) => DeliveryError::transient("provider_unreachable"),
+        // Sent, perhaps: no answer in time, or one that could not be read.
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => DeliveryError::unknown("provider_no_answer"),
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("UnknownError").to_owned();
             let server_side = service.raw().status().as_u16() >= 500;

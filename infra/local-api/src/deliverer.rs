@@ -19,8 +19,9 @@ use domain::embedded::EmbeddedStore;
 use serde::Serialize;
 
 /// Attempts of one record before it goes to the failure list (Lambda's
-/// `MaximumRetryAttempts` is 3 in `template.yaml`: one try and three retries).
-pub const MAX_ATTEMPTS: u32 = 4;
+/// `MaximumRetryAttempts` is 3 in `template.yaml`: one try and three retries) — the
+/// product's budget of tries per message.
+pub const MAX_ATTEMPTS: u32 = domain::outbox::DELIVERY_ATTEMPTS;
 /// Records handed to the handler at once (the event source mapping's `BatchSize`).
 const BATCH: usize = 10;
 

@@ -24,7 +24,7 @@ use crate::error::{Error, Rejection};
 use crate::identity::PersonId;
 use crate::messaging::{DeliveryError, ProviderMessageId};
 use crate::metrics::Metric;
-use crate::outbox::{DeliveryState, Intent, Outgoing, Slot, Stale, render};
+use crate::outbox::{CLAIM_LEASE, Claim, DELIVERY_ATTEMPTS, DeliveryState, Intent, Outgoing, Slot, Stale, render};
 use crate::pipeline::{Command, Decision, ReadFirst, Reads, RequestMeta, run};
 use crate::secrets::CodeKey;
 use crate::store::{Key, Loaded, Record, Write};
@@ -33,18 +33,30 @@ use crate::user::User;
 /// Messages of one intent sent at once (and users' delivery records written at once).
 const CONCURRENT_SENDS: usize = 8;
 
+/// One user's messages of an intent, ready to send.
+type Messages = Vec<(Slot, Outgoing)>;
+
 /// What delivering one intent did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivered {
     pub sent: usize,
+    /// Refused for good, or out of tries (`undeliverable` counts these too).
     pub failed: usize,
-    /// Not sent: replaced, already sent, or no longer current.
+    /// Out of tries: recorded `undeliverable`.
+    pub undeliverable: usize,
+    /// Sent again after a claim ran out with the earlier send's outcome unknown.
+    pub possibly_duplicated: usize,
+    /// Not sent: replaced, already sent or ended, no longer current, or being sent by a
+    /// delivery that holds its claim.
     pub skipped: usize,
-    /// A transient failure: the intent must come again (the stream retries it).
+    /// A transient failure with tries left, or an outcome not recorded: the intent must
+    /// come again (the stream retries it).
     pub retry: bool,
 }
 
-/// Sends what is still wanted of `intent` and records the outcomes.
+/// Sends what is still wanted of `intent` and records the outcomes. Each message is
+/// claimed (a conditional write on its user) before it is sent and recorded after, so a
+/// concurrent or repeated delivery of the same intent does not send it again.
 pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &RequestMeta, intent: &Intent) -> Result<Delivered, Error> {
     let organization = &intent.organization;
     let mut keys = vec![Key::Organization(organization.clone())];
@@ -55,19 +67,57 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
         return Ok(Delivered { skipped: intent.notices.len(), ..Delivered::default() });
     };
     let mut report = Delivered::default();
-    let mut to_send = Vec::new();
+    let mut wanted: BTreeMap<PersonId, Messages> = BTreeMap::new();
     for notice in &intent.notices {
         let rendered = match loaded.user(organization, &notice.user) {
             Some(user) => render(intent, notice, user, org, key, &env.settings.activation_link_prefix, env.clock.now()),
             None => Err(Stale::Replaced),
         };
         match rendered {
-            Ok(outgoing) => to_send.push((notice.user.clone(), notice.message.slot(), outgoing)),
+            Ok(outgoing) => wanted.entry(notice.user.clone()).or_default().push((notice.message.slot(), outgoing)),
             Err(stale) => {
                 tracing::info!(intent = %intent.id, slot = ?notice.message.slot(), ?stale, "not sent");
                 report.skipped += 1;
             }
         }
+    }
+    // Claims first, one conditional write per user, several at once.
+    let claimed: Vec<(PersonId, Messages, Result<Claimed, Error>)> = stream::iter(wanted)
+        .map(|(user, messages)| {
+            let command = ClaimDeliveries::new(intent, &user, &loaded, messages.iter().map(|(slot, _)| *slot).collect());
+            async move {
+                let claimed = run(env, meta, &command).await.map(|outcome| outcome.answer);
+                (user, messages, claimed)
+            }
+        })
+        .buffer_unordered(CONCURRENT_SENDS)
+        .collect()
+        .await;
+    let mut to_send = Vec::new();
+    let mut holders: BTreeMap<PersonId, Claimed> = BTreeMap::new();
+    for (user, messages, claimed) in claimed {
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                // Nothing was sent for this user: the intent comes again.
+                tracing::error!(intent = %intent.id, error = %error, "could not claim deliveries");
+                report.retry = true;
+                continue;
+            }
+        };
+        for (slot, outgoing) in messages {
+            match claimed.slots.get(&slot) {
+                Some(reclaimed) => {
+                    if *reclaimed {
+                        report.possibly_duplicated += 1;
+                        tracing::warn!(intent = %intent.id, ?slot, "a claim ran out with its send's outcome unknown; sending again");
+                    }
+                    to_send.push((user.clone(), slot, outgoing));
+                }
+                None => report.skipped += 1,
+            }
+        }
+        holders.insert(user, claimed);
     }
     let sent: Vec<(PersonId, Slot, Result<ProviderMessageId, DeliveryError>)> = stream::iter(to_send)
         .map(|(user, slot, outgoing)| send(senders, meta.deadline, user, slot, outgoing))
@@ -83,35 +133,57 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
                 Outcome { slot, sent: Ok(message_id) }
             }
             Err(error) => {
-                report.failed += 1;
-                report.retry |= error.transient;
-                tracing::error!(intent = %intent.id, ?slot, reason = %error.reason, request_id = error.request_id.as_deref().unwrap_or("-"), transient = error.transient, "message not delivered");
-                Outcome { slot, sent: Err(error.reason) }
+                tracing::error!(
+                    intent = %intent.id,
+                    ?slot,
+                    reason = %error.reason,
+                    request_id = error.request_id.as_deref().unwrap_or("-"),
+                    transient = error.transient,
+                    "message not delivered"
+                );
+                Outcome { slot, sent: Err(error) }
             }
         };
         by_user.entry(user).or_default().push(outcome);
     }
-    // One conditional write per user, several at once (each user's record is its own).
-    let recorded: Vec<Result<(), Error>> = stream::iter(by_user)
+    // The outcomes, one conditional write per user, on the record the claim wrote.
+    let recorded: Vec<Result<Recorded, Error>> = stream::iter(by_user)
         .map(|(user, outcomes)| {
-            let command = RecordDeliveries::new(intent, &user, &loaded, outcomes);
-            async move { run(env, meta, &command).await.map(|_| ()) }
+            let claimed = holders.remove(&user).expect("a user sent to was claimed");
+            let command = RecordDeliveries::new(intent, &user, claimed, outcomes);
+            async move { run(env, meta, &command).await.map(|outcome| outcome.answer) }
         })
         .buffer_unordered(CONCURRENT_SENDS)
         .collect()
         .await;
-    for error in recorded.into_iter().filter_map(Result::err) {
-        // The messages went out; only their record is missing. Retrying the intent would
-        // send them again, so the failure is logged, not retried.
-        tracing::error!(intent = %intent.id, error = %error, cause = ?std::error::Error::source(&error), "could not record deliveries");
+    for recorded in recorded {
+        match recorded {
+            Ok(recorded) => {
+                report.failed += recorded.failed;
+                report.undeliverable += recorded.undeliverable;
+                report.retry |= recorded.retry;
+            }
+            Err(error) => {
+                // The messages went out, or not, and their claims stand: the intent comes
+                // again and sends nothing while they last; after, what is still unrecorded
+                // is sent again and counted as possibly duplicated.
+                tracing::error!(intent = %intent.id, error = %error, "could not record deliveries");
+                report.retry = true;
+            }
+        }
     }
-    let metrics = [Metric::MessagesSent(report.sent as u64), Metric::MessagesFailed(report.failed as u64)];
+    let metrics = [
+        Metric::MessagesSent(report.sent as u64),
+        Metric::MessagesFailed(report.failed as u64),
+        Metric::MessagesUndeliverable(report.undeliverable as u64),
+        Metric::MessagesPossiblyDuplicated(report.possibly_duplicated as u64),
+    ];
     crate::metrics::emit(&metrics.into_iter().filter(|m| m.value() > 0).collect::<Vec<_>>());
     Ok(report)
 }
 
 /// Sends one message within the invocation's time. A send cut off by the deadline may have
-/// reached the provider: it is a transient failure, and the intent comes again.
+/// reached the provider: its outcome is unknown, and sending it again is counted.
 async fn send(
     senders: &Senders,
     deadline: Deadline,
@@ -125,7 +197,7 @@ async fn send(
             Outgoing::Sms(message) => senders.texts.send_sms(message).await,
         }
     };
-    let result = within(deadline, SDK_OPERATION_TIMEOUT, sending).await.unwrap_or_else(|| Err(DeliveryError::transient("TimedOut")));
+    let result = within(deadline, SDK_OPERATION_TIMEOUT, sending).await.unwrap_or_else(|| Err(DeliveryError::unknown("TimedOut")));
     (user, slot, result)
 }
 
@@ -133,27 +205,37 @@ async fn send(
 #[derive(Debug, Clone)]
 struct Outcome {
     slot: Slot,
-    sent: Result<ProviderMessageId, String>,
+    sent: Result<ProviderMessageId, DeliveryError>,
 }
 
-/// Records the outcomes of one user's messages of one intent. The first attempt decides
-/// from the record read before sending; a retry (the user changed meanwhile) reads again.
-struct RecordDeliveries {
+/// The messages of one user this delivery holds (slot → whether it took over a claim that
+/// had run out), and the user record its claim wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Claimed {
+    attempt: String,
+    slots: BTreeMap<Slot, bool>,
+    user: Option<User>,
+}
+
+/// Claims one user's messages of one intent: those still queued for it whose claim is
+/// absent or has run out. The first attempt decides from the record read before; a retry
+/// (the user changed meanwhile) reads again.
+struct ClaimDeliveries {
     intent: String,
     user: ReadFirst,
-    outcomes: Vec<Outcome>,
+    slots: Vec<Slot>,
 }
 
-impl RecordDeliveries {
-    fn new(intent: &Intent, user: &PersonId, loaded: &Loaded, outcomes: Vec<Outcome>) -> Self {
+impl ClaimDeliveries {
+    fn new(intent: &Intent, user: &PersonId, loaded: &Loaded, slots: Vec<Slot>) -> Self {
         let read = loaded.user(&intent.organization, user).cloned();
-        RecordDeliveries { intent: intent.id.clone(), user: ReadFirst::new(&intent.organization, user, read), outcomes }
+        ClaimDeliveries { intent: intent.id.clone(), user: ReadFirst::new(&intent.organization, user, read), slots }
     }
 }
 
-impl Command for RecordDeliveries {
+impl Command for ClaimDeliveries {
     type State = Option<User>;
-    type Answer = ();
+    type Answer = Claimed;
 
     async fn load(&self, _: &RequestMeta, reads: &mut Reads<'_>) -> Result<Option<User>, Error> {
         self.user.load(reads).await
@@ -164,32 +246,132 @@ impl Command for RecordDeliveries {
         Ok(())
     }
 
-    fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, _: &mut Fresh) -> Result<Decision<()>, Error> {
-        let Some(user) = user else { return Ok(Decision::answer(())) };
+    fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Claimed>, Error> {
+        let attempt = fresh.id("claim");
+        let Some(user) = user else { return Ok(Decision::answer(Claimed { attempt, slots: BTreeMap::new(), user: None })) };
+        let mut next = user.clone();
+        let mut slots = BTreeMap::new();
+        for slot in &self.slots {
+            let Some(record) = next.deliveries.get_mut(slot) else { continue };
+            if record.intent != self.intent || record.state != DeliveryState::Queued {
+                continue;
+            }
+            let reclaimed = match &record.claim {
+                Some(claim) if now < claim.until => continue,
+                Some(_) => true,
+                None => false,
+            };
+            record.claim = Some(Claim { attempt: attempt.clone(), until: now + CLAIM_LEASE });
+            record.attempts += 1;
+            record.updated_at = now;
+            slots.insert(*slot, reclaimed);
+        }
+        if slots.is_empty() {
+            return Ok(Decision::answer(Claimed { attempt, slots, user: Some(user.clone()) }));
+        }
+        next.version = user.version + 1;
+        let claimed = Claimed { attempt, slots, user: Some(next.clone()) };
+        Ok(Decision::answer(claimed).write(Write::replace(Record::User(next), user.version)))
+    }
+}
+
+/// What recording one user's outcomes found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Recorded {
+    failed: usize,
+    undeliverable: usize,
+    retry: bool,
+}
+
+/// Records the outcomes of one user's messages of one intent, on the messages this
+/// delivery's claim still holds: `sent`; `failed` for good; or, for a failure that may
+/// pass, `queued` again with tries left or `undeliverable` without. The first attempt
+/// decides from the record the claim wrote; a retry (the user changed meanwhile) reads again.
+struct RecordDeliveries {
+    intent: String,
+    attempt: String,
+    user: ReadFirst,
+    outcomes: Vec<Outcome>,
+}
+
+impl RecordDeliveries {
+    fn new(intent: &Intent, user: &PersonId, claimed: Claimed, outcomes: Vec<Outcome>) -> Self {
+        RecordDeliveries {
+            intent: intent.id.clone(),
+            attempt: claimed.attempt,
+            user: ReadFirst::new(&intent.organization, user, claimed.user),
+            outcomes,
+        }
+    }
+}
+
+impl Command for RecordDeliveries {
+    type State = Option<User>;
+    type Answer = Recorded;
+
+    async fn load(&self, _: &RequestMeta, reads: &mut Reads<'_>) -> Result<Option<User>, Error> {
+        self.user.load(reads).await
+    }
+
+    fn authorize(&self, _: &RequestMeta, _: &Option<User>, _: OffsetDateTime) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, _: &mut Fresh) -> Result<Decision<Recorded>, Error> {
+        let mut recorded = Recorded::default();
+        let Some(user) = user else { return Ok(Decision::answer(recorded)) };
         let mut next = user.clone();
         let mut changed = false;
         for outcome in &self.outcomes {
             // A slot another intent has taken since keeps that intent's state.
             let Some(record) = next.deliveries.get_mut(&outcome.slot).filter(|record| record.intent == self.intent) else { continue };
-            record.attempts += 1;
-            record.updated_at = now;
+            let ours = record.claim.as_ref().is_some_and(|claim| claim.attempt == self.attempt);
             match &outcome.sent {
-                Ok(message_id) => {
+                // Sent is the truth whoever holds the claim now (unless it ended otherwise).
+                Ok(message_id) if ours || record.state == DeliveryState::Queued => {
                     record.state = DeliveryState::Sent;
                     record.message_id = Some(message_id.clone());
                     record.reason = None;
                 }
-                Err(reason) => {
+                // Another delivery took the message over after this one's claim ran out.
+                _ if !ours => continue,
+                Ok(_) => continue,
+                Err(error) if !error.transient => {
                     record.state = DeliveryState::Failed;
-                    record.reason = Some(reason.clone());
+                    record.reason = Some(error.reason.clone());
+                    recorded.failed += 1;
+                }
+                // The message may have gone out: the claim is released as run out, so the
+                // next delivery sends it again and counts it as possibly duplicated.
+                Err(error) if error.outcome_unknown && record.attempts < DELIVERY_ATTEMPTS => {
+                    record.reason = Some(error.reason.clone());
+                    if let Some(claim) = &mut record.claim {
+                        claim.until = now;
+                    }
+                    record.updated_at = now;
+                    recorded.retry = true;
+                    changed = true;
+                    continue;
+                }
+                Err(error) if record.attempts >= DELIVERY_ATTEMPTS => {
+                    record.state = DeliveryState::Undeliverable;
+                    record.reason = Some(error.reason.clone());
+                    recorded.failed += 1;
+                    recorded.undeliverable += 1;
+                }
+                Err(error) => {
+                    record.reason = Some(error.reason.clone());
+                    recorded.retry = true;
                 }
             }
+            record.claim = None;
+            record.updated_at = now;
             changed = true;
         }
         if !changed {
-            return Ok(Decision::answer(()));
+            return Ok(Decision::answer(recorded));
         }
         next.version = user.version + 1;
-        Ok(Decision::answer(()).write(Write::replace(Record::User(next), user.version)))
+        Ok(Decision::answer(recorded).write(Write::replace(Record::User(next), user.version)))
     }
 }

@@ -26,6 +26,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: sim [--seed N | --seeds A..B] [--steps K] [--stores embedded|both] [--replay FILE] [--no-shrink] [--quiet] [--jobs J]\n\
          \x20          [--calm] (no store or provider faults, no concurrency)\n\
+         \x20          [--provider-faults] (SES and SNS throttle, refuse, and lose answers after a send)\n\
          \x20          [--past-wording] (carry on past a message worded otherwise than the model's, and report it)"
     );
     std::process::exit(2)
@@ -70,6 +71,7 @@ fn args() -> Args {
             "--past-wording" => args.past_wording = true,
             "--jobs" => args.jobs = value().parse().ok().filter(|n| *n > 0).unwrap_or_else(|| usage()),
             "--calm" => args.trouble = Trouble { store_faults: false, provider_faults: false, concurrency: false },
+            "--provider-faults" => args.trouble.provider_faults = true,
             _ => usage(),
         }
     }

@@ -274,6 +274,8 @@ pub enum MessageState {
     Superseded,
     /// The provider refused it for good.
     Failed,
+    /// Its budget of tries spent on failures that might have passed.
+    Undeliverable,
 }
 
 #[derive(Debug, Clone)]

@@ -562,6 +562,9 @@ impl Runner {
             }
         }
         let mut sent: Vec<Option<Sent>> = sent_by_backend[0].iter().cloned().map(Some).collect();
+        if !faults.is_empty() {
+            return self.delivered_under_faults(faults, &expected, sent, now);
+        }
         for (index, address) in &expected {
             let message = self.model.messages[*index].clone();
             let want = expected_text(&self.model, *index, &self.known, now);
@@ -601,6 +604,81 @@ impl Runner {
         if let Some(extra) = sent.into_iter().flatten().next() {
             return Err(self.fail(0, format!("a message the model did not expect was sent: {extra:?}")));
         }
+        Ok(())
+    }
+
+    /// A delivery with provider faults: every message the model expects went out, or ended
+    /// as the faults explain (`failed` after a refusal, `undeliverable` after a budget of
+    /// faults); a message went out more than once only as often as the provider's answer
+    /// was lost after a send (its outcome unknown), and those duplicates are counted.
+    fn delivered_under_faults(
+        &mut self,
+        faults: &BTreeMap<usize, ProviderFault>,
+        expected: &[(usize, String)],
+        mut sent: Vec<Option<Sent>>,
+        now: OffsetDateTime,
+    ) -> Result<(), Violation> {
+        let lost = faults.values().filter(|f| **f == ProviderFault::LostAfterSend).count();
+        let refused = faults.values().any(|f| *f == ProviderFault::Refused);
+        let records = self.backends[0].records();
+        let mut unsent = Vec::new();
+        // One copy for each message first, as without faults.
+        for (index, address) in expected {
+            let message = self.model.messages[*index].clone();
+            let want = expected_text(&self.model, *index, &self.known, now);
+            let copy = sent.iter().position(|s| {
+                s.as_ref().is_some_and(|s| {
+                    s.to == *address
+                        && template_fits(s.template, &message.what)
+                        && want.iter().all(|w| crate::model::says(&s.body, w) || crate::model::says(&s.subject, w))
+                })
+            });
+            match copy {
+                Some(position) => {
+                    sent[position] = None;
+                    self.figures.messages_sent += 1;
+                    self.model.messages[*index].sent = Some((address.clone(), now));
+                    // A copy went out but its answer was lost, and a later try was refused
+                    // or spent the budget: the product never learned that it went out.
+                    let state = match stored_state(&records, &message) {
+                        Some(domain::outbox::DeliveryState::Failed) if lost > 0 && refused => MessageState::Failed,
+                        Some(domain::outbox::DeliveryState::Undeliverable) if lost > 0 => MessageState::Undeliverable,
+                        _ => MessageState::Sent,
+                    };
+                    self.model.messages[*index].state = state;
+                }
+                None => unsent.push(*index),
+            }
+        }
+        // What was not sent ended as the faults explain.
+        for index in unsent {
+            let message = &self.model.messages[index];
+            let ended = match stored_state(&records, message) {
+                Some(domain::outbox::DeliveryState::Failed) if refused => MessageState::Failed,
+                Some(domain::outbox::DeliveryState::Undeliverable) if faults.len() >= domain::outbox::DELIVERY_ATTEMPTS as usize => {
+                    MessageState::Undeliverable
+                }
+                other => {
+                    return Err(self.fail(
+                        0,
+                        format!(
+                            "{:?} ({:?}) was not sent and is {other:?} after the provider's faults {faults:?}",
+                            message.what, message.slot
+                        ),
+                    ));
+                }
+            };
+            self.model.messages[index].state = ended;
+        }
+        // Copies beyond the first: duplicates, each explained by a lost answer.
+        let duplicates = sent.iter().flatten().filter(|s| expected.iter().any(|(_, address)| s.to == *address)).count();
+        if let Some(extra) = sent.iter().flatten().find(|s| !expected.iter().any(|(_, address)| s.to == *address)) {
+            return Err(self.fail(0, format!("a message the model did not expect was sent: {extra:?}")));
+        }
+        if duplicates > lost {
+            return Err(self.fail(0, format!("{duplicates} messages went out twice, but only {lost} sends had their outcome lost")));
+        }
+        self.figures.duplicates += duplicates;
         Ok(())
     }
 
@@ -801,6 +879,7 @@ impl Runner {
                         MessageState::Sent => domain::outbox::DeliveryState::Sent,
                         MessageState::Superseded => domain::outbox::DeliveryState::Superseded,
                         MessageState::Failed => domain::outbox::DeliveryState::Failed,
+                        MessageState::Undeliverable => domain::outbox::DeliveryState::Undeliverable,
                     };
                     if stored_state != Some(wanted) {
                         return Err(
@@ -906,6 +985,16 @@ fn describe(request: &Request) -> String {
         request.caller,
         request.fault.map(|f| format!(" with {f:?}")).unwrap_or_default()
     )
+}
+
+/// The delivery state a store holds for a model's message.
+fn stored_state(records: &[Record], message: &crate::model::Message) -> Option<domain::outbox::DeliveryState> {
+    records.iter().find_map(|r| match r {
+        Record::User(u) if u.organization.as_str() == message.org && u.id.as_str() == message.user => {
+            u.deliveries.get(&slot_of(message.slot)).map(|d| d.state)
+        }
+        _ => None,
+    })
 }
 
 fn slot_of(slot: crate::model::Slot) -> domain::outbox::Slot {

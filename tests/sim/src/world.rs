@@ -102,7 +102,7 @@ impl Provider {
             self.sent.lock().expect("sent").push(sent);
         }
         match (fault, result) {
-            (Some(ProviderFault::LostAfterSend), Ok(_)) => Err(DeliveryError::transient("TimedOut")),
+            (Some(ProviderFault::LostAfterSend), Ok(_)) => Err(DeliveryError::unknown("TimedOut")),
             (_, result) => result,
         }
     }
