@@ -1,6 +1,6 @@
-//! Subscribing 25 persons against the emulator, before and after messages left through the
+//! Subscribing 24 persons (the most one request may carry) against the emulator, before and after messages left through the
 //! outbox: the local server of each version (the one before is built from the last commit
-//! that sent inline) runs with DynamoDB, SES and SNS on moto; each round subscribes 25 new
+//! that sent inline) runs with DynamoDB, SES and SNS on moto; each round subscribes 24 new
 //! persons in one request. Before, the answer came after the last of the 50 messages was
 //! sent; after, the round waits until `deliver` (the local server's stream reader, polling
 //! as Lambda's does) has recorded every message as sent on its user, reading the users every
@@ -20,7 +20,7 @@ use system_tests::moto::{MAIL_FROM, Moto};
 use crate::load::{Connection, free_port, token};
 
 pub const ROUNDS: usize = 30;
-const PERSONS: usize = 25;
+const PERSONS: usize = domain::actions::subscribe::MAX_PERSONS_PER_REQUEST;
 const ORGANIZATION: &str = "7001234567";
 
 pub struct Subscribe25 {
@@ -100,7 +100,7 @@ pub async fn measure(server: &Path, version: &str, records: bool) -> Subscribe25
             .send_keyed("POST", &format!("/v1/organizations/{ORGANIZATION}/subscriptions"), &manager, &format!("round-{round}"), &body)
             .await;
         requests.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(status, 201, "{version}: subscribe 25: {text}");
+        assert_eq!(status, 201, "{version}: subscribe {PERSONS}: {text}");
         let deadline = started + Duration::from_secs(60);
         if let Some(store) = &store {
             let keys: Vec<Key> = ids.iter().map(|id| Key::User(organization.clone(), PersonId::parse(id).expect("valid"))).collect();
