@@ -315,7 +315,9 @@ pub async fn run<C: Command>(env: &Env, meta: &RequestMeta, command: &C) -> Resu
             if let Some(Record::Idempotency(record)) = stored.record(&keyed.key())
                 && record.is_live_at(now)
             {
-                if key_taken {
+                // A concurrent duplicate is told to retry for the winner's answer; another
+                // request under the same key is refused as reused, concurrent or not.
+                if key_taken && record.request_digest == keyed.request_digest {
                     return Err(in_flight());
                 }
                 return replay(record, keyed);
