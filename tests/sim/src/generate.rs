@@ -197,7 +197,7 @@ impl Generator {
             80..=81 => Step::Sweep { cut_after: Some(1 + self.below(12) as u32) },
             82..=96 => {
                 let mut faults = BTreeMap::new();
-                if self.trouble.provider_faults && self.chance(25) {
+                if self.trouble.provider_faults && self.chance(60) {
                     for _ in 0..1 + self.below(3) {
                         let fault = [ProviderFault::Throttled, ProviderFault::Refused, ProviderFault::LostAfterSend][self.below(3)];
                         faults.insert(self.below(6), fault);

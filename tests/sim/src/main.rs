@@ -155,6 +155,7 @@ fn main() {
             "provider_faults_injected": total.provider_faults,
             "sweeps": total.sweeps,
             "messages_sent": total.messages_sent,
+            "answers_lost": total.answers_lost,
             "duplicates": total.duplicates,
             "checks": total.checks,
             "seconds": started.elapsed().as_secs(),
@@ -241,4 +242,5 @@ fn add(total: &mut Figures, figures: &Figures) {
     total.sweeps += figures.sweeps;
     total.messages_sent += figures.messages_sent;
     total.duplicates += figures.duplicates;
+    total.answers_lost += figures.answers_lost;
 }

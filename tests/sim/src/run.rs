@@ -34,6 +34,8 @@ pub struct Figures {
     pub messages_sent: usize,
     /// Messages sent more than once because a fault left a send's outcome unknown.
     pub duplicates: usize,
+    /// Sends whose answer the provider lost (the message went out; the sender was not told).
+    pub answers_lost: usize,
 }
 
 /// What the model says after a step: for requests, the model as one order of them left it
@@ -532,7 +534,7 @@ impl Runner {
     /// Delivers the outbox on every backend, and holds what was sent to the model.
     fn deliver(&mut self, faults: &BTreeMap<usize, ProviderFault>) -> Result<(), Violation> {
         let now = self.now();
-        self.figures.provider_faults += faults.len();
+        let fired_before = self.backends[0].fired().len();
         let mut sent_by_backend: Vec<Vec<Sent>> = Vec::new();
         for (b, backend) in self.backends.iter().enumerate() {
             backend.deliver(faults.clone()).map_err(|e| self.fail(b, format!("delivery failed: {e}")))?;
@@ -562,8 +564,10 @@ impl Runner {
             }
         }
         let mut sent: Vec<Option<Sent>> = sent_by_backend[0].iter().cloned().map(Some).collect();
-        if !faults.is_empty() {
-            return self.delivered_under_faults(faults, &expected, sent, now);
+        let fired: Vec<ProviderFault> = self.backends[0].fired()[fired_before..].to_vec();
+        self.figures.provider_faults += fired.len();
+        if !fired.is_empty() {
+            return self.delivered_under_faults(&fired, &expected, sent, now);
         }
         for (index, address) in &expected {
             let message = self.model.messages[*index].clone();
@@ -613,13 +617,14 @@ impl Runner {
     /// was lost after a send (its outcome unknown), and those duplicates are counted.
     fn delivered_under_faults(
         &mut self,
-        faults: &BTreeMap<usize, ProviderFault>,
+        faults: &[ProviderFault],
         expected: &[(usize, String)],
         mut sent: Vec<Option<Sent>>,
         now: OffsetDateTime,
     ) -> Result<(), Violation> {
-        let lost = faults.values().filter(|f| **f == ProviderFault::LostAfterSend).count();
-        let refused = faults.values().any(|f| *f == ProviderFault::Refused);
+        let lost = faults.iter().filter(|f| **f == ProviderFault::LostAfterSend).count();
+        let refused = faults.contains(&ProviderFault::Refused);
+        self.figures.answers_lost += lost;
         let records = self.backends[0].records();
         let mut unsent = Vec::new();
         // One copy for each message first, as without faults.

@@ -71,6 +71,8 @@ pub struct Provider {
     texts: Arc<dyn TextSender>,
     faults: Mutex<(std::collections::BTreeMap<usize, ProviderFault>, usize)>,
     pub sent: Mutex<Vec<Sent>>,
+    /// The faults that met a send (a planned fault past the last send meets none).
+    pub fired: Mutex<Vec<ProviderFault>>,
 }
 
 impl Provider {
@@ -83,7 +85,9 @@ impl Provider {
         let mut faults = self.faults.lock().expect("faults");
         let attempt = faults.1;
         faults.1 += 1;
-        faults.0.get(&attempt).copied()
+        let fault = faults.0.get(&attempt).copied();
+        self.fired.lock().expect("fired").extend(fault);
+        fault
     }
 
     async fn send(
@@ -215,7 +219,7 @@ impl Backend {
         let store = SimStore::new(raw.clone());
         let env =
             Env { store: store.clone(), clock: clock.clone(), entropy: Arc::new(SeededEntropy::new(seed)), settings: Arc::new(settings()) };
-        let provider = Arc::new(Provider { mail, texts, faults: Mutex::default(), sent: Mutex::default() });
+        let provider = Arc::new(Provider { mail, texts, faults: Mutex::default(), sent: Mutex::default(), fired: Mutex::default() });
         let senders = Senders { mailer: provider.clone(), texts: provider.clone() };
         let ports = deliver_function::Ports { env: env.clone(), secrets: secrets.clone(), senders };
         let deliverer = Arc::new(match (stream, &embedded) {
@@ -330,6 +334,11 @@ impl Backend {
     /// Messages the provider took since `from` (a position in its record).
     pub fn sent_since(&self, from: usize) -> Vec<Sent> {
         self.provider.sent.lock().expect("sent")[from..].to_vec()
+    }
+
+    /// The provider faults that have met a send so far.
+    pub fn fired(&self) -> Vec<ProviderFault> {
+        self.provider.fired.lock().expect("fired").clone()
     }
 
     pub fn sent_count(&self) -> usize {
