@@ -569,6 +569,7 @@ async fn a_claimed_message_is_sent_once_and_a_dead_claim_is_sent_again_and_count
     let before = sent.load(Ordering::SeqCst);
     let held = deliver(&world.env, &senders, &key, &meta("c"), &intent).await.expect("delivered");
     assert_eq!((held.sent, sent.load(Ordering::SeqCst)), (0, before), "a live claim is not sent over: {held:?}");
+    assert!(held.retry, "the record comes again rather than being taken as done: {held:?}");
     world.advance(time::Duration::minutes(6));
     let again = deliver(&world.env, &senders, &key, &meta("d"), &intent).await.expect("delivered");
     assert_eq!(again.sent, 2, "{again:?}");

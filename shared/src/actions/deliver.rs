@@ -49,8 +49,8 @@ pub struct Delivered {
     /// Not sent: replaced, already sent or ended, no longer current, or being sent by a
     /// delivery that holds its claim.
     pub skipped: usize,
-    /// A transient failure with tries left, or an outcome not recorded: the intent must
-    /// come again (the stream retries it).
+    /// A transient failure with tries left, an outcome not recorded, or a message held by
+    /// another delivery's claim: the intent must come again (the stream retries it).
     pub retry: bool,
 }
 
@@ -78,6 +78,9 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
             Err(stale) => {
                 tracing::info!(intent = %intent.id, slot = ?notice.message.slot(), ?stale, "not sent");
                 report.skipped += 1;
+                // Held by a delivery in progress, or by one that died: the record comes
+                // again (and, past its tries, waits on the failure destination, alarmed).
+                report.retry |= stale == Stale::Claimed;
             }
         }
     }
@@ -117,6 +120,7 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
                 None => report.skipped += 1,
             }
         }
+        report.retry |= claimed.held_elsewhere;
         holders.insert(user, claimed);
     }
     let sent: Vec<(PersonId, Slot, Result<ProviderMessageId, DeliveryError>)> = stream::iter(to_send)
@@ -215,6 +219,8 @@ struct Claimed {
     attempt: String,
     slots: BTreeMap<Slot, bool>,
     user: Option<User>,
+    /// A message was left alone because another delivery's claim on it still runs.
+    held_elsewhere: bool,
 }
 
 /// Claims one user's messages of one intent: those still queued for it whose claim is
@@ -248,16 +254,22 @@ impl Command for ClaimDeliveries {
 
     fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Claimed>, Error> {
         let attempt = fresh.id("claim");
-        let Some(user) = user else { return Ok(Decision::answer(Claimed { attempt, slots: BTreeMap::new(), user: None })) };
+        let Some(user) = user else {
+            return Ok(Decision::answer(Claimed { attempt, slots: BTreeMap::new(), user: None, held_elsewhere: false }));
+        };
         let mut next = user.clone();
         let mut slots = BTreeMap::new();
+        let mut held_elsewhere = false;
         for slot in &self.slots {
             let Some(record) = next.deliveries.get_mut(slot) else { continue };
             if record.intent != self.intent || record.state != DeliveryState::Queued {
                 continue;
             }
             let reclaimed = match &record.claim {
-                Some(claim) if now < claim.until => continue,
+                Some(claim) if now < claim.until => {
+                    held_elsewhere = true;
+                    continue;
+                }
                 Some(_) => true,
                 None => false,
             };
@@ -267,10 +279,10 @@ impl Command for ClaimDeliveries {
             slots.insert(*slot, reclaimed);
         }
         if slots.is_empty() {
-            return Ok(Decision::answer(Claimed { attempt, slots, user: Some(user.clone()) }));
+            return Ok(Decision::answer(Claimed { attempt, slots, user: Some(user.clone()), held_elsewhere }));
         }
         next.version = user.version + 1;
-        let claimed = Claimed { attempt, slots, user: Some(next.clone()) };
+        let claimed = Claimed { attempt, slots, user: Some(next.clone()), held_elsewhere };
         Ok(Decision::answer(claimed).write(Write::replace(Record::User(next), user.version)))
     }
 }
