@@ -347,7 +347,10 @@ impl Command for RecordDeliveries {
                 }
                 // Another delivery took the message over after this one's claim ran out.
                 _ if !ours => continue,
+                // Ours and sent matched above; a failed send of a message that ended
+                // meanwhile (superseded by a suspension) leaves it as it ended.
                 Ok(_) => continue,
+                Err(_) if record.state != DeliveryState::Queued => {}
                 Err(error) if !error.transient => {
                     record.state = DeliveryState::Failed;
                     record.reason = Some(error.reason.clone());
