@@ -350,6 +350,28 @@ fn walk<T>(
     Ok(evaluate(iter, limit, keep, |key: &&StorageKey| position_of(key)))
 }
 
+impl EmbeddedStore {
+    /// One partition of a table in sort-key order (`descending`: newest first), filtered by
+    /// `keep`, paged as every store pages (`store::paginate`).
+    #[allow(clippy::too_many_arguments)]
+    async fn partition_pages<T: Send>(
+        &self,
+        table: Table,
+        partition: &str,
+        range: &(String, String),
+        descending: bool,
+        filtered: bool,
+        page: &PageRequest,
+        keep: impl Fn(&Record) -> Option<T> + Sync,
+    ) -> Result<Page<T>, StoreError> {
+        paginate(page, filtered, self.read_budget, |start, limit| {
+            let tables = self.lock();
+            std::future::ready(walk(&tables.records, table, partition, range, descending, start.as_ref(), limit, &keep))
+        })
+        .await
+    }
+}
+
 fn prefix_range(prefix: &str) -> (String, String) {
     (prefix.to_owned(), format!("{prefix}~"))
 }
@@ -359,22 +381,9 @@ impl Queries for EmbeddedStore {
     async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError> {
         let filtered = filter.status.is_some() || filter.establishments.is_some() || filter.search.is_some();
         let partition = organization_partition(organization);
-        let range = prefix_range(USER_PREFIX);
-        paginate(&page, filtered, self.read_budget, |start, limit| {
-            let tables = self.lock();
-            std::future::ready(walk(
-                &tables.records,
-                Table::Users,
-                &partition,
-                &range,
-                false,
-                start.as_ref(),
-                limit,
-                |record| match record {
-                    Record::User(user) if user_matches(user, filter) => Some(user.clone()),
-                    _ => None,
-                },
-            ))
+        self.partition_pages(Table::Users, &partition, &prefix_range(USER_PREFIX), false, filtered, &page, |record| match record {
+            Record::User(user) if user_matches(user, filter) => Some(user.clone()),
+            _ => None,
         })
         .await
     }
@@ -414,33 +423,16 @@ impl Queries for EmbeddedStore {
             }
             _ => {
                 let partition = audit_partition(&query.scope);
-                paginate(&page, filtered, self.read_budget, |start, limit| {
-                    let tables = self.lock();
-                    std::future::ready(walk(&tables.records, Table::Audit, &partition, &range, true, start.as_ref(), limit, keep))
-                })
-                .await
+                self.partition_pages(Table::Audit, &partition, &range, true, filtered, &page, keep).await
             }
         }
     }
 
     async fn ledger(&self, organization: &OrganizationId, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
         let partition = organization_partition(organization);
-        let range = prefix_range(LEDGER_PREFIX);
-        paginate(&page, false, self.read_budget, |start, limit| {
-            let tables = self.lock();
-            std::future::ready(walk(
-                &tables.records,
-                Table::Balances,
-                &partition,
-                &range,
-                true,
-                start.as_ref(),
-                limit,
-                |record| match record {
-                    Record::Ledger(entry) => Some(entry.clone()),
-                    _ => None,
-                },
-            ))
+        self.partition_pages(Table::Balances, &partition, &prefix_range(LEDGER_PREFIX), true, false, &page, |record| match record {
+            Record::Ledger(entry) => Some(entry.clone()),
+            _ => None,
         })
         .await
     }
