@@ -572,9 +572,8 @@ impl Runner {
         for (index, address) in &expected {
             let message = self.model.messages[*index].clone();
             let want = expected_text(&self.model, *index, &self.known, now);
-            let worded = |s: &Sent| want.iter().all(|w| crate::model::says(&s.body, w) || crate::model::says(&s.subject, w));
             let fits = |s: &Sent| s.to == *address && template_fits(s.template, &message.what);
-            let mut found = sent.iter().position(|s| s.as_ref().is_some_and(|s| fits(s) && worded(s)));
+            let mut found = copy_of(&sent, address, &message.what, &want);
             if found.is_none() && self.past_wording {
                 found = sent.iter().position(|s| s.as_ref().is_some_and(fits));
                 if let Some(position) = found {
@@ -631,14 +630,7 @@ impl Runner {
         for (index, address) in expected {
             let message = self.model.messages[*index].clone();
             let want = expected_text(&self.model, *index, &self.known, now);
-            let copy = sent.iter().position(|s| {
-                s.as_ref().is_some_and(|s| {
-                    s.to == *address
-                        && template_fits(s.template, &message.what)
-                        && want.iter().all(|w| crate::model::says(&s.body, w) || crate::model::says(&s.subject, w))
-                })
-            });
-            match copy {
+            match copy_of(&sent, address, &message.what, &want) {
                 Some(position) => {
                     sent[position] = None;
                     self.figures.messages_sent += 1;
@@ -1049,6 +1041,18 @@ fn canonical_records(records: &[Record]) -> Vec<String> {
 }
 
 /// Whether a provider's message is of the kind the model expects.
+/// Where, among the sends not yet matched, the message `what` to `address` went out with
+/// every text in `want`.
+fn copy_of(sent: &[Option<Sent>], address: &str, what: &What, want: &[String]) -> Option<usize> {
+    sent.iter().position(|s| {
+        s.as_ref().is_some_and(|s| {
+            s.to == address
+                && template_fits(s.template, what)
+                && want.iter().all(|w| crate::model::says(&s.body, w) || crate::model::says(&s.subject, w))
+        })
+    })
+}
+
 fn template_fits(template: domain::messaging::Template, what: &What) -> bool {
     use domain::messaging::Template as T;
     matches!(
