@@ -18,8 +18,8 @@ use crate::organization::OrganizationId;
 use crate::store::{
     AuditQuery, BadItem, CommitError, Contact, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, IndexAttributes, Key, LEDGER_PREFIX,
     LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, Page, PageRequest, Position, Queries, QueryPage, Record, Records,
-    StorageKey, StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition, audit_sort_range,
-    audit_target, organization_partition, paginate, user_matches,
+    StorageKey, StoreError, TARGET_INDEX, Table, UNDELIVERED_INDEX, USER_PREFIX, UserFilter, Write, audit_matches, audit_partition,
+    audit_sort_range, audit_target, organization_partition, paginate, undelivered_partition, user_matches,
 };
 use crate::user::User;
 
@@ -48,6 +48,9 @@ fn entries(attributes: IndexAttributes, key: &StorageKey) -> Vec<(&'static str, 
     let mut entries = Vec::new();
     if let (Some(partition), Some(at)) = (attributes.expiry_key, attributes.expiry_at) {
         entries.push((EXPIRY_INDEX, partition, at));
+    }
+    if let (Some(partition), Some(at)) = (attributes.undelivered_key, attributes.undelivered_at) {
+        entries.push((UNDELIVERED_INDEX, partition, at));
     }
     for (index, partition) in
         [(LINK_TOKEN_INDEX, attributes.link_token), (EMAIL_INDEX, attributes.email_key), (MOBILE_INDEX, attributes.mobile_key)]
@@ -265,6 +268,41 @@ fn resume_after(start: Option<&Position>, partition: &str) -> Result<Option<Stri
 }
 
 /// A position in an index partition, as DynamoDB's: the index's keys and the item's.
+impl EmbeddedStore {
+    /// The users of one partition of an index sorted by time, in that order; only those up
+    /// to `until` when given.
+    async fn users_by_time(
+        &self,
+        name: &'static str,
+        index: IndexPosition<'_>,
+        until: Option<OffsetDateTime>,
+        page: PageRequest,
+    ) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        let until = until.map(key_timestamp);
+        paginate(&page, false, self.read_budget, |start, limit| {
+            let tables = self.lock();
+            let queried = index.resume(start.as_ref()).map(|after| {
+                let low = after.map_or(Bound::Unbounded, Bound::Excluded);
+                let entries = tables
+                    .span(name, index.partition, low, Bound::Unbounded)
+                    .take_while(|((_, at, _), _)| until.as_ref().is_none_or(|until| at <= until))
+                    .map(|(entry, record)| (entry.clone(), record));
+                evaluate(
+                    entries,
+                    limit,
+                    |record| match record {
+                        Record::User(user) => Some(Ok(user.clone())),
+                        _ => None,
+                    },
+                    |entry: &Entry| index.position(entry),
+                )
+            });
+            std::future::ready(queried)
+        })
+        .await
+    }
+}
+
 struct IndexPosition<'a> {
     partition_attribute: &'static str,
     partition: &'a str,
@@ -443,29 +481,24 @@ impl Queries for EmbeddedStore {
         until: Option<OffsetDateTime>,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        let key = partition.key();
-        let index = IndexPosition { partition_attribute: "expiry_key", partition: &key, sort_attribute: "expiry_at", table: Table::Users };
-        paginate(&page, false, self.read_budget, |start, limit| {
-            let tables = self.lock();
-            let queried = index.resume(start.as_ref()).map(|after| {
-                let low = after.map_or(Bound::Unbounded, Bound::Excluded);
-                let entries = tables
-                    .span(EXPIRY_INDEX, &key, low, Bound::Unbounded)
-                    .take_while(|((_, at, _), _)| until.is_none_or(|until| *at <= key_timestamp(until)))
-                    .map(|(entry, record)| (entry.clone(), record));
-                evaluate(
-                    entries,
-                    limit,
-                    |record| match record {
-                        Record::User(user) => Some(Ok(user.clone())),
-                        _ => None,
-                    },
-                    |entry: &Entry| index.position(entry),
-                )
-            });
-            std::future::ready(queried)
-        })
-        .await
+        let index = IndexPosition {
+            partition_attribute: "expiry_key",
+            partition: &partition.key(),
+            sort_attribute: "expiry_at",
+            table: Table::Users,
+        };
+        self.users_by_time(EXPIRY_INDEX, index, until, page).await
+    }
+
+    async fn undelivered(&self, shard: u8, due_by: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        let key = undelivered_partition(shard);
+        let index = IndexPosition {
+            partition_attribute: "undelivered_key",
+            partition: &key,
+            sort_attribute: "undelivered_at",
+            table: Table::Users,
+        };
+        self.users_by_time(UNDELIVERED_INDEX, index, Some(due_by), page).await
     }
 
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {

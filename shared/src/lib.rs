@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod money;
 pub mod organization;
 pub mod outbox;
+pub mod pace;
 pub mod parse;
 pub mod person;
 pub mod pipeline;

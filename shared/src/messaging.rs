@@ -322,21 +322,29 @@ pub struct DeliveryError {
     /// The request may have reached the provider (a timeout, an answer lost): the message
     /// may have gone out. Sending it again may duplicate it, and is counted.
     pub outcome_unknown: bool,
+    /// The provider refused it for the rate (or the sender's pacing ran out of time before
+    /// it): nothing went out, and the try does not count against the message's budget.
+    pub throttled: bool,
 }
 
 impl DeliveryError {
     pub fn transient(reason: impl Into<String>) -> Self {
-        DeliveryError { transient: true, reason: reason.into(), request_id: None, outcome_unknown: false }
+        DeliveryError { transient: true, reason: reason.into(), request_id: None, outcome_unknown: false, throttled: false }
+    }
+
+    /// Refused for the rate; tried again later without counting as a try.
+    pub fn throttled(reason: impl Into<String>) -> Self {
+        DeliveryError { throttled: true, ..DeliveryError::transient(reason) }
     }
 
     /// A send whose outcome is unknown (it may have gone out); tried again like a transient
     /// failure.
     pub fn unknown(reason: impl Into<String>) -> Self {
-        DeliveryError { transient: true, reason: reason.into(), request_id: None, outcome_unknown: true }
+        DeliveryError { outcome_unknown: true, ..DeliveryError::transient(reason) }
     }
 
     pub fn permanent(reason: impl Into<String>) -> Self {
-        DeliveryError { transient: false, reason: reason.into(), request_id: None, outcome_unknown: false }
+        DeliveryError { transient: false, ..DeliveryError::transient(reason) }
     }
 
     pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
@@ -350,11 +358,18 @@ pub type ProviderMessageId = String;
 
 #[async_trait]
 pub trait Mailer: Send + Sync {
+    /// Waits until the provider's rate allows one more email (`pace::Paced`); at once by
+    /// default.
+    async fn ready(&self) {}
+
     async fn send_email(&self, message: &EmailMessage) -> Result<ProviderMessageId, DeliveryError>;
 }
 
 #[async_trait]
 pub trait TextSender: Send + Sync {
+    /// Waits until the provider's rate allows one more SMS; at once by default.
+    async fn ready(&self) {}
+
     async fn send_sms(&self, message: &SmsMessage) -> Result<ProviderMessageId, DeliveryError>;
 }
 

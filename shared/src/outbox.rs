@@ -149,6 +149,26 @@ pub const DELIVERY_ATTEMPTS: u32 = 4;
 /// its record can take in one invocation (`deliver`'s timeout is 60 seconds).
 pub const CLAIM_LEASE: time::Duration = time::Duration::minutes(5);
 
+/// How long a queued message waits, after its last try (or its queuing), before the
+/// redrive sends it: the stream delivers within seconds and retries within minutes, so a
+/// message still queued 15 minutes on was dropped by the stream (or its delivery died).
+/// Each try doubles the wait (15 min, 30 min, 1 h, 2 h, then 4 h).
+pub const REDRIVE_AFTER: Duration = Duration::minutes(15);
+
+/// How long a message may stay queued at most: past a day from its queuing (SES's sending
+/// quota is a rolling 24-hour window, so a quota spent passes within it; a DynamoDB stream
+/// keeps its records 24 hours) it is given up as `undeliverable` (`expired`) rather than
+/// sent late. The redrive, every 5 minutes, finds it by then.
+pub const DELIVERY_WINDOW: Duration = Duration::hours(24);
+
+/// The reason a message given up by the redrive carries: queued past `DELIVERY_WINDOW`.
+pub const EXPIRED: &str = "expired";
+/// The reason a message fails without a send when its secret is not the user's (the code
+/// key differs from the one that queued it).
+pub const SECRET_MISMATCH: &str = "secret_mismatch";
+/// The reason when the intent a queued message belongs to is gone (past the outbox's TTL).
+pub const INTENT_MISSING: &str = "intent_missing";
+
 /// A delivery's hold on a message, taken with a conditional write before it is sent: while
 /// it lasts no other delivery sends the message; once it has run out with no outcome
 /// recorded, the send's outcome is unknown and the next delivery sends again (counted as a
@@ -180,6 +200,41 @@ pub struct DeliveryRecord {
     /// The delivery sending it now, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+    /// When it was queued: its intent's `created_at` (which, with `intent`, is the intent's
+    /// key in the outbox table, so the redrive can read it back).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::clock::utc::option")]
+    pub queued_at: Option<OffsetDateTime>,
+}
+
+impl DeliveryRecord {
+    /// When the redrive should take this message up, if it is still queued: a while after
+    /// its last try (`REDRIVE_AFTER`, doubled per try), not before a live claim runs out,
+    /// and no later than the end of its `DELIVERY_WINDOW`.
+    pub fn due_at(&self) -> Option<OffsetDateTime> {
+        if self.state != DeliveryState::Queued {
+            return None;
+        }
+        let wait = REDRIVE_AFTER * 2i32.pow(self.attempts.min(4));
+        let mut due = self.updated_at + wait;
+        if let Some(claim) = &self.claim {
+            due = due.max(claim.until);
+        }
+        if let Some(queued_at) = self.queued_at {
+            due = due.min(queued_at + DELIVERY_WINDOW);
+        }
+        Some(due)
+    }
+
+    /// Whether the redrive gives it up rather than send it at `now`.
+    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+        self.queued_at.is_none_or(|queued_at| now >= queued_at + DELIVERY_WINDOW)
+    }
+}
+
+/// When the first of a user's queued messages is due for the redrive (what the sparse
+/// `by_undelivered` index sorts by); `None` when nothing is queued.
+pub fn redrive_due(deliveries: &Deliveries) -> Option<OffsetDateTime> {
+    deliveries.values().filter_map(DeliveryRecord::due_at).min()
 }
 
 /// A user's delivery records, by slot.
@@ -199,8 +254,12 @@ pub enum Stale {
     Replaced,
     /// Already sent (a stream record delivered again).
     AlreadySent,
-    /// The secret or address it carried is no longer the user's current one.
+    /// No longer needed: what it asks to confirm is confirmed already, or the change it is
+    /// about was withdrawn. Marked superseded.
     Outdated,
+    /// The secret derived from its nonce is not the one the user's record holds: the code
+    /// key differs from the one that queued it (a deployment mistake). Marked failed.
+    SecretMismatch,
     /// Another delivery holds a live claim on it (it is being sent now).
     Claimed,
     /// It ended: refused for good, or its budget of tries spent.
@@ -236,9 +295,11 @@ pub fn render(
     let outgoing = match &notice.message {
         Message::ActivationLink { nonce } => {
             let token = link_token(key, nonce);
-            let current = user.activation.email_token.as_ref().is_some_and(|t| t.sha256 == token_sha256(&token));
-            if !current || user.activation.email_confirmed_at.is_some() {
+            if user.activation.email_confirmed_at.is_some() || user.activation.email_token.is_none() {
                 return Err(Stale::Outdated);
+            }
+            if user.activation.email_token.as_ref().is_some_and(|t| t.sha256 != token_sha256(&token)) {
+                return Err(Stale::SecretMismatch);
             }
             let link = format!("{link_prefix}{token}");
             let hours = Count { n: crate::secrets::LINK_TOKEN_TTL.whole_hours(), unit: Unit::Hour, language };
@@ -248,9 +309,11 @@ pub fn render(
         Message::ActivationCode { nonce } => {
             let code = code_for(key, nonce);
             let digest = code_digest(key, &user.organization, &user.id, CodePurpose::ActivateMobile, &code);
-            let current = user.activation.mobile_code.as_ref().is_some_and(|c| c.hmac == digest);
-            if !current || user.activation.mobile_confirmed_at.is_some() {
+            if user.activation.mobile_confirmed_at.is_some() || user.activation.mobile_code.is_none() {
                 return Err(Stale::Outdated);
+            }
+            if user.activation.mobile_code.as_ref().is_some_and(|c| c.hmac != digest) {
+                return Err(Stale::SecretMismatch);
             }
             Outgoing::Sms(SmsMessage::new(&user.mobile, Template::ActivationSms, &messages::ActivationSms { ar, code: &code }))
         }
@@ -259,7 +322,7 @@ pub fn render(
             let code = code_for(key, nonce);
             let purpose = CodePurpose::VerifyEmail(pending.value.as_str());
             if code_digest(key, &user.organization, &user.id, purpose, &code) != pending.code.hmac {
-                return Err(Stale::Outdated);
+                return Err(Stale::SecretMismatch);
             }
             let filled = messages::ContactVerificationEmail { ar, name, organization, code: &code };
             Outgoing::Email(EmailMessage::new(&pending.value, Template::ContactVerificationEmail, &filled))
@@ -269,7 +332,7 @@ pub fn render(
             let code = code_for(key, nonce);
             let purpose = CodePurpose::VerifyMobile(pending.value.as_str());
             if code_digest(key, &user.organization, &user.id, purpose, &code) != pending.code.hmac {
-                return Err(Stale::Outdated);
+                return Err(Stale::SecretMismatch);
             }
             Outgoing::Sms(SmsMessage::new(
                 &pending.value,

@@ -242,6 +242,7 @@ impl<A> Decision<A> {
                 attempts: 0,
                 updated_at: now,
                 claim: None,
+                queued_at: Some(intent.created_at),
             },
         );
         intent.notices.push(Notice { user: user.id.clone(), message });

@@ -26,6 +26,10 @@
 //! - users `by_email` / `by_mobile`: `email_key` / `mobile_key` = `ORG#{org}#{value}`: who in
 //!   an organization already uses an email or a mobile.
 //! - audit `by_target`: `audit_target` = `ORG#{org}#USER#{id}`, `sk`.
+//! - users `by_undelivered`: `undelivered_key` = `UNDELIVERED#{shard}` (the user's expiry
+//!   shard) and `undelivered_at`, when the first of the user's still-queued messages is due
+//!   for the redrive (`outbox::redrive_due`). Only users with a queued message carry them,
+//!   so the redrive reads what is stuck and nothing else.
 //!
 //! User records also carry `search_text` (not a key): their ID and names, normalized for
 //! search (`search::normalize`), which listings filter on.
@@ -71,6 +75,12 @@ pub const LINK_TOKEN_INDEX: &str = "by_link_token";
 pub const TARGET_INDEX: &str = "by_target";
 pub const EMAIL_INDEX: &str = "by_email";
 pub const MOBILE_INDEX: &str = "by_mobile";
+pub const UNDELIVERED_INDEX: &str = "by_undelivered";
+
+/// The partition of the `by_undelivered` index holding a shard's users.
+pub fn undelivered_partition(shard: u8) -> String {
+    format!("UNDELIVERED#{shard:02}")
+}
 
 /// Where a record lives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,6 +100,11 @@ fn user_sort_key(id: &PersonId) -> String {
 
 pub const USER_PREFIX: &str = "USER#";
 pub const LEDGER_PREFIX: &str = "LEDGER#";
+
+/// Where an intent lives: by organization, then by the time it was written.
+pub fn intent_key(organization: &OrganizationId, created_at: OffsetDateTime, id: &str) -> StorageKey {
+    StorageKey { table: Table::Outbox, pk: organization_partition(organization), sk: format!("INTENT#{}#{id}", key_timestamp(created_at)) }
+}
 
 pub fn audit_partition(scope: &AuditScope) -> String {
     match scope {
@@ -163,6 +178,8 @@ pub struct IndexAttributes {
     pub search_text: Option<String>,
     /// When the user's last paid period ends (what the status rule reads; not a key).
     pub access_ends_at: Option<String>,
+    pub undelivered_key: Option<String>,
+    pub undelivered_at: Option<String>,
 }
 
 /// A contact value, as looked up in the `by_email` and `by_mobile` indexes.
@@ -203,11 +220,7 @@ impl Record {
                 Key::Idempotency(record.organization.clone(), record.scope, record.key_digest.clone()).storage_key()
             }
             Record::SweepState(_) => Key::SweepState.storage_key(),
-            Record::Intent(intent) => StorageKey {
-                table: Table::Outbox,
-                pk: organization_partition(&intent.organization),
-                sk: format!("INTENT#{}#{}", key_timestamp(intent.created_at), intent.id),
-            },
+            Record::Intent(intent) => intent_key(&intent.organization, intent.created_at, &intent.id),
         }
     }
 
@@ -253,6 +266,10 @@ impl Record {
                 attributes.mobile_key = Some(Contact::Mobile(user.mobile.clone()).key(&user.organization));
                 attributes.search_text = Some(crate::search::searchable(user));
                 attributes.access_ends_at = user.access_ends_at().map(key_timestamp);
+                if let Some(due) = crate::outbox::redrive_due(&user.deliveries) {
+                    attributes.undelivered_key = Some(undelivered_partition(expiry_shard(&user.organization, &user.id)));
+                    attributes.undelivered_at = Some(key_timestamp(due));
+                }
                 attributes
             }
             Record::Audit(entry) => IndexAttributes {
@@ -516,6 +533,10 @@ pub trait Queries: Send + Sync {
         until: Option<OffsetDateTime>,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError>;
+
+    /// The users of one shard of the `by_undelivered` index whose first queued message is
+    /// due by `due_by`, earliest first.
+    async fn undelivered(&self, shard: u8, due_by: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError>;
 
     /// The user holding an unused activation link token with this SHA-256.
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError>;

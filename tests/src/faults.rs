@@ -72,6 +72,9 @@ impl Queries for GatedStore {
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
         self.inner.expiring(partition, until, page).await
     }
+    async fn undelivered(&self, shard: u8, due_by: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        self.inner.undelivered(shard, due_by, page).await
+    }
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
         self.inner.user_by_link_token(sha256).await
     }
@@ -192,6 +195,10 @@ impl Queries for FaultyStore {
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
         self.query_allowed("expiring")?;
         self.inner.expiring(partition, until, page).await
+    }
+    async fn undelivered(&self, shard: u8, due_by: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        self.query_allowed("undelivered")?;
+        self.inner.undelivered(shard, due_by, page).await
     }
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
         self.query_allowed("user_by_link_token")?;

@@ -527,3 +527,70 @@ async fn link_tokens_are_found_until_replaced(backend: Backend) {
     assert!(store.user_by_link_token(&"99".repeat(32)).await.expect("lookup").is_some());
 }
 both!(link_tokens_are_found_until_replaced);
+
+/// The `by_undelivered` index holds users with a queued message, by shard and by when the
+/// first is due for the redrive; a user whose messages all ended leaves it.
+async fn the_undelivered_index_finds_queued_messages_by_when_they_are_due(backend: Backend) {
+    use domain::outbox::{DeliveryRecord, DeliveryState, REDRIVE_AFTER, Slot};
+    let world = World::new(backend).await;
+    let store = &world.env.store;
+    let now = world.now();
+    let organization = org(13);
+    let queued = |at: time::OffsetDateTime, attempts: u32| DeliveryRecord {
+        intent: "intent_1".into(),
+        state: DeliveryState::Queued,
+        message_id: None,
+        reason: None,
+        attempts,
+        updated_at: at,
+        claim: None,
+        queued_at: Some(at),
+    };
+    let mut users = Vec::new();
+    for n in 0..30u32 {
+        let mut user = full_user(&organization, &person('1', 700 + n), now);
+        // Queued n minutes ago (untried), or tried once (its wait doubles); every third
+        // sent already.
+        let mut record = queued(now - Duration::minutes(n as i64), n % 2);
+        if n % 3 == 0 {
+            record.state = DeliveryState::Sent;
+        }
+        user.deliveries.insert(Slot::ActivationEmail, record);
+        users.push(user);
+    }
+    store.commit(users.iter().cloned().map(|u| Write::create(Record::User(u))).collect()).await.expect("users");
+    let due_by = |user: &User, at: time::OffsetDateTime| domain::outbox::redrive_due(&user.deliveries).is_some_and(|due| due <= at);
+    for at in [now, now + REDRIVE_AFTER, now + REDRIVE_AFTER * 2] {
+        let mut found = Vec::new();
+        for shard in 0..domain::store::EXPIRY_SHARDS {
+            let mut page = PageRequest::first(2);
+            loop {
+                let result = store.undelivered(shard, at, page.clone()).await.expect("page");
+                let users: Vec<User> = result.items.into_iter().map(|item| item.expect("readable")).collect();
+                let dues: Vec<_> = users.iter().map(|u| domain::outbox::redrive_due(&u.deliveries)).collect();
+                assert!(dues.windows(2).all(|w| w[0] <= w[1]), "earliest first: {dues:?}");
+                found.extend(users.into_iter().map(|u| u.id));
+                match result.next {
+                    Some(cursor) => page.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+        }
+        found.sort();
+        let mut wanted: Vec<_> = users.iter().filter(|u| due_by(u, at)).map(|u| u.id.clone()).collect();
+        wanted.sort();
+        assert!(!wanted.is_empty() && wanted.len() < 30, "a real selection at {at}: {}", wanted.len());
+        assert_eq!(found, wanted, "due by {at}");
+    }
+    // Sent: out of the index.
+    let mut user = users[1].clone();
+    let version = user.version;
+    user.deliveries.get_mut(&Slot::ActivationEmail).expect("queued").state = DeliveryState::Sent;
+    user.version += 1;
+    store.commit(vec![Write::replace(Record::User(user.clone()), version)]).await.expect("sent");
+    let shard = domain::store::expiry_shard(&organization, &user.id);
+    let later = now + Duration::days(2);
+    let left = store.undelivered(shard, later, PageRequest::first(100)).await.expect("page");
+    assert!(left.items.iter().all(|item| item.as_ref().expect("readable").id != user.id), "a sent message leaves the index");
+}
+both!(the_undelivered_index_finds_queued_messages_by_when_they_are_due);

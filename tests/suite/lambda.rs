@@ -186,12 +186,17 @@ async fn the_sweep_binary_runs_on_the_scheduled_event_kept_in_the_repository() {
 /// Runs `function`'s binary as a Lambda process on the world's emulator tables for one
 /// event: its response, or the error it reported.
 async fn invoke_once(world: &World, function: &str, event: Value) -> Result<Value, Value> {
+    invoke_with_key(world, function, event, &"2a".repeat(32)).await
+}
+
+/// As `invoke_once`, with the code key the secret holds.
+async fn invoke_with_key(world: &World, function: &str, event: Value, key: &str) -> Result<Value, Value> {
     let names = world.dynamo.as_ref().expect("moto world").names().clone();
     let runtime = RuntimeApi::start().await;
     runtime.queue("once", event);
     let mut process = runtime
         .function(&function_binary(function), function, &world.moto().endpoint(), &names)
-        .env("CODE_KEY_SECRET_ARN", world.moto().create_secret(&"2a".repeat(32)).await)
+        .env("CODE_KEY_SECRET_ARN", world.moto().create_secret(key).await)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -223,7 +228,9 @@ async fn every_event_kept_in_the_repository_is_answered_by_its_function() {
     let mut on_disk: Vec<String> = std::fs::read_dir(&events)
         .expect("infra/events")
         .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json") && !["scheduled.json", "deliver.json"].contains(&name.as_str()))
+        .filter(|name| {
+            name.ends_with(".json") && !["scheduled.json", "deliver.json", "redrive.json", "delivery-failure.json"].contains(&name.as_str())
+        })
         .collect();
     on_disk.sort();
     let mut listed: Vec<String> = expected.iter().map(|(function, _)| format!("{function}.json")).collect();
@@ -371,4 +378,124 @@ async fn an_unreadable_code_key_fails_the_request_not_the_function_and_is_tried_
             assert_eq!(ledger(&world).await, before, "nothing charged by a refused request");
         }
     }
+}
+
+/// The stream's failure destination, consumed by the deliver binary: a batch that kept
+/// failing is named on the queue (here put there as Lambda's event source mapping would,
+/// on moto's SQS); the binary, handed the queue's message as Lambda's poller hands it,
+/// reads the record again from the stream and delivers it. Then the schedule: the binary's
+/// redrive finds through the index what is queued past its wait (sent) and past its window
+/// (given up, never sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deliver_binary_consumes_the_failure_queue_and_redrives_on_schedule() {
+    use domain::outbox::{DeliveryState, Slot};
+    let world = World::new(Backend::Moto).await;
+    let manager = domain::identity::PersonId::parse(&citizen(1)).unwrap();
+    let org = world.onboard("7000000707", PricingPlan::Muqeem, manager.as_str(), &[("1-10", SizeTier::Small)]).await;
+    world.credit(&org, 100_000).await;
+    let subscribe = |n: u32| {
+        let world = &world;
+        let (org, manager) = (org.clone(), manager.clone());
+        async move {
+            let person = world.register(&resident(n), &["1-10"], Some(300)).await;
+            let persons = vec![domain::actions::subscribe::SubscribePerson {
+                id: person.clone(),
+                establishments: std::collections::BTreeSet::from([domain::organization::EstablishmentId::parse("1-10").unwrap()]),
+                user_type: Some(domain::user::UserType::PartnersOnly),
+                language: None,
+                job_title: None,
+            }];
+            world.subscribe(&manager, &org, persons, &format!("key-{n}")).await;
+            person
+        }
+    };
+    let state = |person: domain::identity::PersonId| {
+        let world = &world;
+        async move {
+            let records = world.records().await;
+            let user = records
+                .iter()
+                .find_map(|r| match r {
+                    domain::store::Record::User(u) if u.id == person => Some(u.clone()),
+                    _ => None,
+                })
+                .expect("subscribed");
+            [Slot::ActivationEmail, Slot::ActivationSms].map(|slot| user.deliveries[&slot].state)
+        }
+    };
+    let email_of = |person: domain::identity::PersonId| {
+        let world = &world;
+        async move {
+            world
+                .records()
+                .await
+                .into_iter()
+                .find_map(|r| match r {
+                    domain::store::Record::Person(p) if p.id == person => Some(p.email),
+                    _ => None,
+                })
+                .expect("registered")
+        }
+    };
+
+    // A subscription whose stream record Lambda gave up on: its batch named on the queue.
+    let dropped = subscribe(50).await;
+    let config = world.moto().sdk_config().await;
+    let names = world.dynamo.as_ref().expect("moto world").names().clone();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+    let table = dynamodb.describe_table().table_name(&names.outbox).send().await.expect("the outbox table");
+    let arn = table.table().and_then(|t| t.latest_stream_arn()).expect("a stream").to_owned();
+    let description = streams.describe_stream().stream_arn(&arn).send().await.expect("the stream");
+    let shard = description.stream_description().and_then(|d| d.shards().first()).and_then(|s| s.shard_id()).expect("a shard").to_owned();
+    let records =
+        local_api::deliverer::StreamReader::new(streams.clone(), dynamodb.clone(), names.outbox.clone()).read().await.expect("read");
+    let intents: Vec<_> = records
+        .iter()
+        .filter(|r| deliver_function::intent_of(r).ok().flatten().is_some_and(|i| i.notices.iter().any(|n| n.user == dropped)))
+        .collect();
+    assert_eq!(intents.len(), 1, "the subscription's intent is on the stream");
+    let sequence = intents[0].change.sequence_number.clone().expect("a sequence number");
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = sqs.create_queue().queue_name(format!("t{}-delivery-failures", world.tag)).send().await.expect("a queue");
+    let queue_url = queue.queue_url().expect("its url").to_owned();
+    let mut failure: Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("infra/events/delivery-failure.json")).unwrap()).unwrap();
+    let mut body: Value = serde_json::from_str(failure["Records"][0]["body"].as_str().unwrap()).unwrap();
+    body["DDBStreamBatchInfo"]["shardId"] = json!(shard);
+    body["DDBStreamBatchInfo"]["startSequenceNumber"] = json!(sequence);
+    body["DDBStreamBatchInfo"]["endSequenceNumber"] = json!(sequence);
+    body["DDBStreamBatchInfo"]["streamArn"] = json!(arn);
+    sqs.send_message().queue_url(&queue_url).message_body(body.to_string()).send().await.expect("sent to the queue");
+    let received = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await.expect("received");
+    let message = received.messages().first().expect("the failure message").clone();
+    failure["Records"][0]["messageId"] = json!(message.message_id().expect("an id"));
+    failure["Records"][0]["receiptHandle"] = json!(message.receipt_handle().expect("a handle"));
+    failure["Records"][0]["body"] = json!(message.body().expect("a body"));
+    assert_eq!(state(dropped.clone()).await, [DeliveryState::Queued; 2]);
+    // The world's code key (`system_tests::world::code_key`: 32 bytes of 42, which is '*').
+    let world_key = "*".repeat(32);
+    let answer = invoke_with_key(&world, "deliver", failure, &world_key).await.expect("no error");
+    assert_eq!(answer, json!({ "batchItemFailures": [] }), "delivered: the message leaves the queue");
+    sqs.delete_message().queue_url(&queue_url).receipt_handle(message.receipt_handle().unwrap()).send().await.expect("deleted");
+    assert_eq!(state(dropped.clone()).await, [DeliveryState::Sent; 2]);
+    assert_eq!(world.emails_to(&email_of(dropped.clone()).await).await.len(), 1, "once");
+
+    // The schedule: one subscription queued 20 minutes ago (by the real clock the binary
+    // reads), one queued at the world's start, days ago.
+    let stale = subscribe(51).await;
+    world.clock.set(time::OffsetDateTime::now_utc() - time::Duration::minutes(20));
+    let due = subscribe(52).await;
+    let redrive: Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("infra/events/redrive.json")).unwrap()).unwrap();
+    let report = invoke_with_key(&world, "deliver", redrive, &world_key).await.expect("no error");
+    assert_eq!(
+        (report["users"].as_u64(), report["delivered"]["sent"].as_u64(), report["given_up"].as_u64()),
+        (Some(2), Some(2), Some(2)),
+        "{report}"
+    );
+    assert_eq!(state(due.clone()).await, [DeliveryState::Sent; 2]);
+    assert_eq!(state(stale.clone()).await, [DeliveryState::Undeliverable; 2]);
+    assert_eq!(world.emails_to(&email_of(due).await).await.len(), 1);
+    assert!(world.emails_to(&email_of(stale).await).await.is_empty(), "never sent late");
 }

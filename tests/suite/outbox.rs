@@ -107,20 +107,67 @@ async fn a_suspension_supersedes_what_was_still_queued(backend: Backend) {
 both!(a_suspension_supersedes_what_was_still_queued);
 
 /// SES and SNS answering `Throttling` while `throttled` is set.
+/// A provider that, while `throttled` is set, answers every send with `error()`.
 struct Throttled {
     senders: Senders,
     throttled: Arc<AtomicBool>,
     refused: Arc<AtomicUsize>,
+    error: fn() -> DeliveryError,
 }
 
 impl Throttled {
     fn check(&self) -> Result<(), DeliveryError> {
         if self.throttled.load(Ordering::SeqCst) {
             self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(DeliveryError::transient("Throttling"));
+            return Err((self.error)());
         }
         Ok(())
     }
+}
+
+/// A failing world (`failing_world`) whose organization subscribed `resident(n)` while
+/// its provider fails: the world, its client, the manager, the person, the switch and the
+/// count of refused sends.
+struct Failing {
+    world: World,
+    client: Client,
+    manager: PersonId,
+    person: PersonId,
+    switch: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
+}
+
+async fn subscribed_while_failing(backend: Backend, n: u32, error: fn() -> DeliveryError) -> Failing {
+    let (world, switch, refused) = failing_world(backend, error).await;
+    let manager = PersonId::parse(&citizen(1)).unwrap();
+    let org = world
+        .onboard(ORG, domain::organization::PricingPlan::Muqeem, manager.as_str(), &[("1-10", domain::organization::SizeTier::Small)])
+        .await;
+    world.credit(&org, 100_000).await;
+    let person = world.register(&resident(n), &["1-10"], Some(300)).await;
+    let client = world.serve().await;
+    switch.store(true, Ordering::SeqCst);
+    let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+    let bought = client.post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &client.token_for(&manager), "failing", &body).await;
+    assert_eq!(bought.status, 201, "{}", bought.text());
+    Failing { world, client, manager, person, switch, refused }
+}
+
+/// A world whose provider fails with `error()` while the switch is on (and counts how often).
+async fn failing_world(backend: Backend, error: fn() -> DeliveryError) -> (World, Arc<AtomicBool>, Arc<AtomicUsize>) {
+    let throttled = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (switch, count) = (throttled.clone(), refused.clone());
+    let world = World::with_ports(
+        backend,
+        None,
+        Some(&move |senders: Senders| {
+            let wrapped = Arc::new(Throttled { senders, throttled: switch.clone(), refused: count.clone(), error });
+            Senders { mailer: wrapped.clone(), texts: wrapped }
+        }),
+    )
+    .await;
+    (world, throttled, refused)
 }
 
 #[async_trait]
@@ -139,34 +186,12 @@ impl TextSender for Throttled {
     }
 }
 
-/// A throttled provider: the message stays `queued` (with the reason) while it has tries
+/// An unavailable provider: the message stays `queued` (with the reason) while it has tries
 /// left, then ends `undeliverable` on the user — a state people can see, not a record on a
 /// failure list; once the provider answers again, a resend goes out.
-async fn a_throttled_provider_is_retried_then_undeliverable_and_resend_still_works(backend: Backend) {
-    let throttled = Arc::new(AtomicBool::new(false));
-    let refused = Arc::new(AtomicUsize::new(0));
-    let (switch, count) = (throttled.clone(), refused.clone());
-    let world = World::with_ports(
-        backend,
-        None,
-        Some(&move |senders: Senders| {
-            let wrapped = Arc::new(Throttled { senders, throttled: switch.clone(), refused: count.clone() });
-            Senders { mailer: wrapped.clone(), texts: wrapped }
-        }),
-    )
-    .await;
-    let manager = PersonId::parse(&citizen(1)).unwrap();
-    let org = world
-        .onboard(ORG, domain::organization::PricingPlan::Muqeem, manager.as_str(), &[("1-10", domain::organization::SizeTier::Small)])
-        .await;
-    world.credit(&org, 100_000).await;
-    let person = world.register(&resident(41), &["1-10"], Some(300)).await;
-    let client = world.serve().await;
-    throttled.store(true, Ordering::SeqCst);
-    let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
-    let bought =
-        client.post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &client.token_for(&manager), "throttled", &body).await;
-    assert_eq!(bought.status, 201, "{}", bought.text());
+async fn an_unavailable_provider_is_retried_then_undeliverable_and_resend_still_works(backend: Backend) {
+    let Failing { world, client, manager, person, switch: throttled, refused } =
+        subscribed_while_failing(backend, 41, || DeliveryError::transient("ServiceUnavailable")).await;
 
     let attempts = domain::outbox::DELIVERY_ATTEMPTS;
     assert_eq!(local_api::deliverer::MAX_ATTEMPTS, attempts, "the stream's tries are the message's budget");
@@ -177,7 +202,7 @@ async fn a_throttled_provider_is_retried_then_undeliverable_and_resend_still_wor
     let view = profile(&client, &manager, &person).await;
     for slot in ["activation_email", "activation_sms"] {
         assert_eq!(view["messages"][slot]["state"], "undeliverable", "{slot}: {view}");
-        assert_eq!(view["messages"][slot]["reason"], "Throttling", "{slot}");
+        assert_eq!(view["messages"][slot]["reason"], "ServiceUnavailable", "{slot}");
         assert_eq!(view["messages"][slot]["attempts"], attempts, "{slot}");
     }
 
@@ -200,7 +225,48 @@ async fn a_throttled_provider_is_retried_then_undeliverable_and_resend_still_wor
     let active = client.post("/v1/activations/mobile", &client.token_for(&person), &json!({ "organization_id": ORG, "code": code })).await;
     assert_eq!(active.json()["status"], "active");
 }
-both!(a_throttled_provider_is_retried_then_undeliverable_and_resend_still_works);
+both!(an_unavailable_provider_is_retried_then_undeliverable_and_resend_still_works);
+
+/// A provider that throttles: the stream's tries and the failure destination's pass while
+/// it does, and none of them counts against the message (it stays `queued`, reason
+/// `Throttling`, no try spent); once the rate allows, the message goes out at its first
+/// counted try.
+async fn throttles_are_tried_again_without_spending_the_message_s_tries(backend: Backend) {
+    let (world, throttled, refused) = failing_world(backend, || DeliveryError::throttled("Throttling")).await;
+    let manager = PersonId::parse(&citizen(1)).unwrap();
+    let org = world
+        .onboard(ORG, domain::organization::PricingPlan::Muqeem, manager.as_str(), &[("1-10", domain::organization::SizeTier::Small)])
+        .await;
+    world.credit(&org, 100_000).await;
+    let person = world.register(&resident(48), &["1-10"], Some(300)).await;
+    let client = world.serve().await;
+    throttled.store(true, Ordering::SeqCst);
+    let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+    let bought =
+        client.post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &client.token_for(&manager), "throttles", &body).await;
+    assert_eq!(bought.status, 201, "{}", bought.text());
+    let drained = world.deliver().await;
+    assert_eq!(drained.failed, 1, "the record waits on the failure destination: {drained:?}");
+    for _ in 0..3 {
+        world.deliverer.redrive_failures().await;
+    }
+    let tries = 2 * 7;
+    assert_eq!(refused.load(Ordering::SeqCst), tries, "both messages: four stream tries and three from the failure destination");
+    let view = profile(&client, &manager, &person).await;
+    for slot in ["activation_email", "activation_sms"] {
+        assert_eq!(view["messages"][slot]["state"], "queued", "{slot}: {view}");
+        assert_eq!(view["messages"][slot]["reason"], "Throttling", "{slot}");
+        assert_eq!(view["messages"][slot]["attempts"], 0, "{slot}: no try spent");
+    }
+    throttled.store(false, Ordering::SeqCst);
+    assert_eq!(world.deliverer.redrive_failures().await, 1, "delivered from the failure destination");
+    let view = profile(&client, &manager, &person).await;
+    for slot in ["activation_email", "activation_sms"] {
+        assert_eq!(view["messages"][slot]["state"], "sent", "{slot}: {view}");
+        assert_eq!(view["messages"][slot]["attempts"], 1, "{slot}");
+    }
+}
+both!(throttles_are_tried_again_without_spending_the_message_s_tries);
 
 // ---------------------------------------------------------------------------------------
 // Unknown outcomes
@@ -579,3 +645,91 @@ async fn a_claimed_message_is_sent_once_and_a_dead_claim_is_sent_again_and_count
     assert_eq!(view["messages"]["activation_email"]["attempts"], 2, "{view}");
 }
 both!(a_claimed_message_is_sent_once_and_a_dead_claim_is_sent_again_and_counted);
+
+/// Messages the stream dropped (every try of their record lost) stay `queued` only until
+/// the redrive: the failure destination's record is read again and delivered, the
+/// scheduled redrive finds what is due through the index, and a message queued past its
+/// window is given up as `undeliverable` (`expired`) and sent never.
+async fn what_the_stream_drops_is_redriven_or_given_up_never_left_queued(backend: Backend) {
+    use domain::outbox::{DELIVERY_WINDOW, REDRIVE_AFTER};
+    let cast = cast(backend).await;
+    let (world, client) = (&cast.world, &cast.client);
+    world.deliver().await; // the cast's own messages
+    let tries = local_api::deliverer::MAX_ATTEMPTS as usize;
+    let contacts = |person: PersonId| async move {
+        let records = world.records().await;
+        records
+            .into_iter()
+            .find_map(|r| match r {
+                Record::Person(p) if p.id == person => Some(p),
+                _ => None,
+            })
+            .expect("registered")
+    };
+    let mut dropped = Vec::new();
+    for (n, key) in [(43, "dropped-a"), (44, "dropped-b"), (45, "dropped-c")] {
+        let person = world.register(&resident(n), &["1-10"], Some(300)).await;
+        let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+        let bought =
+            client.post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &client.token_for(&cast.manager), key, &body).await;
+        assert_eq!(bought.status, 201, "{}", bought.text());
+        world.deliverer.drop_next(tries);
+        let drained = world.deliver().await;
+        assert_eq!(drained.failed, 1, "every try lost: on the failure destination: {drained:?}");
+        let view = profile(client, &cast.manager, &person).await;
+        assert_eq!(view["messages"]["activation_email"]["state"], "queued", "{view}");
+        dropped.push(person);
+    }
+    let [a, b, c] = <[PersonId; 3]>::try_from(dropped).expect("three");
+    let redriven = world.deliverer.redrive().await.expect("redrive");
+    assert_eq!(redriven.users, 0, "nothing is due yet: the stream may still be at it: {redriven:?}");
+
+    // The failure destination's first record (a's), read again and delivered.
+    let failures = world.deliverer.failures();
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    if backend == Backend::Moto {
+        assert!(failures.iter().all(|f| f.batch.is_some()), "the batch as the failure destination names it");
+    }
+    let taken = world.deliverer.redrive_failures().await;
+    assert_eq!(taken, 3, "every failed batch was read again and delivered");
+    assert!(world.deliverer.failures().is_empty());
+    for person in [&a, &b, &c] {
+        let view = profile(client, &cast.manager, person).await;
+        assert_eq!(view["messages"]["activation_email"]["state"], "sent", "{view}");
+        let registered = contacts(person.clone()).await;
+        assert_eq!(world.emails_to(&registered.email).await.len(), 1, "once");
+    }
+
+    // Dropped again, and the failure destination lost too: the scheduled redrive finds
+    // them once they are due, and sends them once.
+    let d = world.register(&resident(46), &["1-10"], Some(300)).await;
+    let e = world.register(&resident(47), &["1-10"], Some(300)).await;
+    for (person, key) in [(&d, "dropped-d"), (&e, "dropped-e")] {
+        let body = json!({ "persons": [{ "id": person.as_str(), "establishments": ["1-10"], "user_type": "partners_only" }] });
+        let bought =
+            client.post_keyed(&format!("/v1/organizations/{ORG}/subscriptions"), &client.token_for(&cast.manager), key, &body).await;
+        assert_eq!(bought.status, 201, "{}", bought.text());
+        world.deliverer.drop_next(tries);
+        world.deliver().await;
+        if person == &d {
+            world.advance(DELIVERY_WINDOW); // d's messages pass their window
+        }
+    }
+    world.advance(REDRIVE_AFTER);
+    let redriven = world.deliverer.redrive().await.expect("redrive");
+    assert_eq!((redriven.users, redriven.delivered.sent, redriven.given_up), (2, 2, 2), "{redriven:?}");
+    let view = profile(client, &cast.manager, &e).await;
+    assert_eq!(view["messages"]["activation_email"]["state"], "sent", "{view}");
+    assert_eq!(view["messages"]["activation_sms"]["state"], "sent", "{view}");
+    let view = profile(client, &cast.manager, &d).await;
+    for slot in ["activation_email", "activation_sms"] {
+        assert_eq!(view["messages"][slot]["state"], "undeliverable", "{slot}: {view}");
+        assert_eq!(view["messages"][slot]["reason"], "expired", "{slot}: {view}");
+    }
+    assert!(world.emails_to(&contacts(d.clone()).await.email).await.is_empty(), "never sent late");
+    assert_eq!(world.emails_to(&contacts(e.clone()).await.email).await.len(), 1);
+    world.advance(DELIVERY_WINDOW * 2);
+    let again = world.deliverer.redrive().await.expect("redrive");
+    assert_eq!(again.users, 0, "nothing is left queued: {again:?}");
+}
+both!(what_the_stream_drops_is_redriven_or_given_up_never_left_queued);

@@ -368,11 +368,22 @@ fn every_function_reaches_exactly_what_it_needs() {
             [
                 secret.clone(),
                 key_table(&read_write, &[users]),
+                vec![query("by_undelivered")],
+                key_table(&["dynamodb:GetItem", "dynamodb:BatchGetItem"], &["OutboxTable.Arn"]),
                 key_table(
                     &["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
                     &["OutboxTable.StreamArn"],
                 ),
-                key_table(&["sqs:SendMessage"], &["DeliveryFailures.Arn"]),
+                key_table(
+                    &[
+                        "sqs:SendMessage",
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:ChangeMessageVisibility",
+                        "sqs:GetQueueAttributes",
+                    ],
+                    &["DeliveryFailures.Arn"],
+                ),
                 key_table(
                     &["ses:SendEmail"],
                     &[
@@ -484,7 +495,7 @@ fn operations_are_watched_and_every_alarm_notifies_the_topic() {
         }
     }
     for expected in [
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "DeliveryFailures.QueueName"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "DeliveryFailuresDead.QueueName"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "SweepFailures.QueueName"),
         ("AWS/Lambda", "IteratorAge", "DeliverFunction"),
         ("AWS/Lambda", "Invocations", "ExpirySweepFunction"),
@@ -516,4 +527,31 @@ fn the_sweep_runs_hourly_and_a_failed_run_is_kept() {
     assert_eq!(config["MaximumRetryAttempts"].as_i64(), Some(2));
     let lease = domain::deadline::SWEEP_FUNCTION_TIMEOUT.as_secs();
     assert!(lease < 3600, "a run's lease lapses before the next hourly run");
+}
+
+/// `deliver` paces at its share of the account's rates: its reserved concurrency is the
+/// `DELIVER_CONCURRENCY` it divides them by. Its failure destination is consumed (the queue
+/// is an event source, with a dead-letter queue after a few receives) and the redrive runs
+/// on a schedule as often as a message's first wait allows.
+#[test]
+fn deliver_is_paced_and_its_failures_are_consumed_and_redriven() {
+    let template = template();
+    let deliver = &template["Resources"]["DeliverFunction"]["Properties"];
+    let reserved = deliver["ReservedConcurrentExecutions"].as_i64().expect("reserved concurrency");
+    assert_eq!(deliver["Environment"]["Variables"]["DELIVER_CONCURRENCY"].as_str(), Some(reserved.to_string().as_str()));
+    assert_eq!(deliver["Environment"]["Variables"]["SES_MAX_SEND_RATE"].as_str(), Some("SesMaxSendRate"));
+    let failed = &deliver["Events"]["FailedBatches"]["Properties"];
+    assert_eq!(failed["Queue"].as_str(), Some("DeliveryFailures.Arn"));
+    assert_eq!(failed["FunctionResponseTypes"][0].as_str(), Some("ReportBatchItemFailures"));
+    let stream = &deliver["Events"]["Outbox"]["Properties"];
+    assert_eq!(stream["DestinationConfig"]["OnFailure"]["Destination"].as_str(), Some("DeliveryFailures.Arn"));
+    let queue = &template["Resources"]["DeliveryFailures"]["Properties"];
+    assert_eq!(queue["RedrivePolicy"]["deadLetterTargetArn"].as_str(), Some("DeliveryFailuresDead.Arn"));
+    let visibility = queue["VisibilityTimeout"].as_i64().expect("a visibility timeout");
+    assert!(visibility as u64 >= 6 * domain::deadline::DELIVER_FUNCTION_TIMEOUT.as_secs(), "AWS's advice for a queue a function reads");
+    assert_eq!(visibility, domain::outbox::REDRIVE_AFTER.whole_seconds(), "a failed batch comes back after a message's first wait");
+    assert!(queue["MessageRetentionPeriod"].as_i64().expect("retention") <= 86_400, "no longer than the stream keeps the records it names");
+    let redrive = &deliver["Events"]["Redrive"]["Properties"];
+    assert_eq!(redrive["Schedule"].as_str(), Some("rate(5 minutes)"));
+    assert!(domain::outbox::REDRIVE_AFTER >= time::Duration::minutes(5) * 3, "a due message waits at most a third more for the schedule");
 }

@@ -8,11 +8,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         secrets: gateway::bootstrap::secrets().await?,
         senders: gateway::bootstrap::senders().await?,
     };
+    let config = aws_adapters::sdk::from_env()?;
+    let streams = deliver_function::DynamoStreams::new(aws_sdk_dynamodbstreams::Client::new(&config));
     let ports: &'static deliver_function::Ports = Box::leak(Box::new(ports));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
+    let streams: &'static deliver_function::DynamoStreams = Box::leak(Box::new(streams));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let deadline = domain::deadline::Deadline::from_epoch_millis(event.context.deadline);
         let meta = deliver_function::meta(&event.context.request_id, deadline);
-        Ok::<_, std::convert::Infallible>(deliver_function::handle(ports, event.payload, &meta).await)
+        deliver_function::handle_any(ports, streams, event.payload, &meta).await
     }))
     .await
 }

@@ -19,8 +19,8 @@ use domain::organization::OrganizationId;
 use domain::store::{
     AuditQuery, BadItem, BoxError, CommitError, Contact, EMAIL_INDEX, EXPIRY_INDEX, Expect, ExpiryPartition, Key, LEDGER_PREFIX,
     LINK_TOKEN_INDEX, LISTING_READ_BUDGET, Loaded, MOBILE_INDEX, Page, PageRequest, Position, Queries, QueryPage, Record, Records,
-    StoreError, TARGET_INDEX, Table, USER_PREFIX, UserFilter, Write, audit_partition, audit_sort_range, audit_target,
-    organization_partition,
+    StoreError, TARGET_INDEX, Table, UNDELIVERED_INDEX, USER_PREFIX, UserFilter, Write, audit_partition, audit_sort_range, audit_target,
+    organization_partition, undelivered_partition,
 };
 use domain::user::{User, UserStatus};
 use time::OffsetDateTime;
@@ -112,6 +112,8 @@ pub fn to_item(record: &Record) -> Result<Item, serde_dynamo::Error> {
         ("mobile_key", index.mobile_key),
         ("search_text", index.search_text),
         ("access_ends_at", index.access_ends_at),
+        ("undelivered_key", index.undelivered_key),
+        ("undelivered_at", index.undelivered_at),
     ] {
         if let Some(value) = value {
             attributes.insert(name.into(), s(value));
@@ -549,6 +551,57 @@ fn contains_any<'a>(
     format!("({})", alternatives.join(" OR "))
 }
 
+/// A users index partitioned by `key` and sorted by the instant in `at`.
+struct TimeIndex {
+    name: &'static str,
+    key: &'static str,
+    at: &'static str,
+}
+
+impl DynamoStore {
+    /// The users of one partition of an index sorted by time, in that order; only those up
+    /// to `until` when given.
+    async fn users_by_time(
+        &self,
+        index: TimeIndex,
+        partition: String,
+        until: Option<OffsetDateTime>,
+        page: PageRequest,
+    ) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        let mut values = HashMap::from([(":key".to_owned(), s(&partition))]);
+        let mut names = HashMap::from([("#key".to_owned(), index.key.to_owned())]);
+        if let Some(until) = until {
+            values.insert(":until".to_owned(), s(key_timestamp(until)));
+            names.insert("#at".to_owned(), index.at.to_owned());
+        }
+        let listing = Listing {
+            table: Table::Users,
+            index: Some(index.name),
+            key_condition: if until.is_some() { "#key = :key AND #at <= :until" } else { "#key = :key" },
+            filter: None,
+            names,
+            values,
+            forward: true,
+            cursor_attributes: &["pk", "sk", index.key, index.at],
+            cursor_must_match: vec![(index.key, partition)],
+        };
+        let page = self.list(listing, &page).await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|item| {
+                let key = masked_key(&item);
+                match from_item(item) {
+                    Ok(Record::User(user)) => Ok(user),
+                    Ok(other) => Err(BadItem { key, problem: format!("a {} in the {} index", other.kind(), index.name) }),
+                    Err(problem) => Err(BadItem { key, problem }),
+                }
+            })
+            .collect();
+        Ok(Page { items, next: page.next, scanned: page.scanned })
+    }
+}
+
 #[async_trait]
 impl Queries for DynamoStore {
     async fn users(&self, organization: &OrganizationId, filter: &UserFilter, page: PageRequest) -> Result<Page<User>, StoreError> {
@@ -670,36 +723,12 @@ impl Queries for DynamoStore {
         until: Option<OffsetDateTime>,
         page: PageRequest,
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
-        let key = partition.key();
-        let mut values = HashMap::from([(":key".to_owned(), s(&key))]);
-        if let Some(until) = until {
-            values.insert(":until".to_owned(), s(key_timestamp(until)));
-        }
-        let listing = Listing {
-            table: Table::Users,
-            index: Some(EXPIRY_INDEX),
-            key_condition: if until.is_some() { "expiry_key = :key AND expiry_at <= :until" } else { "expiry_key = :key" },
-            filter: None,
-            names: HashMap::new(),
-            values,
-            forward: true,
-            cursor_attributes: &["pk", "sk", "expiry_key", "expiry_at"],
-            cursor_must_match: vec![("expiry_key", key)],
-        };
-        let page = self.list(listing, &page).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|item| {
-                let key = masked_key(&item);
-                match from_item(item) {
-                    Ok(Record::User(user)) => Ok(user),
-                    Ok(other) => Err(BadItem { key, problem: format!("a {} in the expiry index", other.kind()) }),
-                    Err(problem) => Err(BadItem { key, problem }),
-                }
-            })
-            .collect();
-        Ok(Page { items, next: page.next, scanned: page.scanned })
+        self.users_by_time(TimeIndex { name: EXPIRY_INDEX, key: "expiry_key", at: "expiry_at" }, partition.key(), until, page).await
+    }
+
+    async fn undelivered(&self, shard: u8, due_by: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        let index = TimeIndex { name: UNDELIVERED_INDEX, key: "undelivered_key", at: "undelivered_at" };
+        self.users_by_time(index, undelivered_partition(shard), Some(due_by), page).await
     }
 
     async fn users_with_contact(&self, organization: &OrganizationId, contact: &Contact) -> Result<Vec<User>, StoreError> {

@@ -11,20 +11,20 @@ use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use aws_sdk_sns::types::MessageAttributeValue;
 use domain::messaging::{DeliveryError, EmailMessage, Mailer, ProviderMessageId, SmsMessage, TextSender};
 
-/// Error codes of SES and SNS that mean "not now" rather than "never".
-const TRANSIENT_CODES: &[&str] = &[
+/// Error codes of SES and SNS that mean "not at this rate": nothing was sent, and the try
+/// does not count against the message's budget.
+const THROTTLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
     "TooManyRequestsException",
     "LimitExceededException",
-    "SendingPausedException",
-    "InternalError",
-    "InternalErrorException",
-    "InternalFailure",
-    "ServiceUnavailable",
     "KMSThrottlingException",
 ];
+
+/// Error codes of SES and SNS that mean "not now" rather than "never".
+const TRANSIENT_CODES: &[&str] =
+    &["SendingPausedException", "InternalError", "InternalErrorException", "InternalFailure", "ServiceUnavailable"];
 
 /// Classifies an SDK failure of a send by the provider's error code and keeps its request
 /// id; the error itself (whose message can quote the address) goes no further.
@@ -42,7 +42,9 @@ where
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("UnknownError").to_owned();
             let server_side = service.raw().status().as_u16() >= 500;
-            if server_side || TRANSIENT_CODES.contains(&code.as_str()) {
+            if THROTTLE_CODES.contains(&code.as_str()) {
+                DeliveryError::throttled(code)
+            } else if server_side || TRANSIENT_CODES.contains(&code.as_str()) {
                 DeliveryError::transient(code)
             } else {
                 DeliveryError::permanent(code)

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
     StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
-use domain::store::{EMAIL_INDEX, EXPIRY_INDEX, LINK_TOKEN_INDEX, MOBILE_INDEX, TARGET_INDEX, Table};
+use domain::store::{EMAIL_INDEX, EXPIRY_INDEX, LINK_TOKEN_INDEX, MOBILE_INDEX, TARGET_INDEX, Table, UNDELIVERED_INDEX};
 
 /// The physical table names, from `USERS_TABLE`, `BALANCES_TABLE`, `AUDIT_TABLE` and
 /// `OUTBOX_TABLE`.
@@ -78,9 +78,20 @@ pub fn table_specs() -> Vec<TableSpec> {
     vec![
         TableSpec {
             table: Table::Users,
-            attributes: vec!["pk", "sk", "expiry_key", "expiry_at", "link_token", "email_key", "mobile_key"],
+            attributes: vec![
+                "pk",
+                "sk",
+                "expiry_key",
+                "expiry_at",
+                "link_token",
+                "email_key",
+                "mobile_key",
+                "undelivered_key",
+                "undelivered_at",
+            ],
             indexes: vec![
                 IndexSpec { name: EXPIRY_INDEX, partition_key: "expiry_key", sort_key: Some("expiry_at") },
+                IndexSpec { name: UNDELIVERED_INDEX, partition_key: "undelivered_key", sort_key: Some("undelivered_at") },
                 IndexSpec { name: LINK_TOKEN_INDEX, partition_key: "link_token", sort_key: None },
                 IndexSpec { name: EMAIL_INDEX, partition_key: "email_key", sort_key: None },
                 IndexSpec { name: MOBILE_INDEX, partition_key: "mobile_key", sort_key: None },

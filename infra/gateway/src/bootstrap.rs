@@ -69,16 +69,18 @@ pub async fn secrets() -> Result<Arc<dyn SecretSource>, lambda_http::Error> {
     Ok(Arc::new(aws_adapters::secrets::SecretsManagerKey::new(LazyClient::new(config, aws_sdk_secretsmanager::Client::new), secret)))
 }
 
-/// SES and SNS, for `deliver`.
+/// SES and SNS, for `deliver`, paced at the account's rates (`domain::pace`).
 pub async fn senders() -> Result<Senders, lambda_http::Error> {
     let config = aws_adapters::sdk::from_env()?;
     let from = std::env::var("MAIL_FROM").map_err(|_| "MAIL_FROM is not set")?;
     let configuration_set = std::env::var("SES_CONFIGURATION_SET").ok().filter(|s| !s.is_empty());
     let sender = std::env::var("SMS_SENDER_ID").ok().filter(|s| !s.is_empty());
-    Ok(Senders {
-        mailer: Arc::new(SesMailer::new(LazyClient::new(config.clone(), aws_sdk_sesv2::Client::new), from, configuration_set)),
-        texts: Arc::new(SnsTexter::new(LazyClient::new(config, aws_sdk_sns::Client::new), sender)),
-    })
+    let rate = domain::pace::SendRate::from_lookup(|name| std::env::var(name).ok())?;
+    Ok(domain::pace::Paced::senders(
+        Arc::new(SesMailer::new(LazyClient::new(config.clone(), aws_sdk_sesv2::Client::new), from, configuration_set)),
+        Arc::new(SnsTexter::new(LazyClient::new(config, aws_sdk_sns::Client::new), sender)),
+        rate,
+    ))
 }
 
 /// Runs an HTTP function: its ports are built once, then every invocation calls `handle`.

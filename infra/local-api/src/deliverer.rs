@@ -4,7 +4,10 @@
 //! DynamoDB Streams API and each batch goes to the `deliver` function's handler as the
 //! event Lambda would build. A record reported as failed is retried, in order, with backoff,
 //! `MAX_ATTEMPTS` times in all; then it is put on the failure list (the local failure
-//! destination, `GET /local/failures`) and the next record is taken.
+//! destination, `GET /local/failures`) and the next record is taken. The failure list is
+//! consumed as the SQS failure destination is in AWS (`redrive_failures`: on DynamoDB, the
+//! deliver function's queue handler reads the batch again from the stream), and the
+//! scheduled redrive (`redrive`) runs every `REDRIVE_EVERY`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-use deliver_function::Ports;
+use deliver_function::{DynamoStreams, Ports, StreamBatch};
 use domain::actions::deliver::deliver;
 use domain::embedded::EmbeddedStore;
 use serde::Serialize;
@@ -25,12 +28,18 @@ pub const MAX_ATTEMPTS: u32 = domain::outbox::DELIVERY_ATTEMPTS;
 /// Records handed to the handler at once (the event source mapping's `BatchSize`).
 const BATCH: usize = 10;
 
+/// How often the local server runs the redrive (every 5 minutes in AWS).
+pub const REDRIVE_EVERY: Duration = Duration::from_secs(60);
+
 /// A record that kept failing, as the failure destination would keep it: where it is, not
 /// what it says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
     pub position: String,
     pub attempts: u32,
+    /// On DynamoDB: the batch as the failure destination names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<StreamBatch>,
 }
 
 /// What a drain did.
@@ -120,10 +129,15 @@ impl Deliverer {
                     }
                     if attempts >= MAX_ATTEMPTS {
                         tracing::error!(position = %position, attempts, "a record kept failing; put on the failure list");
-                        self.failures
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .push(Failure { position: position.clone(), attempts });
+                        let batch = match &record {
+                            Pending::Record(_, batch) => Some(batch.clone()),
+                            Pending::Intent(_) => None,
+                        };
+                        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Failure {
+                            position: position.clone(),
+                            attempts,
+                            batch,
+                        });
                         drained.failed += 1;
                         break;
                     }
@@ -133,11 +147,69 @@ impl Deliverer {
         }
     }
 
-    /// Delivers in the background as intents are committed (the local server).
+    /// Consumes the failure list as the deliver function consumes the SQS failure
+    /// destination: each failed record is delivered again (on DynamoDB, its batch read
+    /// again from the stream by the function's queue handler); those that still need a try
+    /// stay on the list. Answers how many were taken off.
+    pub async fn redrive_failures(&self) -> usize {
+        let _one_at_a_time = self.draining.lock().await;
+        let failures = std::mem::take(&mut *self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let mut kept = Vec::new();
+        let mut done = 0;
+        for failure in failures {
+            let delivered = match (&self.source, &failure.batch) {
+                (Source::Stream(reader), Some(batch)) => {
+                    let body = serde_json::json!({ "DDBStreamBatchInfo": batch }).to_string();
+                    let event = serde_json::json!({
+                        "Records": [{ "messageId": failure.position, "eventSource": "aws:sqs", "body": body }]
+                    });
+                    let meta = local_meta();
+                    match deliver_function::handle_any(&self.ports, &reader.ranges, event, &meta).await {
+                        Ok(answer) => answer["batchItemFailures"].as_array().is_some_and(Vec::is_empty),
+                        Err(problem) => {
+                            tracing::error!(problem = %problem, "the failure handler refused its event");
+                            false
+                        }
+                    }
+                }
+                (Source::Embedded { store, .. }, _) => match failure.position.parse::<usize>() {
+                    Ok(position) => match store.stream_after(position, 1).into_iter().next() {
+                        Some((at, intent)) if at == position => self.deliver_one(&Pending::Intent(Box::new(intent))).await,
+                        _ => true,
+                    },
+                    Err(_) => true,
+                },
+                (Source::Stream(_), None) => true,
+            };
+            if delivered {
+                done += 1;
+            } else {
+                kept.push(failure);
+            }
+        }
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(kept);
+        done
+    }
+
+    /// The scheduled redrive (`domain::actions::redrive`), as the deliver function runs it.
+    pub async fn redrive(&self) -> Result<domain::actions::redrive::Redriven, domain::error::Error> {
+        deliver_function::handle_schedule(&self.ports, &local_meta()).await
+    }
+
+    /// Delivers in the background as intents are committed (the local server), and runs
+    /// the redrive every `REDRIVE_EVERY`.
     pub async fn run(self: std::sync::Arc<Self>) {
+        let mut last_redrive = tokio::time::Instant::now();
         loop {
             if let Err(error) = self.drain().await {
                 tracing::error!(error = %error, "the local deliverer could not read the outbox; trying again");
+            }
+            if last_redrive.elapsed() >= REDRIVE_EVERY {
+                last_redrive = tokio::time::Instant::now();
+                self.redrive_failures().await;
+                if let Err(error) = self.redrive().await {
+                    tracing::error!(error = %error, "the local redrive failed; trying again later");
+                }
             }
             match &self.source {
                 Source::Embedded { store, .. } => {
@@ -164,10 +236,7 @@ impl Deliverer {
 
     /// One attempt of one record: whether it was delivered (or needs nothing more).
     async fn deliver_one(&self, record: &Pending) -> bool {
-        let meta = deliver_function::meta(
-            &format!("local-deliver-{}", domain::entropy::SystemEntropy::hex(4)),
-            domain::deadline::Deadline::unbounded(),
-        );
+        let meta = local_meta();
         match record {
             Pending::Intent(intent) => {
                 let key = match self.ports.secrets.code_key().await {
@@ -185,7 +254,7 @@ impl Deliverer {
                     }
                 }
             }
-            Pending::Record(record) => {
+            Pending::Record(record, _) => {
                 let mut event = Event::default();
                 event.records = vec![(**record).clone()];
                 deliver_function::handle(&self.ports, event, &meta).await.batch_item_failures.is_empty()
@@ -194,10 +263,15 @@ impl Deliverer {
     }
 }
 
-/// A record waiting for delivery.
+/// The meta of one local invocation.
+fn local_meta() -> domain::pipeline::RequestMeta {
+    deliver_function::meta(&format!("local-deliver-{}", domain::entropy::SystemEntropy::hex(4)), domain::deadline::Deadline::unbounded())
+}
+
+/// A record waiting for delivery (on DynamoDB, with the batch it would be reported in).
 enum Pending {
     Intent(Box<domain::outbox::Intent>),
-    Record(Box<EventRecord>),
+    Record(Box<EventRecord>, StreamBatch),
 }
 
 /// Reads the outbox table's stream (one shard on the emulator; shards in order of their
@@ -206,8 +280,10 @@ pub struct StreamReader {
     streams: aws_sdk_dynamodbstreams::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
-    /// Each shard's next iterator, once opened.
-    position: tokio::sync::Mutex<Option<HashMap<String, String>>>,
+    /// The stream's ARN and each shard's next iterator, once opened.
+    position: tokio::sync::Mutex<Option<(String, HashMap<String, String>)>>,
+    /// The stream read again by range (what the failure handler uses).
+    ranges: DynamoStreams,
 }
 
 fn stream_error(error: impl std::error::Error + Send + Sync + 'static) -> domain::error::Error {
@@ -216,7 +292,8 @@ fn stream_error(error: impl std::error::Error + Send + Sync + 'static) -> domain
 
 impl StreamReader {
     pub fn new(streams: aws_sdk_dynamodbstreams::Client, dynamodb: aws_sdk_dynamodb::Client, table: String) -> Self {
-        StreamReader { streams, dynamodb, table, position: tokio::sync::Mutex::new(None) }
+        let ranges = DynamoStreams::new(streams.clone());
+        StreamReader { streams, dynamodb, table, position: tokio::sync::Mutex::new(None), ranges }
     }
 
     /// The records not read yet, as Lambda hands them to a function.
@@ -228,7 +305,7 @@ impl StreamReader {
                 return Ok(records);
             }
             records.extend(batch.into_iter().filter_map(|(_, pending)| match pending {
-                Pending::Record(record) => Some(*record),
+                Pending::Record(record, _) => Some(*record),
                 Pending::Intent(_) => None,
             }));
         }
@@ -239,7 +316,7 @@ impl StreamReader {
         if position.is_none() {
             *position = Some(self.open().await?);
         }
-        let iterators = position.as_mut().expect("opened");
+        let (arn, iterators) = position.as_mut().expect("opened");
         let mut shards: Vec<String> = iterators.keys().cloned().collect();
         shards.sort();
         for shard in shards {
@@ -258,10 +335,16 @@ impl StreamReader {
             let records: Vec<(String, Pending)> = output
                 .records()
                 .iter()
-                .filter_map(event_record)
+                .filter_map(deliver_function::event_record)
                 .map(|record| {
                     let position = record.change.sequence_number.clone().unwrap_or_default();
-                    (position, Pending::Record(Box::new(record)))
+                    let batch = StreamBatch {
+                        shard_id: shard.clone(),
+                        start_sequence_number: position.clone(),
+                        end_sequence_number: position.clone(),
+                        stream_arn: arn.clone(),
+                    };
+                    (position, Pending::Record(Box::new(record), batch))
                 })
                 .collect();
             if !records.is_empty() {
@@ -272,7 +355,7 @@ impl StreamReader {
     }
 
     /// Opens every shard of the table's latest stream at its start.
-    async fn open(&self) -> Result<HashMap<String, String>, domain::error::Error> {
+    async fn open(&self) -> Result<(String, HashMap<String, String>), domain::error::Error> {
         let table = self
             .dynamodb
             .describe_table()
@@ -308,25 +391,6 @@ impl StreamReader {
                 iterators.insert(id.to_owned(), iterator.to_owned());
             }
         }
-        Ok(iterators)
+        Ok((arn, iterators))
     }
-}
-
-/// A stream record as Lambda hands it to a function.
-fn event_record(record: &aws_sdk_dynamodbstreams::types::Record) -> Option<EventRecord> {
-    let change = record.dynamodb()?;
-    let mut event = EventRecord::default();
-    event.event_id = record.event_id().unwrap_or_default().to_owned();
-    event.event_name = record.event_name().map(|name| name.as_str().to_owned()).unwrap_or_default();
-    event.event_source = Some("aws:dynamodb".to_owned());
-    event.aws_region = record.aws_region().unwrap_or_default().to_owned();
-    event.change.sequence_number = change.sequence_number().map(str::to_owned);
-    event.change.size_bytes = change.size_bytes().unwrap_or_default();
-    if let Some(image) = change.new_image() {
-        event.change.new_image = serde_dynamo::Item::from(image.clone());
-    }
-    if let Some(keys) = change.keys() {
-        event.change.keys = serde_dynamo::Item::from(keys.clone());
-    }
-    Some(event)
 }

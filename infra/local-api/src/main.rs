@@ -125,10 +125,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let config = sdk_config().await;
             let from = std::env::var("MAIL_FROM").map_err(|_| "MAIL_FROM is required with --messaging aws")?;
             outbox = None;
-            Senders {
-                mailer: Arc::new(aws_adapters::SesMailer::new(aws_sdk_sesv2::Client::new(&config), from, None)),
-                texts: Arc::new(aws_adapters::SnsTexter::new(aws_sdk_sns::Client::new(&config), std::env::var("SMS_SENDER_ID").ok())),
-            }
+            // Paced at the account's rates, as in AWS (`SES_MAX_SEND_RATE`, `SMS_MAX_SEND_RATE`).
+            let rate = domain::pace::SendRate::from_lookup(|name| std::env::var(name).ok())?;
+            domain::pace::Paced::senders(
+                Arc::new(aws_adapters::SesMailer::new(aws_sdk_sesv2::Client::new(&config), from, None)),
+                Arc::new(aws_adapters::SnsTexter::new(aws_sdk_sns::Client::new(&config), std::env::var("SMS_SENDER_ID").ok())),
+                rate,
+            )
         }
         _ => usage(),
     };

@@ -24,7 +24,7 @@ use crate::error::{Error, Rejection};
 use crate::identity::PersonId;
 use crate::messaging::{DeliveryError, ProviderMessageId};
 use crate::metrics::Metric;
-use crate::outbox::{CLAIM_LEASE, Claim, DELIVERY_ATTEMPTS, DeliveryState, Intent, Outgoing, Slot, Stale, render};
+use crate::outbox::{CLAIM_LEASE, Claim, DELIVERY_ATTEMPTS, DeliveryState, Intent, Outgoing, SECRET_MISMATCH, Slot, Stale, render};
 use crate::pipeline::{Command, Decision, ReadFirst, Reads, RequestMeta, run};
 use crate::secrets::CodeKey;
 use crate::store::{Key, Loaded, Record, Write};
@@ -32,6 +32,9 @@ use crate::user::User;
 
 /// Messages of one intent sent at once (and users' delivery records written at once).
 const CONCURRENT_SENDS: usize = 8;
+
+/// The longest a message waits for the provider's rate in one invocation.
+const PACING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One user's messages of an intent, ready to send.
 type Messages = Vec<(Slot, Outgoing)>;
@@ -54,6 +57,17 @@ pub struct Delivered {
     pub retry: bool,
 }
 
+impl std::ops::AddAssign<&Delivered> for Delivered {
+    fn add_assign(&mut self, more: &Delivered) {
+        self.sent += more.sent;
+        self.failed += more.failed;
+        self.undeliverable += more.undeliverable;
+        self.possibly_duplicated += more.possibly_duplicated;
+        self.skipped += more.skipped;
+        self.retry |= more.retry;
+    }
+}
+
 /// Sends what is still wanted of `intent` and records the outcomes. Each message is
 /// claimed (a conditional write on its user) before it is sent and recorded after, so a
 /// concurrent or repeated delivery of the same intent does not send it again.
@@ -68,6 +82,9 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
     };
     let mut report = Delivered::default();
     let mut wanted: BTreeMap<PersonId, Messages> = BTreeMap::new();
+    // Messages no longer needed (ended as superseded) or whose secret the key cannot
+    // derive (ended as failed): written with the claims, so none stays `queued` for ever.
+    let mut outdated: BTreeMap<PersonId, Vec<(Slot, Stale)>> = BTreeMap::new();
     for notice in &intent.notices {
         let rendered = match loaded.user(organization, &notice.user) {
             Some(user) => render(intent, notice, user, org, key, &env.settings.activation_link_prefix, env.clock.now()),
@@ -78,6 +95,13 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
             Err(stale) => {
                 tracing::info!(intent = %intent.id, slot = ?notice.message.slot(), ?stale, "not sent");
                 report.skipped += 1;
+                if matches!(stale, Stale::Outdated | Stale::SecretMismatch) {
+                    if stale == Stale::SecretMismatch {
+                        tracing::error!(intent = %intent.id, slot = ?notice.message.slot(), "a secret the code key does not derive; marked failed");
+                    }
+                    wanted.entry(notice.user.clone()).or_default();
+                    outdated.entry(notice.user.clone()).or_default().push((notice.message.slot(), stale));
+                }
                 // Held by a delivery in progress, or by one that died: the record comes
                 // again (and, past its tries, waits on the failure destination, alarmed).
                 report.retry |= stale == Stale::Claimed;
@@ -87,7 +111,8 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
     // Claims first, one conditional write per user, several at once.
     let claimed: Vec<(PersonId, Messages, Result<Claimed, Error>)> = stream::iter(wanted)
         .map(|(user, messages)| {
-            let command = ClaimDeliveries::new(intent, &user, &loaded, messages.iter().map(|(slot, _)| *slot).collect());
+            let slots = messages.iter().map(|(slot, _)| *slot).collect();
+            let command = ClaimDeliveries::new(intent, &user, &loaded, slots, outdated.remove(&user).unwrap_or_default());
             async move {
                 let claimed = run(env, meta, &command).await.map(|outcome| outcome.answer);
                 (user, messages, claimed)
@@ -121,6 +146,7 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
             }
         }
         report.retry |= claimed.held_elsewhere;
+        report.failed += claimed.failed;
         holders.insert(user, claimed);
     }
     let sent: Vec<(PersonId, Slot, Result<ProviderMessageId, DeliveryError>)> = stream::iter(to_send)
@@ -186,8 +212,10 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
     Ok(report)
 }
 
-/// Sends one message within the invocation's time. A send cut off by the deadline may have
-/// reached the provider: its outcome is unknown, and sending it again is counted.
+/// Sends one message within the invocation's time, once the provider's rate allows it. A
+/// send cut off by the deadline may have reached the provider: its outcome is unknown, and
+/// sending it again is counted. Waiting for the rate past the time left sends nothing: the
+/// message comes again, and the wait is no try.
 async fn send(
     senders: &Senders,
     deadline: Deadline,
@@ -195,6 +223,15 @@ async fn send(
     slot: Slot,
     outgoing: Outgoing,
 ) -> (PersonId, Slot, Result<ProviderMessageId, DeliveryError>) {
+    let ready = async {
+        match &outgoing {
+            Outgoing::Email(_) => senders.mailer.ready().await,
+            Outgoing::Sms(_) => senders.texts.ready().await,
+        }
+    };
+    if !deadline.allows(SDK_OPERATION_TIMEOUT) || within(deadline, PACING_WAIT, ready).await.is_none() {
+        return (user, slot, Err(DeliveryError::throttled("paced_out")));
+    }
     let sending = async {
         match &outgoing {
             Outgoing::Email(message) => senders.mailer.send_email(message).await,
@@ -221,6 +258,8 @@ struct Claimed {
     user: Option<User>,
     /// A message was left alone because another delivery's claim on it still runs.
     held_elsewhere: bool,
+    /// Messages ended as failed without a send (their secret did not match).
+    failed: usize,
 }
 
 /// Claims one user's messages of one intent: those still queued for it whose claim is
@@ -230,12 +269,15 @@ struct ClaimDeliveries {
     intent: String,
     user: ReadFirst,
     slots: Vec<Slot>,
+    /// Messages of the intent not to send: superseded when no longer needed, failed when
+    /// their secret does not match.
+    outdated: Vec<(Slot, Stale)>,
 }
 
 impl ClaimDeliveries {
-    fn new(intent: &Intent, user: &PersonId, loaded: &Loaded, slots: Vec<Slot>) -> Self {
+    fn new(intent: &Intent, user: &PersonId, loaded: &Loaded, slots: Vec<Slot>, outdated: Vec<(Slot, Stale)>) -> Self {
         let read = loaded.user(&intent.organization, user).cloned();
-        ClaimDeliveries { intent: intent.id.clone(), user: ReadFirst::new(&intent.organization, user, read), slots }
+        ClaimDeliveries { intent: intent.id.clone(), user: ReadFirst::new(&intent.organization, user, read), slots, outdated }
     }
 }
 
@@ -255,11 +297,29 @@ impl Command for ClaimDeliveries {
     fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Claimed>, Error> {
         let attempt = fresh.id("claim");
         let Some(user) = user else {
-            return Ok(Decision::answer(Claimed { attempt, slots: BTreeMap::new(), user: None, held_elsewhere: false }));
+            return Ok(Decision::answer(Claimed { attempt, slots: BTreeMap::new(), user: None, held_elsewhere: false, failed: 0 }));
         };
         let mut next = user.clone();
         let mut slots = BTreeMap::new();
         let mut held_elsewhere = false;
+        let mut superseded = false;
+        let mut ended = 0;
+        for (slot, stale) in &self.outdated {
+            let Some(record) = next.deliveries.get_mut(slot) else { continue };
+            let claimed = record.claim.as_ref().is_some_and(|claim| now < claim.until);
+            if record.intent == self.intent && record.state == DeliveryState::Queued && !claimed {
+                if *stale == Stale::SecretMismatch {
+                    record.state = DeliveryState::Failed;
+                    record.reason = Some(SECRET_MISMATCH.to_owned());
+                    ended += 1;
+                } else {
+                    record.state = DeliveryState::Superseded;
+                }
+                record.claim = None;
+                record.updated_at = now;
+                superseded = true;
+            }
+        }
         for slot in &self.slots {
             let Some(record) = next.deliveries.get_mut(slot) else { continue };
             if record.intent != self.intent || record.state != DeliveryState::Queued {
@@ -278,11 +338,11 @@ impl Command for ClaimDeliveries {
             record.updated_at = now;
             slots.insert(*slot, reclaimed);
         }
-        if slots.is_empty() {
-            return Ok(Decision::answer(Claimed { attempt, slots, user: Some(user.clone()), held_elsewhere }));
+        if slots.is_empty() && !superseded {
+            return Ok(Decision::answer(Claimed { attempt, slots, user: Some(user.clone()), held_elsewhere, failed: 0 }));
         }
         next.version = user.version + 1;
-        let claimed = Claimed { attempt, slots, user: Some(next.clone()), held_elsewhere };
+        let claimed = Claimed { attempt, slots, user: Some(next.clone()), held_elsewhere, failed: ended };
         Ok(Decision::answer(claimed).write(Write::replace(Record::User(next), user.version)))
     }
 }
@@ -351,6 +411,13 @@ impl Command for RecordDeliveries {
                 // meanwhile (superseded by a suspension) leaves it as it ended.
                 Ok(_) => continue,
                 Err(_) if record.state != DeliveryState::Queued => {}
+                // Refused for the rate, nothing sent: not a try. The claim is let go (not run
+                // out, so the next send is no possible duplicate); the window bounds it.
+                Err(error) if error.throttled => {
+                    record.attempts = record.attempts.saturating_sub(1);
+                    record.reason = Some(error.reason.clone());
+                    recorded.retry = true;
+                }
                 Err(error) if !error.transient => {
                     record.state = DeliveryState::Failed;
                     record.reason = Some(error.reason.clone());

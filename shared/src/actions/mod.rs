@@ -15,6 +15,7 @@
 //! | `sweep` | expiry-sweep | expiry and reminders |
 //! | `directory` | directory | the organization, balance, users, audit trail, exports |
 //! | `deliver` | deliver | the outbox's messages, sent |
+//! | `redrive` | deliver | messages still queued past their time, found and sent again or given up |
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -34,6 +35,7 @@ pub mod directory;
 pub mod grant;
 pub mod modify;
 pub mod operator;
+pub mod redrive;
 pub mod renew;
 pub mod subscribe;
 pub mod suspend;

@@ -203,7 +203,10 @@ impl Generator {
                         faults.insert(self.below(6), fault);
                     }
                 }
-                Step::Deliver { faults }
+                // Deliveries lost before the handler: a few retried at once, or enough for a
+                // record to go to the failure destination.
+                let dropped = if self.trouble.provider_faults && self.chance(20) { 1 + self.below(6) } else { 0 };
+                Step::Deliver { faults, dropped }
             }
             _ => Step::Observe { page: 1 + self.below(4) },
         }
@@ -216,7 +219,7 @@ impl Generator {
                 let manager = model.orgs.get(&org).map_or(user.clone(), |o| o.manager.clone());
                 plain(Caller::Person(manager), Call::Resend { org, user, email: None, sms: None })
             }
-            Planned::Deliver => Step::Deliver { faults: BTreeMap::new() },
+            Planned::Deliver => Step::Deliver { faults: BTreeMap::new(), dropped: 0 },
             Planned::ConfirmLink(org, user) => {
                 let issued = Generator::sent_secrets(model, &org, &user, |w| if let What::Link(n) = w { Some(*n) } else { None });
                 let link = issued.last().filter(|n| known.secrets.contains_key(n)).map_or(Secret::Wrong, |n| Secret::Issued(*n));

@@ -157,6 +157,8 @@ fn main() {
             "messages_sent": total.messages_sent,
             "answers_lost": total.answers_lost,
             "duplicates": total.duplicates,
+            "failed_batches_redriven": total.failed_batches,
+            "redrives": total.redrives,
             "checks": total.checks,
             "seconds": started.elapsed().as_secs(),
         })
@@ -243,4 +245,6 @@ fn add(total: &mut Figures, figures: &Figures) {
     total.messages_sent += figures.messages_sent;
     total.duplicates += figures.duplicates;
     total.answers_lost += figures.answers_lost;
+    total.failed_batches += figures.failed_batches;
+    total.redrives += figures.redrives;
 }

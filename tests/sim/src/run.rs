@@ -36,6 +36,10 @@ pub struct Figures {
     pub duplicates: usize,
     /// Sends whose answer the provider lost (the message went out; the sender was not told).
     pub answers_lost: usize,
+    /// Stream records that went to the failure destination and were delivered from it.
+    pub failed_batches: usize,
+    /// Scheduled redrives run (each must find nothing left queued past its wait).
+    pub redrives: usize,
 }
 
 /// What the model says after a step: for requests, the model as one order of them left it
@@ -129,8 +133,8 @@ impl Runner {
             Step::Together { requests, schedule } => self.requests(requests, *schedule)?,
             Step::Advance { seconds, seed } => (vec![Explained::Current(self.advance(*seconds, *seed)?)], None),
             Step::Sweep { cut_after } => (vec![Explained::Current(self.sweep(*cut_after)?)], None),
-            Step::Deliver { faults } => {
-                self.deliver(faults)?;
+            Step::Deliver { faults, dropped } => {
+                self.deliver(faults, *dropped)?;
                 (vec![Explained::Current(vec![])], None)
             }
             Step::Observe { page } => {
@@ -483,6 +487,8 @@ impl Runner {
 
     /// Moves the clock; the scheduled sweep runs once on every Saudi day crossed.
     fn advance(&mut self, seconds: i64, seed: u64) -> Result<Vec<Audited>, Violation> {
+        // What was queued before goes out within seconds, as the stream's consumer sends it.
+        self.deliver(&BTreeMap::new(), 0)?;
         let start = self.now();
         let end = start + Duration::seconds(seconds);
         let mut audit = Vec::new();
@@ -496,11 +502,20 @@ impl Runner {
             self.set_clock(at);
             audit.extend(self.sweep(None)?);
             // Lambda's consumer of the stream sends what the sweep queued within seconds.
-            self.deliver(&BTreeMap::new())?;
+            self.deliver(&BTreeMap::new(), 0)?;
             day += Duration::days(1);
         }
         self.set_clock(end);
         self.figures.simulated_days = (end - crate::world::START).whole_days();
+        // The scheduled redrive: with every record delivered or consumed from the failure
+        // destination, nothing is left queued past its wait.
+        for (b, backend) in self.backends.iter().enumerate() {
+            let redriven = backend.redrive().map_err(|e| self.fail(b, format!("the redrive failed: {e}")))?;
+            if redriven.users > 0 || redriven.given_up > 0 || redriven.unreadable > 0 {
+                return Err(self.fail(b, format!("the redrive found messages left queued past their wait: {redriven:?}")));
+            }
+        }
+        self.figures.redrives += 1;
         Ok(audit)
     }
 
@@ -532,12 +547,15 @@ impl Runner {
     }
 
     /// Delivers the outbox on every backend, and holds what was sent to the model.
-    fn deliver(&mut self, faults: &BTreeMap<usize, ProviderFault>) -> Result<(), Violation> {
+    fn deliver(&mut self, faults: &BTreeMap<usize, ProviderFault>, dropped: usize) -> Result<(), Violation> {
         let now = self.now();
         let fired_before = self.backends[0].fired().len();
         let mut sent_by_backend: Vec<Vec<Sent>> = Vec::new();
         for (b, backend) in self.backends.iter().enumerate() {
-            backend.deliver(faults.clone()).map_err(|e| self.fail(b, format!("delivery failed: {e}")))?;
+            let drained = backend.deliver(faults.clone(), dropped).map_err(|e| self.fail(b, format!("delivery failed: {e}")))?;
+            if b == 0 {
+                self.figures.failed_batches += drained.failed;
+            }
             sent_by_backend.push(backend.sent_since(self.sent_seen[b]));
         }
         for (b, backend) in self.backends.iter().enumerate() {

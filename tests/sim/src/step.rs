@@ -23,8 +23,14 @@ pub enum Step {
     /// finishes, as the hourly schedule would.
     Sweep { cut_after: Option<u32> },
     /// The outbox delivered as the stream's consumer delivers it; the provider answers the
-    /// sends listed in `faults` (by their order in this step) with that fault.
-    Deliver { faults: BTreeMap<usize, ProviderFault> },
+    /// sends listed in `faults` (by their order in this step) with that fault, and the
+    /// first `dropped` deliveries of records are lost before the handler (a record lost
+    /// `DELIVERY_ATTEMPTS` times goes to the failure destination, which is then consumed).
+    Deliver {
+        faults: BTreeMap<usize, ProviderFault>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropped: usize,
+    },
     /// Every organization's users listed with each filter, following cursors with pages
     /// of `page`, as every kind of caller.
     Observe { page: usize },
@@ -318,4 +324,8 @@ mod day {
         text.map(|t| Date::parse(&t, time::macros::format_description!("[year]-[month]-[day]")).map_err(serde::de::Error::custom))
             .transpose()
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

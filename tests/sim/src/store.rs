@@ -274,6 +274,9 @@ impl Queries for SimStore {
     ) -> Result<Page<Result<User, BadItem>>, StoreError> {
         self.read_call(self.inner.expiring(partition, until, page)).await
     }
+    async fn undelivered(&self, shard: u8, due_by: OffsetDateTime, page: PageRequest) -> Result<Page<Result<User, BadItem>>, StoreError> {
+        self.read_call(self.inner.undelivered(shard, due_by, page)).await
+    }
     async fn user_by_link_token(&self, sha256: &str) -> Result<Option<User>, StoreError> {
         self.read_call(self.inner.user_by_link_token(sha256)).await
     }

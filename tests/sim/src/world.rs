@@ -97,7 +97,7 @@ impl Provider {
     ) -> Result<ProviderMessageId, DeliveryError> {
         let fault = self.next_fault();
         match fault {
-            Some(ProviderFault::Throttled) => return Err(DeliveryError::transient("Throttling")),
+            Some(ProviderFault::Throttled) => return Err(DeliveryError::throttled("Throttling")),
             Some(ProviderFault::Refused) => return Err(DeliveryError::permanent("MessageRejected")),
             _ => {}
         }
@@ -315,11 +315,35 @@ impl Backend {
     }
 
     /// Delivers what the outbox holds, the provider answering with `faults`.
-    pub fn deliver(&self, faults: std::collections::BTreeMap<usize, ProviderFault>) -> Result<local_api::deliverer::Drained, String> {
+    /// Drains the stream (the first `dropped` deliveries lost before the handler), then
+    /// consumes the failure destination as SQS hands it back (every visibility timeout)
+    /// until it is empty.
+    pub fn deliver(
+        &self,
+        faults: std::collections::BTreeMap<usize, ProviderFault>,
+        dropped: usize,
+    ) -> Result<local_api::deliverer::Drained, String> {
         self.provider.plan(faults);
+        self.deliverer.drop_next(dropped);
         let drained = self.runtime.block_on(self.deliverer.drain()).map_err(|error| gateway::cause_chain(&error));
+        for _ in 0..2 * domain::outbox::DELIVERY_ATTEMPTS {
+            if self.deliverer.failures().is_empty() {
+                break;
+            }
+            self.runtime.block_on(self.deliverer.redrive_failures());
+        }
+        self.deliverer.drop_next(0);
         self.provider.plan(Default::default());
+        let left = self.deliverer.failures();
+        if !left.is_empty() {
+            return Err(format!("the failure destination still holds {left:?}"));
+        }
         drained
+    }
+
+    /// The scheduled redrive, now.
+    pub fn redrive(&self) -> Result<domain::actions::redrive::Redriven, String> {
+        self.runtime.block_on(self.deliverer.redrive()).map_err(|error| gateway::cause_chain(&error))
     }
 
     /// Every stored record (what the invariants are checked over).
