@@ -4,7 +4,7 @@
 //!
 //! bench --binaries <release dir> --criterion <target/criterion> --commit <sha> [--runs 21]
 //!       [--before-local-api <path>] [--before-binaries <release dir of BEFORE_STARTUP>]
-//!       [--stages startup,first,requests,scale,delivery,load,decision]
+//!       [--stages startup,first,requests,scale,reminders,delivery,load,decision]
 //!
 //! Every stage prints its own section as soon as it is done (so a runner killed later still
 //! leaves what it measured on its standard output); a stage that fails says so in its
@@ -12,6 +12,7 @@
 
 mod delivery;
 mod load;
+mod reminders;
 mod requests;
 mod scale;
 mod startup;
@@ -49,7 +50,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("deliver", "floor-messaging"),
 ];
 
-const STAGES: [&str; 7] = ["startup", "first", "requests", "scale", "delivery", "load", "decision"];
+const STAGES: [&str; 8] = ["startup", "first", "requests", "scale", "reminders", "delivery", "load", "decision"];
 
 #[derive(Clone)]
 struct Options {
@@ -162,6 +163,7 @@ async fn main() {
             "first" => stage("the first invocation", first_invocation_section(opts)).await,
             "requests" => stage("DynamoDB requests per operation", requests_section()).await,
             "scale" => stage("the sweep and listings at scale", scale_section()).await,
+            "reminders" => stage("a renewal-season day of reminders at the provider's rate", reminders_section()).await,
             "delivery" => stage("subscribing 24 persons, before and after the outbox", delivery_section(opts)).await,
             "load" => stage("the local server under load", load_section(opts)).await,
             "decision" => stage("the permission decision", decision_section(opts)).await,
@@ -349,6 +351,33 @@ async fn requests_section() -> String {
 
 fn is_stream_read(name: &str) -> bool {
     matches!(name, "DescribeStream" | "GetShardIterator" | "GetRecords" | "ListStreams" | "DescribeTable")
+}
+
+async fn reminders_section() -> String {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "\n### A day on which 100,000 seats' 30-day reminders fall due (embedded store, virtual time; a provider that throttles past the account's rate)\n"
+    )
+    .unwrap();
+    writeln!(out, "| Seats | Messages | Rates (email / SMS per second, invocations) | Drained in (virtual) | Throttled sends | Intents handed back | Wall time (s) |").unwrap();
+    writeln!(out, "|---:|---:|---|---:|---:|---:|---:|").unwrap();
+    let day = tokio::task::spawn_blocking(|| reminders::measure(std::env::var("REMINDER_SEATS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000))).await.expect("the day ran");
+    writeln!(
+        out,
+        "| {} | {} | {} / {}, {} | {:.2} h | {} | {} | {:.1} |",
+        day.seats,
+        day.messages,
+        day.rate.emails_per_second,
+        day.rate.sms_per_second,
+        day.rate.concurrency,
+        day.drained_in.as_secs_f64() / 3600.0,
+        day.throttled,
+        day.retried,
+        day.wall.as_secs_f64()
+    )
+    .unwrap();
+    out
 }
 
 async fn scale_section() -> String {

@@ -118,7 +118,7 @@ fn read(counter: &AtomicUsize) -> usize {
 }
 
 /// A user record made by the real use cases (subscribed in `world`), to copy.
-async fn template_user(world: &World) -> User {
+pub(crate) async fn template_user(world: &World) -> User {
     let manager = PersonId::parse(&with_check_digit("100000001")).expect("valid");
     let organization = world.onboard("7009999999", PricingPlan::Muqeem, manager.as_str(), &[("1-10", SizeTier::Medium)]).await;
     world.credit(&organization, 10_000_000).await;
@@ -130,7 +130,7 @@ fn organization(n: usize) -> OrganizationId {
     OrganizationId::parse(&format!("7{:09}", n)).expect("valid")
 }
 
-fn person(n: usize) -> PersonId {
+pub(crate) fn person(n: usize) -> PersonId {
     PersonId::parse(&with_check_digit(&format!("2{:08}", n))).expect("valid")
 }
 
