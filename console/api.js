@@ -17,7 +17,7 @@
 /** @typedef {string} Text100 */
 /** @typedef {string} Text200 */
 /** @typedef {string} Text500 */
-/** @typedef {"organization.onboarded" | "organization.settings_changed" | "registry.person_saved" | "balance.credited" | "user.subscribed" | "activation.email_confirmed" | "activation.mobile_confirmed" | "activation.mobile_code_rejected" | "activation.resent" | "permissions.changed" | "user.modified" | "user.iqama_updated" | "contact.change_confirmed" | "contact.code_rejected" | "contact.change_cancelled" | "user.suspended" | "seat.renewed" | "seat.reminder_queued" | "seat.expired" | "audit.exported" | "ledger.exported"} AuditAction */
+/** @typedef {"organization.onboarded" | "organization.settings_changed" | "registry.person_saved" | "balance.credited" | "user.subscribed" | "activation.email_confirmed" | "activation.mobile_confirmed" | "activation.mobile_code_rejected" | "activation.resent" | "message.resent" | "message.undelivered" | "permissions.changed" | "user.modified" | "user.iqama_updated" | "contact.change_confirmed" | "contact.code_rejected" | "contact.change_cancelled" | "user.suspended" | "seat.renewed" | "seat.reminder_queued" | "seat.expired" | "audit.exported" | "ledger.exported"} AuditAction */
 /** @typedef {string} Timestamp */
 /** @typedef {number} Halalas */
 /** @typedef {"pending_activation" | "active" | "suspended" | "expired"} UserStatus */
@@ -281,6 +281,17 @@ export function renew(api, request) {
  */
 export function resendActivation(api, request) {
   return api.call("POST", "/v1/organizations/{org}/users/{id}/activation/resend", request);
+}
+
+/**
+ * `POST /v1/organizations/{org}/users/{id}/messages/{slot}/resend`: Send again a message the user
+ * missed.
+ * @param {Api} api
+ * @param {{ path: { org: OrganizationId, id: PersonId, slot: "activation_email" | "activation_sms" | "verification_email" | "verification_sms" | "contact_changed_email" | "contact_changed_sms" | "reminder_email" | "reminder_sms" | "suspension_email" | "suspension_sms" } }} request
+ * @returns {Promise<{ slot: string, state: "queued" }>}
+ */
+export function resendMessage(api, request) {
+  return api.call("POST", "/v1/organizations/{org}/users/{id}/messages/{slot}/resend", request);
 }
 
 /**

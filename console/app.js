@@ -566,6 +566,8 @@ const ACTIONS = [
   "activation.mobile_confirmed",
   "activation.mobile_code_rejected",
   "activation.resent",
+  "message.resent",
+  "message.undelivered",
   "permissions.changed",
   "user.modified",
   "user.iqama_updated",
@@ -756,16 +758,39 @@ function profileFacts(profile) {
   );
 }
 
-/** Where each message of the user stands. @param {API.Profile} profile */
-function messages(profile) {
+/**
+ * Whether a message can be sent again from here (the API's rule: a contact code while its
+ * change is pending; a reminder or notice that failed or was undeliverable).
+ * @param {API.Profile} profile
+ * @param {string} slot
+ * @param {string} state
+ */
+function resendable(profile, slot, state) {
+  if (slot === "verification_email") return Boolean(profile.pending.email);
+  if (slot === "verification_sms") return Boolean(profile.pending.mobile);
+  if (slot.startsWith("activation_")) return false;
+  return state === "failed" || state === "undeliverable";
+}
+
+/**
+ * Where each message of the user stands, with a way to send again what can be.
+ * @param {API.Profile} profile
+ * @param {(slot: string) => Node} resendButton
+ */
+function messages(profile, resendButton) {
   const rows = Object.entries(profile.messages).map(([slot, state]) => [
     t(`slot.${slot}`),
     t(`message.${state.state}`),
     dateTime(state.updated_at),
     state.reason ? t("message.reason", { reason: state.reason }) : "—",
+    resendable(profile, slot, state.state) ? resendButton(slot) : "—",
   ]);
   return rows.length
-    ? table(t("user.messages_caption"), [t("user.message"), t("user.state"), t("user.updated"), t("user.reason")], rows)
+    ? table(
+        t("user.messages_caption"),
+        [t("user.message"), t("user.state"), t("user.updated"), t("user.reason"), t("user.message_action")],
+        rows,
+      )
     : h("p", null, t("user.no_messages"));
 }
 
@@ -815,7 +840,13 @@ async function user(org, id) {
           profile.activation.mobile_confirmed ? null : resend("sms"),
         )
       : null,
-    messages(profile),
+    messages(profile, (slot) =>
+      actionButton(t("user.send_again"), report, async () => {
+        const which = /** @type {Parameters<typeof API.resendMessage>[1]["path"]["slot"]} */ (slot);
+        await API.resendMessage(api, { path: { org, id, slot: which } });
+        return t("user.sent_again", { message: t(`slot.${slot}`) });
+      }),
+    ),
   );
 
   // Contact details and settings.

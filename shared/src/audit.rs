@@ -72,6 +72,8 @@ audit_actions! {
     ActivationMobileConfirmed => "activation.mobile_confirmed",
     ActivationMobileCodeRejected => "activation.mobile_code_rejected",
     ActivationResent => "activation.resent",
+    MessageResent => "message.resent",
+    MessageUndelivered => "message.undelivered",
     PermissionsChanged => "permissions.changed",
     UserModified => "user.modified",
     UserIqamaUpdated => "user.iqama_updated",

@@ -106,7 +106,6 @@ async fn a_suspension_supersedes_what_was_still_queued(backend: Backend) {
 }
 both!(a_suspension_supersedes_what_was_still_queued);
 
-/// SES and SNS answering `Throttling` while `throttled` is set.
 /// A provider that, while `throttled` is set, answers every send with `error()`.
 struct Throttled {
     senders: Senders,
@@ -733,3 +732,56 @@ async fn what_the_stream_drops_is_redriven_or_given_up_never_left_queued(backend
     assert_eq!(again.users, 0, "nothing is left queued: {again:?}");
 }
 both!(what_the_stream_drops_is_redriven_or_given_up_never_left_queued);
+
+/// A notice that ended `undeliverable` (the provider down through every try) is sent again
+/// by an administrator once the provider answers: the same notice, queued again, audited.
+/// What did not fail, or is an activation message, is refused with its code.
+async fn an_undeliverable_notice_is_resent_by_an_administrator(backend: Backend) {
+    let Failing { world, client, manager, person, switch, .. } =
+        subscribed_while_failing(backend, 49, || DeliveryError::transient("ServiceUnavailable")).await;
+    world.deliver().await;
+    let suspended =
+        client.post(&format!("{}/suspension", user_path(&person)), &client.token_for(&manager), &json!({ "reason": "left" })).await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text());
+    world.deliver().await;
+    let view = profile(&client, &manager, &person).await;
+    assert_eq!(view["messages"]["suspension_email"]["state"], "undeliverable", "{view}");
+    let resend = |slot: &'static str| {
+        let client = &client;
+        let token = client.token_for(&manager);
+        let path = format!("{}/messages/{slot}/resend", user_path(&person));
+        async move { client.post(&path, &token, &json!({})).await }
+    };
+
+    switch.store(false, Ordering::SeqCst);
+    let resent = resend("suspension_email").await;
+    assert_eq!((resent.status, resent.json()), (200, json!({ "slot": "suspension_email", "state": "queued" })), "{}", resent.text());
+    let email = world
+        .records()
+        .await
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Person(p) if p.id == person => Some(p.email),
+            _ => None,
+        })
+        .expect("registered");
+    let sent = world.emails_to(&email).await;
+    assert_eq!(sent.len(), 1, "the notice, once: {sent:?}");
+    assert!(sent[0].0.contains("إيقاف"), "the suspension notice, in the user's language: {sent:?}");
+    let view = profile(&client, &manager, &person).await;
+    assert_eq!(view["messages"]["suspension_email"]["state"], "sent", "{view}");
+
+    let again = resend("suspension_email").await;
+    assert_eq!((again.status, again.json()["error"]["code"].as_str()), (409, Some("message_not_resendable")), "{}", again.text());
+    assert_eq!(again.json()["error"]["state"], "sent", "where it stands");
+    let activation = resend("activation_email").await;
+    assert_eq!((activation.status, activation.json()["error"]["code"].as_str()), (409, Some("message_not_resendable")));
+    let code = resend("verification_email").await;
+    assert_eq!((code.status, code.json()["error"]["code"].as_str()), (409, Some("message_not_resendable")), "never sent: {}", code.text());
+    assert_eq!(resend("no_such_message").await.status, 404);
+    let audit = client.get(&format!("{}/audit", user_path(&person)), &client.token_for(&manager)).await.json();
+    let resends: Vec<&Value> = audit["entries"].as_array().expect("entries").iter().filter(|e| e["action"] == "message.resent").collect();
+    assert_eq!(resends.len(), 1, "{audit}");
+    assert_eq!(resends[0]["changes"]["slot"], "suspension_email");
+}
+both!(an_undeliverable_notice_is_resent_by_an_administrator);

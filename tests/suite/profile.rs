@@ -248,3 +248,33 @@ async fn a_newer_change_replaces_a_pending_one_and_an_admin_can_cancel(backend: 
     assert_eq!((late.status, late.code().as_str()), (422, "code_expired"));
 }
 both!(a_newer_change_replaces_a_pending_one_and_an_admin_can_cancel);
+
+/// A contact code the user missed is sent again: a fresh code for the same pending change;
+/// the earlier one stops working. Resends share the user's limit.
+async fn a_missed_contact_code_is_resent_and_only_the_newest_works(backend: Backend) {
+    let newcomer = subscribe_newcomer(system_tests::world::World::new(backend).await, "en").await;
+    let (world, client) = (&newcomer.world, &newcomer.client);
+    let org = "7000000404";
+    let manager = PersonId::parse(&newcomer.manager).unwrap();
+    let user = newcomer.id().clone();
+    let new_email = world.unique_email("again");
+    let changed = patch(client, org, &manager, &user, json!({ "email": new_email.as_str() })).await;
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    let first = sms_code(&world.emails_to(&new_email).await[0].1);
+    let path = format!("{}/messages/verification_email/resend", user_path(org, &user));
+    let resent = client.post(&path, &client.token_for(&manager), &json!({})).await;
+    assert_eq!((resent.status, resent.json()), (200, json!({ "slot": "verification_email", "state": "queued" })), "{}", resent.text());
+    let sent = world.emails_to(&new_email).await;
+    assert_eq!(sent.len(), 2, "a second code to the new address");
+    let second = sms_code(&sent[1].1);
+    assert_ne!(first, second);
+    let stale = verify(client, org, &user, &user, "email", &first).await;
+    assert_eq!((stale.status, stale.json()["error"]["code"].as_str()), (422, Some("wrong_code")), "{}", stale.text());
+    let confirmed = verify(client, org, &user, &user, "email", &second).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text());
+    assert_eq!(confirmed.json()["email"], new_email.as_str());
+    // Nothing pending now: nothing to resend.
+    let nothing = client.post(&path, &client.token_for(&manager), &json!({})).await;
+    assert_eq!((nothing.status, nothing.json()["error"]["code"].as_str()), (422, Some("no_pending_change")), "{}", nothing.text());
+}
+both!(a_missed_contact_code_is_resent_and_only_the_newest_works);

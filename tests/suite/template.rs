@@ -336,8 +336,15 @@ fn every_function_reaches_exactly_what_it_needs() {
         ("authorize", key_table(&["dynamodb:GetItem"], &[users])),
         (
             "modify",
-            [secret.clone(), key_table(&read_write, &[users]), vec![query("by_email"), query("by_mobile")], audit.clone(), outbox.clone()]
-                .concat(),
+            [
+                secret.clone(),
+                key_table(&read_write, &[users]),
+                vec![query("by_email"), query("by_mobile")],
+                audit.clone(),
+                outbox.clone(),
+                key_table(&["dynamodb:GetItem", "dynamodb:BatchGetItem"], &["OutboxTable.Arn"]),
+            ]
+            .concat(),
         ),
         ("suspend", [key_table(&read_write, &[users]), audit.clone(), outbox.clone()].concat()),
         (

@@ -1,9 +1,11 @@
-//! The modify function: a user's profile, changes to it, and the verification of new
-//! contact details.
+//! The modify function: a user's profile, changes to it, the verification of new contact
+//! details, and resending a message the user missed.
 
 use domain::actions::modify::{self, CancelPending, Channel, ConfirmContact, Modify};
+use domain::actions::resend::ResendMessage;
 use domain::env::{Env, SecretSource};
 use domain::error::{Error, Kind, Rejection};
+use domain::outbox::Slot;
 use domain::parse;
 use domain::pipeline::run;
 use domain::secrets::CodeKey;
@@ -149,6 +151,13 @@ async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<ModifyR
             let channel =
                 Channel::parse(incoming.param("channel")).ok_or_else(|| Rejection::new(Kind::NotFound, "no such pending change"))?;
             Reply::json(200, &run(env, &meta, &CancelPending { organization, user, channel }).await?.answer)
+        }
+        ModifyRoute::ResendMessage => {
+            let (organization, user) = (incoming.organization()?, incoming.user_id()?);
+            let slot: Slot = serde_json::from_value(Value::String(incoming.param("slot").to_owned()))
+                .map_err(|_| Rejection::new(Kind::NotFound, "no such message"))?;
+            let command = ResendMessage { organization, user, slot, key: secrets.code_key().await? };
+            Reply::json(200, &run(env, &meta, &command).await?.answer)
         }
     }
 }

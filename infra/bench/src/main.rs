@@ -362,7 +362,11 @@ async fn reminders_section() -> String {
     .unwrap();
     writeln!(out, "| Seats | Messages | Rates (email / SMS per second, invocations) | Drained in (virtual) | Throttled sends | Intents handed back | Wall time (s) |").unwrap();
     writeln!(out, "|---:|---:|---|---:|---:|---:|---:|").unwrap();
-    let day = tokio::task::spawn_blocking(|| reminders::measure(std::env::var("REMINDER_SEATS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000))).await.expect("the day ran");
+    let day = tokio::task::spawn_blocking(|| {
+        reminders::measure(std::env::var("REMINDER_SEATS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000))
+    })
+    .await
+    .expect("the day ran");
     writeln!(
         out,
         "| {} | {} | {} / {}, {} | {:.2} h | {} | {} | {:.1} |",

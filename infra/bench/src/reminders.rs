@@ -87,12 +87,7 @@ impl TextSender for Provider {
 /// Runs the day in a runtime of its own whose clock is paused.
 pub fn measure(seats: usize) -> ReminderDay {
     std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a runtime")
-            .block_on(day(seats))
+        tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("a runtime").block_on(day(seats))
     })
     .join()
     .expect("the day ran")

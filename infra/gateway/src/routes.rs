@@ -109,6 +109,7 @@ routes! {
         ModifyUser => "PATCH /v1/organizations/{org}/users/{id}",
         ConfirmContact => "POST /v1/organizations/{org}/users/{id}/contact-verifications",
         CancelPendingContact => "DELETE /v1/organizations/{org}/users/{id}/pending-contact-changes/{channel}",
+        ResendMessage => "POST /v1/organizations/{org}/users/{id}/messages/{slot}/resend",
     }
 }
 

@@ -272,6 +272,20 @@ pub(crate) fn code_locked() -> Rejection {
 // ---------------------------------------------------------------------------------------
 // Resending
 
+/// The user's resends within `RESEND_WINDOW`, or 429 `too_many_resends` (with when to try
+/// again) when they are at `RESEND_LIMIT` already. Every kind of resend counts.
+pub(crate) fn recent_resends(target: &User, now: OffsetDateTime) -> Result<Vec<Timestamp>, Rejection> {
+    let recent: Vec<Timestamp> = target.recent_resends.iter().copied().filter(|t| now - t.0 < RESEND_WINDOW).collect();
+    if recent.len() >= RESEND_LIMIT {
+        let oldest = recent.iter().min().map_or(now, |t| t.0);
+        let wait = (oldest + RESEND_WINDOW - now).whole_seconds().max(1) as u64;
+        return Err(
+            Rejection::new(Kind::TooManyResends, format!("at most {RESEND_LIMIT} resends per user in 15 minutes")).retry_after(wait)
+        );
+    }
+    Ok(recent)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ResendChannels {
     pub email: bool,
@@ -321,14 +335,7 @@ impl Command for Resend {
         if !channels.email && !channels.sms {
             return Err(Rejection::new(Kind::AlreadyConfirmed, "what was asked for is already confirmed").into());
         }
-        let recent: Vec<Timestamp> = target.recent_resends.iter().copied().filter(|t| now - t.0 < RESEND_WINDOW).collect();
-        if recent.len() >= RESEND_LIMIT {
-            let oldest = recent.iter().min().map_or(now, |t| t.0);
-            let wait = (oldest + RESEND_WINDOW - now).whole_seconds().max(1) as u64;
-            return Err(Rejection::new(Kind::TooManyResends, format!("at most {RESEND_LIMIT} resends per user in 15 minutes"))
-                .retry_after(wait)
-                .into());
-        }
+        let recent = recent_resends(target, now)?;
         let mut decision = Decision::answer(Resent { email: Delivery::of(channels.email), sms: Delivery::of(channels.sms) });
         let mut next = target.clone();
         if channels.email {

@@ -212,6 +212,20 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
     Ok(report)
 }
 
+/// The audit entry of a message that ended without reaching the user (`failed` or
+/// `undeliverable`), with why.
+pub(crate) fn undelivered_entry(
+    meta: &RequestMeta,
+    user: &User,
+    slot: Slot,
+    record: &crate::outbox::DeliveryRecord,
+    now: OffsetDateTime,
+    fresh: &mut Fresh,
+) -> crate::audit::AuditEntry {
+    let changes = serde_json::json!({ "slot": slot, "state": record.state, "reason": record.reason, "attempts": record.attempts });
+    crate::pipeline::audit_entry(meta, &user.organization, crate::audit::AuditAction::MessageUndelivered, Some(user), changes, now, fresh)
+}
+
 /// Sends one message within the invocation's time, once the provider's rate allows it. A
 /// send cut off by the deadline may have reached the provider: its outcome is unknown, and
 /// sending it again is counted. Waiting for the rate past the time left sends nothing: the
@@ -294,7 +308,7 @@ impl Command for ClaimDeliveries {
         Ok(())
     }
 
-    fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Claimed>, Error> {
+    fn decide(&self, meta: &RequestMeta, user: &Option<User>, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Claimed>, Error> {
         let attempt = fresh.id("claim");
         let Some(user) = user else {
             return Ok(Decision::answer(Claimed { attempt, slots: BTreeMap::new(), user: None, held_elsewhere: false, failed: 0 }));
@@ -304,6 +318,7 @@ impl Command for ClaimDeliveries {
         let mut held_elsewhere = false;
         let mut superseded = false;
         let mut ended = 0;
+        let mut failed_slots = Vec::new();
         for (slot, stale) in &self.outdated {
             let Some(record) = next.deliveries.get_mut(slot) else { continue };
             let claimed = record.claim.as_ref().is_some_and(|claim| now < claim.until);
@@ -312,6 +327,7 @@ impl Command for ClaimDeliveries {
                     record.state = DeliveryState::Failed;
                     record.reason = Some(SECRET_MISMATCH.to_owned());
                     ended += 1;
+                    failed_slots.push(*slot);
                 } else {
                     record.state = DeliveryState::Superseded;
                 }
@@ -342,8 +358,14 @@ impl Command for ClaimDeliveries {
             return Ok(Decision::answer(Claimed { attempt, slots, user: Some(user.clone()), held_elsewhere, failed: 0 }));
         }
         next.version = user.version + 1;
+        let entries: Vec<_> =
+            failed_slots.iter().map(|slot| undelivered_entry(meta, &next, *slot, &next.deliveries[slot], now, fresh)).collect();
         let claimed = Claimed { attempt, slots, user: Some(next.clone()), held_elsewhere, failed: ended };
-        Ok(Decision::answer(claimed).write(Write::replace(Record::User(next), user.version)))
+        let mut decision = Decision::answer(claimed).write(Write::replace(Record::User(next), user.version));
+        for entry in entries {
+            decision.push_audit(entry);
+        }
+        Ok(decision)
     }
 }
 
@@ -389,8 +411,9 @@ impl Command for RecordDeliveries {
         Ok(())
     }
 
-    fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, _: &mut Fresh) -> Result<Decision<Recorded>, Error> {
+    fn decide(&self, meta: &RequestMeta, user: &Option<User>, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<Recorded>, Error> {
         let mut recorded = Recorded::default();
+        let mut ended = Vec::new();
         let Some(user) = user else { return Ok(Decision::answer(recorded)) };
         let mut next = user.clone();
         let mut changed = false;
@@ -422,6 +445,7 @@ impl Command for RecordDeliveries {
                     record.state = DeliveryState::Failed;
                     record.reason = Some(error.reason.clone());
                     recorded.failed += 1;
+                    ended.push(outcome.slot);
                 }
                 // The message may have gone out: the claim is released as run out, so the
                 // next delivery sends it again and counts it as possibly duplicated.
@@ -440,6 +464,7 @@ impl Command for RecordDeliveries {
                     record.reason = Some(error.reason.clone());
                     recorded.failed += 1;
                     recorded.undeliverable += 1;
+                    ended.push(outcome.slot);
                 }
                 Err(error) => {
                     record.reason = Some(error.reason.clone());
@@ -454,6 +479,11 @@ impl Command for RecordDeliveries {
             return Ok(Decision::answer(recorded));
         }
         next.version = user.version + 1;
-        Ok(Decision::answer(recorded).write(Write::replace(Record::User(next), user.version)))
+        let entries: Vec<_> = ended.iter().map(|slot| undelivered_entry(meta, &next, *slot, &next.deliveries[slot], now, fresh)).collect();
+        let mut decision = Decision::answer(recorded).write(Write::replace(Record::User(next), user.version));
+        for entry in entries {
+            decision.push_audit(entry);
+        }
+        Ok(decision)
     }
 }

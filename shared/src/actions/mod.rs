@@ -7,6 +7,7 @@
 //! | `operator` | operator | onboard organizations, keep the registry, credit balances |
 //! | `subscribe` | subscribe | quote and buy seats |
 //! | `renew` | subscribe | renew a seat |
+//! | `resend` | modify | resend a contact code, or a reminder or notice that failed |
 //! | `activate` | activate | confirm the link and the code, resend them |
 //! | `grant` | grant | the catalog, permissions, the organization's settings |
 //! | `authorize` | authorize | the check API |
@@ -37,6 +38,7 @@ pub mod modify;
 pub mod operator;
 pub mod redrive;
 pub mod renew;
+pub mod resend;
 pub mod subscribe;
 pub mod suspend;
 pub mod sweep;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::actions::deliver::{Delivered, deliver};
+use crate::actions::deliver::{Delivered, deliver, undelivered_entry};
 use crate::entropy::Fresh;
 use crate::env::{Env, Senders};
 use crate::error::{Error, Rejection};
@@ -163,10 +163,10 @@ impl Command for GiveUp {
         Ok(())
     }
 
-    fn decide(&self, _: &RequestMeta, user: &Option<User>, now: OffsetDateTime, _: &mut Fresh) -> Result<Decision<usize>, Error> {
+    fn decide(&self, meta: &RequestMeta, user: &Option<User>, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<usize>, Error> {
         let Some(user) = user.as_ref().filter(|user| user.organization == self.organization) else { return Ok(Decision::answer(0)) };
         let mut next = user.clone();
-        let mut given_up = 0;
+        let mut given_up = Vec::new();
         for slot in &self.slots {
             let Some(record) = next.deliveries.get_mut(slot) else { continue };
             let claimed = record.claim.as_ref().is_some_and(|claim| now < claim.until);
@@ -177,12 +177,18 @@ impl Command for GiveUp {
             record.reason = Some(self.reason.to_owned());
             record.claim = None;
             record.updated_at = now;
-            given_up += 1;
+            given_up.push(*slot);
         }
-        if given_up == 0 {
+        if given_up.is_empty() {
             return Ok(Decision::answer(0));
         }
         next.version = user.version + 1;
-        Ok(Decision::answer(given_up).write(Write::replace(Record::User(next), user.version)))
+        let entries: Vec<_> =
+            given_up.iter().map(|slot| undelivered_entry(meta, &next, *slot, &next.deliveries[slot], now, fresh)).collect();
+        let mut decision = Decision::answer(given_up.len()).write(Write::replace(Record::User(next), user.version));
+        for entry in entries {
+            decision.push_audit(entry);
+        }
+        Ok(decision)
     }
 }

@@ -133,10 +133,7 @@ impl Runner {
             Step::Together { requests, schedule } => self.requests(requests, *schedule)?,
             Step::Advance { seconds, seed } => (vec![Explained::Current(self.advance(*seconds, *seed)?)], None),
             Step::Sweep { cut_after } => (vec![Explained::Current(self.sweep(*cut_after)?)], None),
-            Step::Deliver { faults, dropped } => {
-                self.deliver(faults, *dropped)?;
-                (vec![Explained::Current(vec![])], None)
-            }
+            Step::Deliver { faults, dropped } => (vec![Explained::Current(self.deliver(faults, *dropped)?)], None),
             Step::Observe { page } => {
                 self.observe(*page)?;
                 (vec![Explained::Current(vec![])], None)
@@ -488,10 +485,9 @@ impl Runner {
     /// Moves the clock; the scheduled sweep runs once on every Saudi day crossed.
     fn advance(&mut self, seconds: i64, seed: u64) -> Result<Vec<Audited>, Violation> {
         // What was queued before goes out within seconds, as the stream's consumer sends it.
-        self.deliver(&BTreeMap::new(), 0)?;
+        let mut audit = self.deliver(&BTreeMap::new(), 0)?;
         let start = self.now();
         let end = start + Duration::seconds(seconds);
-        let mut audit = Vec::new();
         let mut day = saudi_day(start) + Duration::days(1);
         let mut mix = seed;
         while day <= saudi_day(end) {
@@ -502,7 +498,7 @@ impl Runner {
             self.set_clock(at);
             audit.extend(self.sweep(None)?);
             // Lambda's consumer of the stream sends what the sweep queued within seconds.
-            self.deliver(&BTreeMap::new(), 0)?;
+            audit.extend(self.deliver(&BTreeMap::new(), 0)?);
             day += Duration::days(1);
         }
         self.set_clock(end);
@@ -546,8 +542,9 @@ impl Runner {
         Ok(audit)
     }
 
-    /// Delivers the outbox on every backend, and holds what was sent to the model.
-    fn deliver(&mut self, faults: &BTreeMap<usize, ProviderFault>, dropped: usize) -> Result<(), Violation> {
+    /// Delivers the outbox on every backend, and holds what was sent to the model; the audit
+    /// entries of messages that ended without reaching their user.
+    fn deliver(&mut self, faults: &BTreeMap<usize, ProviderFault>, dropped: usize) -> Result<Vec<Audited>, Violation> {
         let now = self.now();
         let fired_before = self.backends[0].fired().len();
         let mut sent_by_backend: Vec<Vec<Sent>> = Vec::new();
@@ -585,7 +582,14 @@ impl Runner {
         let fired: Vec<ProviderFault> = self.backends[0].fired()[fired_before..].to_vec();
         self.figures.provider_faults += fired.len();
         if !fired.is_empty() {
-            return self.delivered_under_faults(&fired, &expected, sent, now);
+            self.delivered_under_faults(&fired, &expected, sent, now)?;
+            // Each message that ended failed or undeliverable is audited.
+            return Ok(expected
+                .iter()
+                .map(|(index, _)| &self.model.messages[*index])
+                .filter(|m| matches!(m.state, MessageState::Failed | MessageState::Undeliverable))
+                .map(|m| (Some(m.org.clone()), "message.undelivered", Some(m.user.clone())))
+                .collect());
         }
         for (index, address) in &expected {
             let message = self.model.messages[*index].clone();
@@ -625,7 +629,7 @@ impl Runner {
         if let Some(extra) = sent.into_iter().flatten().next() {
             return Err(self.fail(0, format!("a message the model did not expect was sent: {extra:?}")));
         }
-        Ok(())
+        Ok(vec![])
     }
 
     /// A delivery with provider faults: every message the model expects went out, or ended
