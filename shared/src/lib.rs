@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod entropy;
 pub mod env;
 pub mod error;
+pub mod events;
 pub mod grants;
 pub mod idempotency;
 pub mod identity;

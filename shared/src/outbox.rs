@@ -35,6 +35,9 @@ pub struct Intent {
     pub created_at: OffsetDateTime,
     pub request_id: String,
     pub notices: Vec<Notice>,
+    /// The change events of the commit (`events`), published by `publish`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<crate::events::ChangeEvent>,
 }
 
 /// One message to one user.

@@ -231,6 +231,7 @@ impl<A> Decision<A> {
             created_at: now,
             request_id: meta.request_id.clone(),
             notices: vec![],
+            events: vec![],
         });
         user.deliveries.insert(
             message.slot(),
@@ -329,7 +330,27 @@ pub async fn run<C: Command>(env: &Env, meta: &RequestMeta, command: &C) -> Resu
         if decision.changes_nothing() {
             return decision.answer.map(Outcome::fresh).map_err(Error::from);
         }
-        let Decision { answer, mut writes, audit, intent, metrics } = decision;
+        let Decision { answer, mut writes, audit, mut intent, metrics } = decision;
+        // Every audited change is published: its events ride in the change's intent (one
+        // more item in the same transaction when it sends no message, never another call).
+        let events = crate::events::of(&audit, &writes);
+        if !events.is_empty() {
+            let organization = audit.iter().find_map(|entry| match &entry.scope {
+                crate::audit::AuditScope::Organization(org) => Some(org.clone()),
+                crate::audit::AuditScope::Platform => None,
+            });
+            if let Some(organization) = organization {
+                let intent = intent.get_or_insert_with(|| Intent {
+                    organization,
+                    id: fresh.id("intent"),
+                    created_at: now,
+                    request_id: meta.request_id.clone(),
+                    notices: vec![],
+                    events: vec![],
+                });
+                intent.events = events;
+            }
+        }
         let witness = witness(&writes, &audit, intent.as_ref());
         writes.extend(audit.into_iter().map(|entry| Write::create(Record::Audit(entry))));
         writes.extend(intent.into_iter().map(|intent| Write::create(Record::Intent(intent))));

@@ -2,6 +2,7 @@
 //! local server, a small HTTP client that holds every answer to `openapi.yaml`, a Lambda
 //! Runtime API, store wrappers for races and faults, and the money invariants.
 
+pub mod check_cache;
 pub mod faults;
 pub mod http;
 pub mod invariants;

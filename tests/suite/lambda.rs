@@ -117,8 +117,14 @@ async fn the_subscribe_binary_serves_an_api_gateway_event_as_a_lambda_process() 
         aws_sdk_dynamodb::Client::new(&config),
         names.outbox.clone(),
     );
-    let records = stream.read().await.expect("the stream");
-    assert_eq!(records.len(), 1, "one intent: the subscription's");
+    let records: Vec<_> = stream
+        .read()
+        .await
+        .expect("the stream")
+        .into_iter()
+        .filter(|r| deliver_function::intent_of(r).ok().flatten().is_some_and(|i| !i.notices.is_empty()))
+        .collect();
+    assert_eq!(records.len(), 1, "one intent with messages: the subscription's");
     let mut event = aws_lambda_events::event::dynamodb::Event::default();
     event.records = records;
     let delivered = invoke_once(&world, "deliver", serde_json::to_value(&event).expect("an event")).await.expect("no error");
@@ -191,12 +197,18 @@ async fn invoke_once(world: &World, function: &str, event: Value) -> Result<Valu
 
 /// As `invoke_once`, with the code key the secret holds.
 async fn invoke_with_key(world: &World, function: &str, event: Value, key: &str) -> Result<Value, Value> {
+    invoke_with(world, function, event, key, &[]).await
+}
+
+/// As `invoke_once`, with the code key the secret holds and more variables.
+async fn invoke_with(world: &World, function: &str, event: Value, key: &str, vars: &[(&str, &str)]) -> Result<Value, Value> {
     let names = world.dynamo.as_ref().expect("moto world").names().clone();
     let runtime = RuntimeApi::start().await;
     runtime.queue("once", event);
     let mut process = runtime
         .function(&function_binary(function), function, &world.moto().endpoint(), &names)
         .env("CODE_KEY_SECRET_ARN", world.moto().create_secret(key).await)
+        .envs(vars.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -498,4 +510,87 @@ async fn the_deliver_binary_consumes_the_failure_queue_and_redrives_on_schedule(
     assert_eq!(state(stale.clone()).await, [DeliveryState::Undeliverable; 2]);
     assert_eq!(world.emails_to(&email_of(due).await).await.len(), 1);
     assert!(world.emails_to(&email_of(stale).await).await.is_empty(), "never sent late");
+}
+
+/// The publish binary takes the outbox stream's records as Lambda hands them over and puts
+/// their change events on an EventBridge bus (moto's), where a rule like the template's
+/// routes the access-affecting ones to an SQS queue: the suspension arrives there as a
+/// CloudEvent with the id the commit gave it; the other events (onboarding, credit,
+/// subscription) are on the bus but not routed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_binary_puts_change_events_on_the_bus_and_a_rule_routes_them_to_sqs() {
+    let world = World::new(Backend::Moto).await;
+    let manager = domain::identity::PersonId::parse(&citizen(1)).unwrap();
+    let org = world.onboard("7000000808", PricingPlan::Muqeem, manager.as_str(), &[("1-10", SizeTier::Small)]).await;
+    world.credit(&org, 100_000).await;
+    let person = domain::identity::PersonId::parse(&resident(60)).unwrap();
+    world.active_user(&org, &manager, &person, &["1-10"]).await;
+    let client = world.serve().await;
+    let suspended = client
+        .post(
+            &format!("/v1/organizations/{}/users/{}/suspension", org.as_str(), person.as_str()),
+            &client.token_for(&manager),
+            &json!({ "reason": "left" }),
+        )
+        .await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text());
+
+    let config = world.moto().sdk_config().await;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let bus = format!("t{}-changes", world.tag);
+    events.create_event_bus().name(&bus).send().await.expect("a bus");
+    let queue = sqs.create_queue().queue_name(format!("t{}-access", world.tag)).send().await.expect("a queue");
+    let queue_url = queue.queue_url().expect("a url").to_owned();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes");
+    let queue_arn = attributes.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)).expect("an arn").clone();
+    let pattern = json!({ "source": [domain::events::BUS_SOURCE], "detail-type": [domain::events::event_type(domain::audit::AuditAction::UserSuspended)] });
+    events.put_rule().name("access").event_bus_name(&bus).event_pattern(pattern.to_string()).send().await.expect("a rule");
+    events
+        .put_targets()
+        .rule("access")
+        .event_bus_name(&bus)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(&queue_arn).build().expect("a target"))
+        .send()
+        .await
+        .expect("the queue as target");
+
+    let names = world.dynamo.as_ref().expect("moto world").names().clone();
+    let records = local_api::deliverer::StreamReader::new(
+        aws_sdk_dynamodbstreams::Client::new(&config),
+        aws_sdk_dynamodb::Client::new(&config),
+        names.outbox.clone(),
+    )
+    .read()
+    .await
+    .expect("the stream");
+    let committed: Vec<domain::events::ChangeEvent> =
+        records.iter().filter_map(|r| deliver_function::intent_of(r).ok().flatten()).flat_map(|i| i.events).collect();
+    assert!(committed.len() >= 4, "onboarding, credit, subscription, activation (fixture), suspension: {}", committed.len());
+    let mut event = aws_lambda_events::event::dynamodb::Event::default();
+    event.records = records;
+    let answer =
+        invoke_with(&world, "publish", serde_json::to_value(&event).expect("an event"), &"2a".repeat(32), &[("EVENT_BUS_NAME", &bus)])
+            .await
+            .expect("no error");
+    assert_eq!(answer, json!({ "batchItemFailures": [] }), "every event published");
+
+    let received = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await.expect("received");
+    let bodies: Vec<Value> = received.messages().iter().map(|m| serde_json::from_str(m.body().expect("a body")).expect("JSON")).collect();
+    assert_eq!(bodies.len(), 1, "only the suspension is routed: {bodies:?}");
+    let routed = &bodies[0];
+    assert_eq!(routed["source"], domain::events::BUS_SOURCE);
+    assert_eq!(routed["detail-type"], "sa.establishment-users.user.suspended.v1");
+    let detail = &routed["detail"];
+    assert_eq!(detail["specversion"], "1.0");
+    assert_eq!(detail["subject"], format!("organizations/{}/users/{}", org.as_str(), person.as_str()));
+    let suspension = committed.iter().find(|e| e.kind.ends_with("user.suspended.v1")).expect("the suspension's event");
+    assert_eq!(detail["id"], suspension.id.as_str(), "the id the commit gave it");
+    assert_eq!(detail["data"]["version"], suspension.data.version.expect("a version"));
 }

@@ -473,7 +473,8 @@ async fn one_failing_item_does_not_fail_the_batch(backend: Backend) {
             let switch = switch.clone();
             let target = target.clone();
             FaultyStore::new(store, move |call| match call {
-                Call::Commit(writes) if switch.load(Ordering::SeqCst) && writes_user(writes, &target) && writes.len() == 2 => {
+                // The expiry: the user, its audit entry, and the intent with its event.
+                Call::Commit(writes) if switch.load(Ordering::SeqCst) && writes_user(writes, &target) && writes.len() == 3 => {
                     Some(Fault::Unavailable)
                 }
                 _ => None,

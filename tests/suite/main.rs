@@ -25,6 +25,7 @@ mod billing;
 mod console;
 mod contract;
 mod directory;
+mod events;
 mod fixtures;
 mod lambda;
 mod lifecycle;

@@ -402,6 +402,18 @@ fn every_function_reaches_exactly_what_it_needs() {
             ]
             .concat(),
         ),
+        (
+            "publish",
+            [
+                key_table(&["events:PutEvents"], &["ChangeEvents.Arn"]),
+                key_table(
+                    &["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+                    &["OutboxTable.StreamArn"],
+                ),
+                key_table(&["sqs:SendMessage"], &["PublishFailures.Arn"]),
+            ]
+            .concat(),
+        ),
     ];
     let template = template();
     let functions = product_functions(&template);
@@ -439,7 +451,7 @@ fn function_timeouts_are_the_deadline_module_s() {
     for (name, body) in product_functions(&template) {
         let expected = match name.as_str() {
             "ExpirySweepFunction" => Some(SWEEP_FUNCTION_TIMEOUT),
-            "DeliverFunction" => Some(DELIVER_FUNCTION_TIMEOUT),
+            "DeliverFunction" | "PublishFunction" => Some(DELIVER_FUNCTION_TIMEOUT),
             _ => None,
         };
         assert_eq!(seconds(&body["Properties"]["Timeout"]), expected, "{name}");

@@ -4,6 +4,7 @@
 //! bounded retries and timeouts, from `domain::deadline`).
 
 pub mod dynamo;
+pub mod events;
 pub mod messaging;
 pub mod sdk;
 pub mod secrets;

@@ -4,13 +4,14 @@
 //!
 //! bench --binaries <release dir> --criterion <target/criterion> --commit <sha> [--runs 21]
 //!       [--before-local-api <path>] [--before-binaries <release dir of BEFORE_STARTUP>]
-//!       [--stages startup,first,requests,scale,reminders,delivery,load,decision]
+//!       [--stages startup,first,requests,scale,reminders,events,delivery,load,decision]
 //!
 //! Every stage prints its own section as soon as it is done (so a runner killed later still
 //! leaves what it measured on its standard output); a stage that fails says so in its
 //! section, and the others' figures are printed all the same.
 
 mod delivery;
+mod events;
 mod load;
 mod reminders;
 mod requests;
@@ -50,7 +51,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("deliver", "floor-messaging"),
 ];
 
-const STAGES: [&str; 8] = ["startup", "first", "requests", "scale", "reminders", "delivery", "load", "decision"];
+const STAGES: [&str; 9] = ["startup", "first", "requests", "scale", "reminders", "events", "delivery", "load", "decision"];
 
 #[derive(Clone)]
 struct Options {
@@ -163,6 +164,7 @@ async fn main() {
             "first" => stage("the first invocation", first_invocation_section(opts)).await,
             "requests" => stage("DynamoDB requests per operation", requests_section()).await,
             "scale" => stage("the sweep and listings at scale", scale_section()).await,
+            "events" => stage("change events on the emulator", events_section()).await,
             "reminders" => stage("a renewal-season day of reminders at the provider's rate", reminders_section()).await,
             "delivery" => stage("subscribing 24 persons, before and after the outbox", delivery_section(opts)).await,
             "load" => stage("the local server under load", load_section(opts)).await,
@@ -351,6 +353,27 @@ async fn requests_section() -> String {
 
 fn is_stream_read(name: &str) -> bool {
     matches!(name, "DescribeStream" | "GetShardIterator" | "GetRecords" | "ListStreams" | "DescribeTable")
+}
+
+async fn events_section() -> String {
+    let mut out = String::new();
+    writeln!(out, "\n### Change events on the emulator (publish handler in-process, EventBridge on moto)\n").unwrap();
+    let figures = events::measure().await;
+    writeln!(out, "| Changes | Events | Commit → bus p50 / p99 (ms) | PutEvents per 100 changes, one at a time | in batches of 50 | Events of one 24-person subscription |").unwrap();
+    writeln!(out, "|---:|---:|---|---:|---:|---:|").unwrap();
+    writeln!(
+        out,
+        "| {} | {} | {:.1} / {:.1} | {} | {} | {} |",
+        figures.changes,
+        figures.events,
+        figures.latency.0,
+        figures.latency.1,
+        figures.calls_unbatched,
+        figures.calls_batched,
+        figures.events_per_group
+    )
+    .unwrap();
+    out
 }
 
 async fn reminders_section() -> String {

@@ -58,6 +58,9 @@ enum Source {
 
 pub struct Deliverer {
     ports: Ports,
+    /// The in-process bus the change events of each delivered intent are published to
+    /// (`GET /local/events`), as the publish function publishes them to EventBridge.
+    bus: domain::events::Memory,
     source: Source,
     failures: Mutex<Vec<Failure>>,
     /// Deliveries to drop before they reach the handler, as if the invocation had died.
@@ -86,6 +89,7 @@ impl Deliverer {
     fn new(ports: Ports, source: Source) -> Self {
         Deliverer {
             ports,
+            bus: domain::events::Memory::default(),
             source,
             failures: Mutex::default(),
             drop_next: AtomicUsize::new(0),
@@ -98,6 +102,22 @@ impl Deliverer {
     /// they come again, as Lambda retries them.
     pub fn drop_next(&self, count: usize) {
         self.drop_next.store(count, Ordering::SeqCst);
+    }
+
+    /// The change events published so far, oldest first.
+    pub fn events(&self) -> Vec<domain::events::ChangeEvent> {
+        self.bus.events()
+    }
+
+    /// Publishes an intent's events to the local bus, once per intent (a record delivered
+    /// again publishes nothing more: consumers de-duplicate on the id, the local bus too).
+    async fn publish(&self, intent: &domain::outbox::Intent) {
+        let known: std::collections::HashSet<String> = self.bus.events().into_iter().map(|event| event.id).collect();
+        let fresh: Vec<_> = intent.events.iter().filter(|event| !known.contains(&event.id)).cloned().collect();
+        if !fresh.is_empty() {
+            use domain::events::EventBus;
+            self.bus.publish(&fresh).await;
+        }
     }
 
     /// The failure destination's records so far.
@@ -246,6 +266,7 @@ impl Deliverer {
                         return false;
                     }
                 };
+                self.publish(intent).await;
                 match deliver(&self.ports.env, &self.ports.senders, &key, &meta, intent).await {
                     Ok(delivered) => !delivered.retry,
                     Err(error) => {
@@ -255,6 +276,9 @@ impl Deliverer {
                 }
             }
             Pending::Record(record, _) => {
+                if let Ok(Some(intent)) = deliver_function::intent_of(record) {
+                    self.publish(&intent).await;
+                }
                 let mut event = Event::default();
                 event.records = vec![(**record).clone()];
                 deliver_function::handle(&self.ports, event, &meta).await.batch_item_failures.is_empty()

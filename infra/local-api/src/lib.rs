@@ -221,6 +221,7 @@ impl Server {
             }
             ("GET", "/local/clock") => Some(json_reply(200, &json!({ "now": domain::clock::key_timestamp(self.env.clock.now()) }))),
             ("GET", "/local/failures") => Some(json_reply(200, &json!({ "failures": self.deliverer.failures() }))),
+            ("GET", "/local/events") => Some(json_reply(200, &json!({ "events": self.deliverer.events() }))),
             ("POST", "/local/deliver") => Some(match self.deliverer.drain().await {
                 Ok(drained) => json_reply(200, &serde_json::to_value(drained).unwrap_or_default()),
                 Err(error) => to_hyper(gateway::error_response(&error, "local-deliver")),

@@ -72,6 +72,10 @@ impl std::ops::AddAssign<&Delivered> for Delivered {
 /// claimed (a conditional write on its user) before it is sent and recorded after, so a
 /// concurrent or repeated delivery of the same intent does not send it again.
 pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &RequestMeta, intent: &Intent) -> Result<Delivered, Error> {
+    if intent.notices.is_empty() {
+        // A change that sends nothing (its intent carries only its events).
+        return Ok(Delivered::default());
+    }
     let organization = &intent.organization;
     let mut keys = vec![Key::Organization(organization.clone())];
     keys.extend(intent.notices.iter().map(|notice| Key::User(organization.clone(), notice.user.clone())));

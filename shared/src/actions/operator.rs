@@ -229,12 +229,13 @@ impl Command for SavePerson {
                 }),
                 request_id: meta.request_id.clone(),
             });
-        let mut items = 2;
+        // The person, its platform audit entry, and the intent carrying the change events.
+        let mut items = 3;
         for organization in &state.organizations {
             let Some(user) = state.loaded.user(organization, &self.id).filter(|user| user.iqama_expiry != person.iqama_expiry) else {
                 continue;
             };
-            // Two items per organization: beyond 49 organizations one transaction cannot
+            // Two items per organization: beyond 48 organizations one transaction cannot
             // hold them, and a partial update is not an option.
             items += 2;
             if items > MAX_WRITES {

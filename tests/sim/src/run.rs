@@ -731,6 +731,7 @@ impl Runner {
             checks += self.check_money(b, records)?;
             checks += self.check_users(b, records, now)?;
             checks += self.check_audit(b, records, audit)?;
+            checks += self.check_events(b, records)?;
             checks += self.check_listings(b, now)?;
         }
         if snapshots.len() == 2 {
@@ -956,6 +957,39 @@ impl Runner {
         wanted.sort();
         if got != wanted {
             return Err(self.fail(b, format!("the audit trail gained {got:?}, the model expects {wanted:?}")));
+        }
+        Ok(1)
+    }
+
+    /// Every audit entry of an organization has exactly one change event, with its id and
+    /// type, committed with it; no event has no entry.
+    fn check_events(&self, b: usize, records: &[Record]) -> Result<usize, Violation> {
+        let mut audited = std::collections::BTreeMap::new();
+        let mut events: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for record in records {
+            match record {
+                Record::Audit(entry) if matches!(entry.scope, domain::audit::AuditScope::Organization(_)) => {
+                    audited.insert(entry.id.as_str(), domain::events::event_type(entry.action));
+                }
+                Record::Intent(intent) => {
+                    for event in &intent.events {
+                        if audited.get(event.id.as_str()).is_some_and(|kind| kind != &event.kind) {
+                            return Err(self.fail(b, format!("event {} is a {}, its audit entry says otherwise", event.id, event.kind)));
+                        }
+                        *events.entry(event.id.as_str()).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some((id, _)) = events.iter().find(|(_, n)| **n > 1) {
+            return Err(self.fail(b, format!("the change {id} has more than one event")));
+        }
+        if let Some(id) = audited.keys().find(|id| !events.contains_key(*id)) {
+            return Err(self.fail(b, format!("the audited change {id} has no event")));
+        }
+        if let Some(id) = events.keys().find(|id| !audited.contains_key(*id)) {
+            return Err(self.fail(b, format!("the event {id} has no audited change")));
         }
         Ok(1)
     }
