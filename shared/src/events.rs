@@ -262,7 +262,14 @@ mod tests {
             time: OffsetDateTime::UNIX_EPOCH,
             dataschema: String::new(),
             datacontenttype: "application/json".into(),
-            data: EventData { organization: None, user: None, establishments: vec![], version: None, actor: "system".into(), changes: Value::Null },
+            data: EventData {
+                organization: None,
+                user: None,
+                establishments: vec![],
+                version: None,
+                actor: "system".into(),
+                changes: Value::Null,
+            },
         }
     }
 

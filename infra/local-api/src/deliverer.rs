@@ -61,6 +61,8 @@ pub struct Deliverer {
     /// The in-process bus the change events of each delivered intent are published to
     /// (`GET /local/events`), as the publish function publishes them to EventBridge.
     bus: domain::events::Memory,
+    /// Another bus the events also go to (the emulator's EventBridge on DynamoDB).
+    also: Option<std::sync::Arc<dyn domain::events::EventBus>>,
     source: Source,
     failures: Mutex<Vec<Failure>>,
     /// Deliveries to drop before they reach the handler, as if the invocation had died.
@@ -90,6 +92,7 @@ impl Deliverer {
         Deliverer {
             ports,
             bus: domain::events::Memory::default(),
+            also: None,
             source,
             failures: Mutex::default(),
             drop_next: AtomicUsize::new(0),
@@ -102,6 +105,12 @@ impl Deliverer {
     /// they come again, as Lambda retries them.
     pub fn drop_next(&self, count: usize) {
         self.drop_next.store(count, Ordering::SeqCst);
+    }
+
+    /// Publishes the change events to `bus` as well as to the local one.
+    pub fn with_bus(mut self, bus: std::sync::Arc<dyn domain::events::EventBus>) -> Self {
+        self.also = Some(bus);
+        self
     }
 
     /// The change events published so far, oldest first.
@@ -117,6 +126,12 @@ impl Deliverer {
         if !fresh.is_empty() {
             use domain::events::EventBus;
             self.bus.publish(&fresh).await;
+            if let Some(also) = &self.also {
+                let outcomes = domain::events::publish(also.as_ref(), &fresh, domain::deadline::Deadline::unbounded()).await;
+                if let Some(Err(error)) = outcomes.iter().find(|outcome| outcome.is_err()) {
+                    tracing::error!(reason = %error.reason, "change events not published to the emulator's bus");
+                }
+            }
         }
     }
 

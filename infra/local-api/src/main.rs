@@ -100,6 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let embedded = Arc::new(EmbeddedStore::new());
     let mut stream = None;
+    let mut bus: Option<Arc<dyn domain::events::EventBus>> = None;
     let store: Arc<dyn Store> = match options.store.as_str() {
         "embedded" => embedded.clone(),
         "dynamodb" => {
@@ -110,6 +111,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 aws_adapters::create_tables(&client, &names).await?;
             }
             stream = Some((aws_sdk_dynamodbstreams::Client::new(&config), client.clone(), names.outbox.clone()));
+            // The change events also go to the emulator's EventBridge, on a bus of this
+            // prefix (created if missing), as the publish function puts them in AWS.
+            let events = aws_sdk_eventbridge::Client::new(&config);
+            let bus_name = format!("{}-changes", options.table_prefix);
+            if let Err(error) = events.create_event_bus().name(&bus_name).send().await {
+                use aws_sdk_eventbridge::error::ProvideErrorMetadata;
+                if error.code() != Some("ResourceAlreadyExistsException") {
+                    return Err(format!("the event bus {bus_name}: {}", error.code().unwrap_or("unreachable")).into());
+                }
+            }
+            bus = Some(Arc::new(aws_adapters::events::EventBridgeBus::new(aws_adapters::sdk::LazyClient::ready(events), bus_name)));
             Arc::new(aws_adapters::DynamoStore::new(client, names))
         }
         _ => usage(),
@@ -148,9 +160,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let env = Env { store, clock: clock.clone(), entropy: Arc::new(domain::entropy::SystemEntropy), settings: Arc::new(settings) };
     let secrets: Arc<dyn SecretSource> = Arc::new(FixedKey(code_key));
     let ports = deliver_function::Ports { env: env.clone(), secrets: secrets.clone(), senders };
-    let deliverer = Arc::new(match stream {
+    let deliverer = match stream {
         None => Deliverer::embedded(ports, embedded),
         Some((streams, dynamodb, table)) => Deliverer::stream(ports, streams, dynamodb, table),
+    };
+    let deliverer = Arc::new(match bus {
+        Some(bus) => deliverer.with_bus(bus),
+        None => deliverer,
     });
     tokio::spawn(deliverer.clone().run());
     if options.demo {
