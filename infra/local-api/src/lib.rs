@@ -151,6 +151,11 @@ impl Server {
         let path = parts.uri.path().to_owned();
         let query = parts.uri.query().unwrap_or("").to_owned();
 
+        if path.starts_with("/local/")
+            && let Some(problem) = cross_site(&parts.headers)
+        {
+            return local_error(403, "cross_site", problem);
+        }
         if let Some(reply) = self.local_route(&method, &path, &query, &body).await {
             return reply;
         }
@@ -398,4 +403,27 @@ impl GatewayRequest<'_> {
         lambda_http::request::from_str(&self.event().to_string())
             .map_err(|error| format!("the request could not be represented as an API Gateway event: {error}"))
     }
+}
+
+/// Why a request to the local-only routes (`/local/*`: signing in as anyone, moving the
+/// clock, reading the outbox) is refused as cross-site, if it is: a page of another site in
+/// the developer's browser may not call them (its `Origin` is not this server's, or the
+/// browser says `Sec-Fetch-Site: cross-site`), nor may a name that resolves to loopback by
+/// DNS rebinding (the `Host` is not a loopback name).
+pub fn cross_site(headers: &hyper::HeaderMap) -> Option<&'static str> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("host").unwrap_or_default();
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| if port.chars().all(|c| c.is_ascii_digit()) { name } else { host });
+    if !matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
+        return Some("the local server answers its local routes only on a loopback host name");
+    }
+    if let Some(origin) = header("origin")
+        && origin != format!("http://{host}")
+    {
+        return Some("the local routes do not answer other sites");
+    }
+    if header("sec-fetch-site") == Some("cross-site") {
+        return Some("the local routes do not answer other sites");
+    }
+    None
 }
