@@ -34,7 +34,7 @@
 /** @typedef {{ kind: "person" | "operator" | "service" | "system", id?: string }} Actor */
 /** @typedef {{ organization: string, id: string, sequence: number, at: Timestamp, direction: "credit" | "debit", amount: Halalas, balance_after: Halalas, reason: { kind: "credit" | "seat", payment_reference?: string, seat_id?: string, person?: string, purchase?: "subscription" | "renewal" }, actor: Actor, request_id: string }} LedgerEntry */
 /** @typedef {{ organization_id: string, available_halalas: Halalas, total_credited_halalas: Halalas, total_debited_halalas: Halalas, seats_sold: number, ledger: Array<LedgerEntry>, next_cursor?: string }} Balance */
-/** @typedef {{ persons: Array<{ id: PersonId, establishments: Array<EstablishmentId>, user_type?: UserType, language?: "ar" | "en", job_title?: Text100 }> }} SubscriptionRequest */
+/** @typedef {{ persons: Array<{ id: PersonId, establishments: Array<EstablishmentId>, user_type?: UserType, language?: "ar" | "en", job_title?: Text100 }>, expected_total_halalas?: number }} SubscriptionRequest */
 /** @typedef {{ organization_id: string, persons: Array<{ id: string, price_halalas: Halalas, free: boolean }>, total_halalas: Halalas, balance_halalas: Halalas, sufficient: boolean, seat_ends_at: Timestamp }} Quote */
 /** @typedef {{ id: string, starts_at: Timestamp, ends_at: Timestamp, price_halalas: Halalas }} Seat */
 /** @typedef {{ email: Delivery, sms: Delivery }} Deliveries */

@@ -422,7 +422,9 @@ async function add(org) {
               t("add.confirm", { total: money(quote.total_halalas) }),
               report,
               async () => {
-                const receipt = await API.subscribe(api, { path: { org }, headers: { "Idempotency-Key": key }, body: persons });
+                // The total shown is the total charged: a changed price is refused (409).
+                const body = { ...persons, expected_total_halalas: quote.total_halalas };
+                const receipt = await API.subscribe(api, { path: { org }, headers: { "Idempotency-Key": key }, body });
                 quoted.replaceChildren(
                   h("h2", { tabindex: "-1" }, t("add.done", { count: receipt.users.length })),
                   table(

@@ -72,6 +72,7 @@ kinds! {
     AlreadyConfirmed => ("already_confirmed", Conflict),
     AlreadyActive => ("already_active", Conflict),
     MessageNotResendable => ("message_not_resendable", Conflict),
+    PriceChanged => ("price_changed", Conflict),
     MessageGone => ("message_gone", Conflict),
     MessageOutdated => ("message_outdated", Conflict),
     ActivationLinkUsed => ("activation_link_used", Gone),

@@ -434,3 +434,40 @@ async fn concurrent_subscriptions_never_overspend(backend: Backend) {
     assert_eq!(balance(&client, QIWA, &token).await["seats_sold"], 12);
 }
 both!(concurrent_subscriptions_never_overspend);
+
+/// The price shown is the price charged: a subscription carrying its quote's total is
+/// refused with 409 `price_changed` (the new total in the answer) and charges nothing when
+/// the total moved since — here, the organization's free first seat was taken meanwhile —
+/// and goes through when sent with the new total.
+async fn a_subscription_is_refused_when_its_quoted_total_changed(backend: Backend) {
+    let Muqeem { world, client, manager } = muqeem(backend, 1_000).await;
+    let token = client.token_for(&domain::identity::PersonId::parse(&manager).unwrap());
+    let mine = persons(vec![one(&resident(1), "1-10", Some("partners_only"))]);
+    let quote = client.post(&format!("{}/quote", subscriptions(MUQEEM)), &token, &mine).await.json();
+    assert_eq!(quote["total_halalas"], 0, "the first seat is free");
+    // Someone else takes the free seat first.
+    let other =
+        client.post_keyed(&subscriptions(MUQEEM), &token, "other", &persons(vec![one(&resident(2), "1-10", Some("partners_only"))])).await;
+    assert_eq!(other.status, 201, "{}", other.text());
+    let before = world.snapshot().await;
+
+    let mut body = mine.clone();
+    body["expected_total_halalas"] = quote["total_halalas"].clone();
+    let refused = client.post_keyed(&subscriptions(MUQEEM), &token, "mine", &body).await;
+    assert_eq!((refused.status, refused.code().as_str()), (409, "price_changed"), "{}", refused.text());
+    assert_eq!(
+        (refused.json()["error"]["total_halalas"].clone(), refused.json()["error"]["expected_total_halalas"].clone()),
+        (json!(15_000), json!(0))
+    );
+    assert_eq!(world.snapshot().await, before, "nothing charged or written");
+
+    body["expected_total_halalas"] = json!(15_000);
+    let bought = client.post_keyed(&subscriptions(MUQEEM), &token, "mine-again", &body).await;
+    assert_eq!((bought.status, bought.json()["amount_charged_halalas"].clone()), (201, json!(15_000)), "{}", bought.text());
+    // Without an expected total (older clients), the price of the moment is charged, as before.
+    let plain =
+        client.post_keyed(&subscriptions(MUQEEM), &token, "plain", &persons(vec![one(&resident(3), "1-10", Some("partners_only"))])).await;
+    assert_eq!(plain.status, 201, "{}", plain.text());
+    assert_books_balance(&world.records().await);
+}
+both!(a_subscription_is_refused_when_its_quoted_total_changed);

@@ -30,7 +30,8 @@ async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<Subscri
             let key = incoming.idempotency_key()?;
             let subscription = subscription(&incoming)?;
             let digest = domain::idempotency::request_digest(&incoming.json_value()?);
-            let command = Subscribe::new(&meta, subscription, pricing, secrets.code_key().await?, key, digest);
+            let expected = incoming.json::<SubscriptionInput>()?.expected_total_halalas.map(domain::money::Halalas::new);
+            let command = Subscribe::new(&meta, subscription, pricing, secrets.code_key().await?, key, digest).expecting(expected);
             Reply::outcome(201, &run(env, &meta, &command).await?)
         }
         SubscribeRoute::Renew => {
@@ -66,6 +67,9 @@ struct PersonInput {
 #[serde(deny_unknown_fields)]
 struct SubscriptionInput {
     persons: Vec<PersonInput>,
+    /// The total the caller's quote showed (subscribe only).
+    #[serde(default, deserialize_with = "gateway::not_null")]
+    expected_total_halalas: Option<u64>,
 }
 
 fn subscription(incoming: &Incoming<SubscribeRoute>) -> Result<Subscription, Rejection> {

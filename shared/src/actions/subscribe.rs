@@ -322,6 +322,9 @@ pub struct Subscribe {
     pub pricing: PricingConfig,
     /// The key activation links and codes are derived under.
     pub key: CodeKey,
+    /// The total the caller was shown (its quote): when the price is now another, nothing
+    /// is charged and 409 `price_changed` says the new one.
+    pub expected_total: Option<Halalas>,
     keyed: Keyed,
 }
 
@@ -337,7 +340,13 @@ impl Subscribe {
         request_digest: String,
     ) -> Self {
         let keyed = Keyed::for_caller(meta, &subscription.organization, Operation::Subscribe, idempotency_key, request_digest);
-        Subscribe { subscription, pricing, key, keyed }
+        Subscribe { subscription, pricing, key, expected_total: None, keyed }
+    }
+
+    /// Charges only `total` (what the caller's quote said).
+    pub fn expecting(mut self, total: Option<Halalas>) -> Self {
+        self.expected_total = total;
+        self
     }
 }
 
@@ -362,6 +371,17 @@ impl Command for Subscribe {
     ) -> Result<Decision<SubscriptionReceipt>, Error> {
         let organization_id = &self.subscription.organization;
         let Lines { organization, balance, lines, total } = self.subscription.lines(meta, scene, &self.pricing, now)?;
+        if let Some(expected) = self.expected_total
+            && expected != total
+        {
+            return Err(Rejection::new(
+                Kind::PriceChanged,
+                "the price changed since the quote; nothing was charged — review the new total",
+            )
+            .detail("total_halalas", total.get())
+            .detail("expected_total_halalas", expected.get())
+            .into());
+        }
         let Some(balance_after) = balance.available.checked_sub(total) else {
             return Err(insufficient(total, balance.available).into());
         };
