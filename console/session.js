@@ -121,12 +121,28 @@ function redirectUri() {
   return `${location.origin}/`;
 }
 
+/**
+ * The `nonce` claim of an ID token (its signature is the API's to check; the nonce is ours).
+ * @param {unknown} token
+ */
+function idTokenNonce(token) {
+  if (typeof token !== "string") return undefined;
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, "="))).nonce;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Sends the browser to the provider. @param {Extract<Config["auth"], { mode: "oidc" }>} auth */
 export async function oidcSignIn(auth) {
   const provider = await discovery(auth.issuer);
   const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
   const state = base64url(crypto.getRandomValues(new Uint8Array(16)));
-  sessionStorage.setItem("console.pkce", JSON.stringify({ verifier, state, back: takeRemembered() ?? "#/" }));
+  // Binds the ID token to this sign-in: a token replayed from another one carries another.
+  const nonce = base64url(crypto.getRandomValues(new Uint8Array(16)));
+  sessionStorage.setItem("console.pkce", JSON.stringify({ verifier, state, nonce, back: takeRemembered() ?? "#/" }));
   const url = new URL(provider.authorization_endpoint);
   url.search = new URLSearchParams({
     response_type: "code",
@@ -134,6 +150,7 @@ export async function oidcSignIn(auth) {
     redirect_uri: redirectUri(),
     scope: auth.scope ?? "openid",
     state,
+    nonce,
     code_challenge: await challenge(verifier),
     code_challenge_method: "S256",
   }).toString();
@@ -167,6 +184,7 @@ export async function oidcCallback(auth) {
   });
   if (!response.ok) throw new Error(`the provider refused the code: ${response.status}`);
   const tokens = await response.json();
+  if (!kept.nonce || idTokenNonce(tokens.id_token) !== kept.nonce) throw new Error("the ID token was not issued for this sign-in (nonce)");
   start(tokens[auth.token ?? "id_token"]);
   return kept.back || "#/";
 }

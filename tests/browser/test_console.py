@@ -356,8 +356,11 @@ class Provider:
     signs in one person at once, and a token endpoint that checks the PKCE verifier against
     the challenge it was given (RFC 7636, S256) before it issues an ID token."""
 
-    def __init__(self, subject: str) -> None:
+    def __init__(self, subject: str, forge_nonce: bool = False) -> None:
         self.subject = subject
+        # Issue ID tokens with a nonce other than the one asked for (a token replayed from
+        # another sign-in).
+        self.forge_nonce = forge_nonce
         self.codes: dict[str, dict] = {}
         self.refused: list[str] = []
         provider = self
@@ -383,6 +386,7 @@ class Provider:
                 if url.path == "/authorize":
                     query = {k: v[0] for k, v in parse_qs(url.query).items()}
                     assert query["response_type"] == "code" and query["client_id"] == OIDC_CLIENT and query["code_challenge_method"] == "S256"
+                    assert len(query.get("nonce", "")) >= 16, "a nonce is sent"
                     code = b64url(os.urandom(16))
                     provider.codes[code] = query
                     target = f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query['state']})}"
@@ -405,7 +409,8 @@ class Provider:
                     provider.refused.append(form.get("code", ""))
                     return self.send(400, {"error": "invalid_grant"})
                 now = int(time.time())
-                claims = {"sub": provider.subject, "iss": provider.issuer, "aud": OIDC_CLIENT, "iat": now, "exp": now + 3600}
+                nonce = "replayed" if provider.forge_nonce else asked.get("nonce")
+                claims = {"sub": provider.subject, "iss": provider.issuer, "aud": OIDC_CLIENT, "iat": now, "exp": now + 3600, "nonce": nonce}
                 self.send(200, {"id_token": hs256(claims), "access_token": "opaque", "token_type": "Bearer"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -441,6 +446,30 @@ def test_signing_in_with_an_openid_connect_provider_and_pkce(browser):
         expect(page.get_by_role("link", name=MANAGER)).to_be_visible()
         assert provider.refused == [] and errors == [], (provider.refused, errors)
         assert "code=" not in page.url, "the code leaves the address bar"
+        page.close()
+    finally:
+        server.stop()
+        provider.stop()
+
+
+def test_an_id_token_issued_for_another_sign_in_is_refused(browser):
+    provider = Provider(MANAGER, forge_nonce=True)
+    environment = {
+        "LOCAL_CONSOLE_OIDC_ISSUER": provider.issuer,
+        "LOCAL_CONSOLE_OIDC_CLIENT_ID": OIDC_CLIENT,
+        "LOCAL_JWT_SECRET": OIDC_SECRET,
+        "LOCAL_JWT_ISSUER": provider.issuer,
+        "LOCAL_JWT_AUDIENCE": OIDC_CLIENT,
+    }
+    server = LocalServer(environment)
+    try:
+        page = browser.new_page()
+        page.goto(f"{server.base}/#/o/{ORG}")
+        page.get_by_role("button", name=MESSAGES["ar"]["signin.with_provider"]).click()
+        # Back from the provider with a token whose nonce is not this sign-in's: no session.
+        page.wait_for_load_state("networkidle")
+        expect(page.get_by_role("link", name=MANAGER)).to_have_count(0)
+        assert page.evaluate("() => sessionStorage.getItem('console.session')") is None
         page.close()
     finally:
         server.stop()

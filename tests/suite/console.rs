@@ -409,14 +409,19 @@ fn the_console_is_served_privately_through_cloudfront_and_is_the_api_s_only_brow
     assert_eq!(origin["OriginAccessControlId"].as_str(), Some("ConsoleOriginAccessControl.Id"));
     assert_eq!(distribution["DefaultCacheBehavior"]["ViewerProtocolPolicy"].as_str(), Some("redirect-to-https"));
     assert_eq!(distribution["DefaultCacheBehavior"]["ResponseHeadersPolicyId"].as_str(), Some("ConsoleSecurityHeaders"));
-    let csp =
-        resources["ConsoleSecurityHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"]
-            ["ContentSecurityPolicy"]
-            .as_str()
-            .expect("a CSP");
+    let policy =
+        &resources["ConsoleSecurityHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"]
+            ["ContentSecurityPolicy"];
+    // `!Sub [text, variables]`: the issuer's host is cut from its URL.
+    let csp = policy[0].as_str().expect("a CSP");
+    assert!(policy[1]["IssuerHost"].as_vec().is_some(), "the issuer's host, by !Select over its URL's parts");
     for directive in ["script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
         assert!(csp.contains(directive), "{directive} in {csp}");
     }
+    // The provider by origin — a path in connect-src would block its discovery document and
+    // its token endpoint (Cognito's is on another host) — never the issuer URL itself.
+    assert!(csp.contains("https://${IssuerHost} ${OidcTokenEndpointOrigin};"), "{csp}");
+    assert!(!csp.contains("${JwtIssuer}"), "{csp}");
     // The local server sends the same script and style rules.
     let local = local_api::console::content_security_policy();
     for directive in ["script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
