@@ -13,7 +13,21 @@
 //   /activate#token=…             the page the activation email links to
 
 import * as API from "./api.js";
-import { act, actionButton, actionForm, errorText, establishmentList, field, h, idempotencyKey, ltr, outcome, save, table } from "./dom.js";
+import {
+  act,
+  actionButton,
+  actionForm,
+  errorText,
+  establishmentList,
+  field,
+  growingTable,
+  h,
+  idempotencyKey,
+  ltr,
+  outcome,
+  save,
+  table,
+} from "./dom.js";
 import { Api, ApiError } from "./http.js";
 import * as i18n from "./i18n.js";
 import { date, dateTime, money, t } from "./i18n.js";
@@ -241,24 +255,17 @@ async function users(org) {
       organization.establishments.map((e) => h("option", { value: e.id }, `${e.name} (\u2066${e.id}\u2069)`)),
     )
   );
-  const body = h("tbody");
-  const list = h(
-    "table",
-    null,
-    h("caption", null, t("users.caption")),
-    h(
-      "thead",
-      null,
-      h(
-        "tr",
-        null,
-        [t("users.id"), t("users.name"), t("users.status"), t("users.establishments"), t("users.seat_ends")].map((c) =>
-          h("th", { scope: "col" }, c),
-        ),
-      ),
-    ),
-    body,
-  );
+  const {
+    element: list,
+    add: addRow,
+    clear,
+  } = growingTable(t("users.caption"), [
+    t("users.id"),
+    t("users.name"),
+    t("users.status"),
+    t("users.establishments"),
+    t("users.seat_ends"),
+  ]);
   const more = /** @type {HTMLButtonElement} */ (h("button", { type: "button", hidden: true }, t("users.more")));
   const report = outcome();
   const counter = h("p", { class: "hint", "aria-live": "polite" });
@@ -267,7 +274,7 @@ async function users(org) {
   let shown = 0;
   const load = async (/** @type {boolean} */ fresh) => {
     if (fresh) {
-      body.replaceChildren();
+      clear();
       cursor = undefined;
       shown = 0;
     }
@@ -282,17 +289,13 @@ async function users(org) {
       },
     });
     for (const user of page.users) {
-      body.append(
-        h(
-          "tr",
-          null,
-          h("td", null, h("a", { href: `#/o/${org}/u/${user.id}` }, user.id)),
-          h("td", null, nameOf(user.name)),
-          h("td", null, statusBadge(user.status)),
-          h("td", null, establishmentList(user.establishments)),
-          h("td", null, date(user.seat_ends_at)),
-        ),
-      );
+      addRow([
+        h("a", { href: `#/o/${org}/u/${user.id}` }, user.id),
+        nameOf(user.name),
+        statusBadge(user.status),
+        establishmentList(user.establishments),
+        date(user.seat_ends_at),
+      ]);
     }
     shown += page.users.length;
     cursor = page.next_cursor;
@@ -481,7 +484,14 @@ async function add(org) {
 /** @param {string} org */
 async function balance(org) {
   const report = outcome();
-  const body = h("tbody");
+  const ledgerTable = growingTable(t("ledger.caption"), [
+    t("ledger.at"),
+    t("ledger.direction"),
+    t("ledger.amount"),
+    t("ledger.balance_after"),
+    t("ledger.reason"),
+  ]);
+  const addRow = ledgerTable.add;
   const summary = h("dl", { class: "facts" });
   const more = /** @type {HTMLButtonElement} */ (h("button", { type: "button", hidden: true }, t("ledger.more")));
   const exportButton = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t("ledger.export")));
@@ -504,17 +514,7 @@ async function balance(org) {
         entry.reason.kind === "credit"
           ? t("ledger.reason_credit", { reference: entry.reason.payment_reference ?? "" })
           : t(`ledger.reason_${entry.reason.purchase ?? "subscription"}`, { person: entry.reason.person ?? "" });
-      body.append(
-        h(
-          "tr",
-          null,
-          h("td", null, dateTime(entry.at)),
-          h("td", null, t(`ledger.${entry.direction}`)),
-          h("td", null, money(entry.amount)),
-          h("td", null, money(entry.balance_after)),
-          h("td", null, reason),
-        ),
-      );
+      addRow([dateTime(entry.at), t(`ledger.${entry.direction}`), money(entry.amount), money(entry.balance_after), reason]);
     }
     cursor = page.next_cursor;
     more.hidden = !cursor;
@@ -531,23 +531,7 @@ async function balance(org) {
       return t("ledger.exported");
     }),
   );
-  const ledger = h(
-    "table",
-    null,
-    h("caption", null, t("ledger.caption")),
-    h(
-      "thead",
-      null,
-      h(
-        "tr",
-        null,
-        [t("ledger.at"), t("ledger.direction"), t("ledger.amount"), t("ledger.balance_after"), t("ledger.reason")].map((c) =>
-          h("th", { scope: "col" }, c),
-        ),
-      ),
-    ),
-    body,
-  );
+  const ledger = ledgerTable.element;
   show(t("ledger.title"), orgNav(org, "balance"), summary, h("div", { class: "actions" }, exportButton), report.element, ledger, more);
   try {
     await load();
@@ -606,7 +590,14 @@ function auditSection(org, user) {
   );
   const from = /** @type {HTMLInputElement} */ (h("input", { type: "date", name: "from" }));
   const to = /** @type {HTMLInputElement} */ (h("input", { type: "date", name: "to" }));
-  const body = h("tbody");
+  const auditTable = growingTable(user ? t("audit.user_caption") : t("audit.caption"), [
+    t("audit.at"),
+    t("audit.actor"),
+    t("audit.what"),
+    t("audit.target"),
+    t("audit.establishments"),
+  ]);
+  const addRow = auditTable.add;
   const more = /** @type {HTMLButtonElement} */ (h("button", { type: "button", hidden: true }, t("audit.more")));
   const exportButton = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t("audit.export")));
   /** @type {string | undefined} */
@@ -618,24 +609,20 @@ function auditSection(org, user) {
   });
   const load = async (/** @type {boolean} */ fresh) => {
     if (fresh) {
-      body.replaceChildren();
+      auditTable.clear();
       cursor = undefined;
     }
     const page = user
       ? await API.userAudit(api, { path: { org, id: user }, query: { ...query(), limit: 50, cursor } })
       : await API.organizationAudit(api, { path: { org }, query: { ...query(), limit: 50, cursor } });
     for (const entry of page.entries) {
-      body.append(
-        h(
-          "tr",
-          null,
-          h("td", null, dateTime(entry.at)),
-          h("td", null, actorText(entry.actor)),
-          h("td", null, t(`action.${entry.action}`)),
-          h("td", null, entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, entry.target) : "—"),
-          h("td", null, establishmentList(entry.establishments)),
-        ),
-      );
+      addRow([
+        dateTime(entry.at),
+        actorText(entry.actor),
+        t(`action.${entry.action}`),
+        entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, entry.target) : "—",
+        establishmentList(entry.establishments),
+      ]);
     }
     cursor = page.next_cursor;
     more.hidden = !cursor;
@@ -664,23 +651,7 @@ function auditSection(org, user) {
     field(t("audit.to"), to),
     h("button", { type: "submit" }, t("audit.filter")),
   );
-  const list = h(
-    "table",
-    null,
-    h("caption", null, user ? t("audit.user_caption") : t("audit.caption")),
-    h(
-      "thead",
-      null,
-      h(
-        "tr",
-        null,
-        [t("audit.at"), t("audit.actor"), t("audit.what"), t("audit.target"), t("audit.establishments")].map((c) =>
-          h("th", { scope: "col" }, c),
-        ),
-      ),
-    ),
-    body,
-  );
+  const list = auditTable.element;
   const element = h("section", { class: "audit" }, filters, h("div", { class: "actions" }, exportButton), report.element, list, more);
   return { element, load: () => load(true).catch((error) => report.fail(error)) };
 }

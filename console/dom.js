@@ -77,31 +77,46 @@ export function field(label, control, hint) {
  * @param {Array<Array<Node | string>>} rows
  */
 export function table(caption, headers, rows) {
-  return h(
+  const { element, add } = growingTable(caption, headers);
+  for (const cells of rows) add(cells);
+  return element;
+}
+
+/**
+ * A table whose rows come later (a listing's pages): the element, and `add(cells)` to
+ * append a row. Explicit roles: on a phone the table is laid out as blocks (styles.css),
+ * which would otherwise take its table semantics away from screen readers; each cell is
+ * labelled by its column there (`data-label`).
+ * @param {string} caption
+ * @param {string[]} headers
+ */
+export function growingTable(caption, headers) {
+  const body = h("tbody", { role: "rowgroup" });
+  const element = h(
     "table",
-    null,
+    { role: "table" },
     h("caption", null, caption),
     h(
       "thead",
-      null,
+      { role: "rowgroup" },
       h(
         "tr",
-        null,
-        headers.map((header) => h("th", { scope: "col" }, header)),
+        { role: "row" },
+        headers.map((header) => h("th", { scope: "col", role: "columnheader" }, header)),
       ),
     ),
-    h(
-      "tbody",
-      null,
-      rows.map((cells) =>
-        h(
-          "tr",
-          null,
-          cells.map((cell) => h("td", null, cell)),
-        ),
-      ),
-    ),
+    body,
   );
+  /** @param {Array<Node | string>} cells */
+  const add = (cells) =>
+    body.append(
+      h(
+        "tr",
+        { role: "row" },
+        cells.map((cell, n) => h("td", { role: "cell", "data-label": headers[n] ?? "" }, cell)),
+      ),
+    );
+  return { element, add, clear: () => body.replaceChildren() };
 }
 
 /** The sentence for a refusal or failure, in the reader's language. @param {unknown} error */

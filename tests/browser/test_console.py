@@ -110,6 +110,8 @@ class Console:
         self.m = MESSAGES[language]
         self.errors: list[str] = []
         self.checked: set[str] = set()
+        # Screens wider than the viewport (the page scrolls sideways), by name.
+        self.overflow: dict[str, str] = {}
         page.on("pageerror", lambda error: self.errors.append(str(error)))
 
     def t(self, key: str, **values) -> str:
@@ -128,9 +130,24 @@ class Console:
         bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"] if v["impact"] in ("serious", "critical")]
         assert not bad, f"{screen} ({self.language}): {bad}"
         self.checked.add(screen)
+        # Nothing wider than the viewport: the page never scrolls sideways, on a phone either.
+        wide = self.page.evaluate(
+            """() => {
+                const width = document.documentElement.clientWidth;
+                if (document.documentElement.scrollWidth <= width) return null;
+                const culprits = [...document.querySelectorAll('body *')]
+                    .filter((e) => { const r = e.getBoundingClientRect(); return r.right > width + 1 || r.left < -1; })
+                    .slice(0, 3)
+                    .map((e) => e.tagName.toLowerCase() + (e.className ? '.' + e.className : ''));
+                return `${document.documentElement.scrollWidth} px in ${width}: ${culprits.join(', ')}`;
+            }"""
+        )
+        if wide:
+            self.overflow[screen] = wide
         if SCREENSHOTS:
             Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{self.language}-{screen}.png"))
+            width = self.page.viewport_size["width"] if self.page.viewport_size else 0
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{self.language}-{width}-{screen}.png"), full_page=True)
 
     def open(self) -> None:
         self.page.goto(self.server.base + "/")
@@ -164,9 +181,10 @@ def names(language: str) -> dict:
     }
 
 
+@pytest.mark.parametrize("width", [1280, 390])
 @pytest.mark.parametrize("language", ["ar", "en"])
-def test_the_seed_flow_through_the_console(browser, server, language):
-    page = browser.new_page(accept_downloads=True, bypass_csp=True, viewport={"width": 1200, "height": 800})
+def test_the_seed_flow_through_the_console(browser, server, language, width):
+    page = browser.new_page(accept_downloads=True, bypass_csp=True, viewport={"width": width, "height": 844 if width < 500 else 800})
     console = Console(page, server, language)
     who = names(language)
     console.open()
@@ -274,6 +292,7 @@ def test_the_seed_flow_through_the_console(browser, server, language):
     assert "user.suspended" in csv and "permissions.changed" in csv, csv[:500]
 
     assert console.errors == [], console.errors
+    assert console.overflow == {}, f"screens wider than {width} px: {console.overflow}"
     page.close()
 
 
