@@ -39,6 +39,7 @@
 /** @typedef {{ id: string, starts_at: Timestamp, ends_at: Timestamp, price_halalas: Halalas }} Seat */
 /** @typedef {{ email: Delivery, sms: Delivery }} Deliveries */
 /** @typedef {{ organization_id: string, users: Array<{ id: string, status: UserStatus, establishments: Array<string>, user_type?: UserType, seat: Seat, activation_messages: Deliveries }>, amount_charged_halalas: Halalas, balance_after_halalas: Halalas, seat_ends_at: Timestamp }} SubscriptionReceipt */
+/** @typedef {{ organization_id: string, user_id: string, price_halalas: Halalas, starts_at: Timestamp, ends_at: Timestamp, balance_halalas: Halalas, sufficient: boolean }} RenewalQuote */
 /** @typedef {{ organization_id: string, user_id: string, status: UserStatus, seat: Seat, next_seat?: Seat, renewed: Seat, amount_charged_halalas: Halalas, balance_after_halalas: Halalas }} RenewalReceipt */
 /** @typedef {{ organization_id: string, status: UserStatus, email_confirmed: boolean, mobile_confirmed: boolean }} ActivationState */
 /** @typedef {{ version: string, services: Array<{ code: string, platform: "muqeem" | "qiwa" | "both", saudi_only: boolean, name: { en: string, ar: string } }> }} Catalog */
@@ -270,6 +271,18 @@ export function readProfile(api, request) {
  */
 export function renew(api, request) {
   return api.call("POST", "/v1/organizations/{org}/users/{id}/renewal", request);
+}
+
+/**
+ * `GET /v1/organizations/{org}/users/{id}/renewal`: What renewing the user would cost now and the
+ * year it would buy, without buying it (what to show before paying: renewals are not refunded).
+ * Refused exactly as the renewal would be.
+ * @param {Api} api
+ * @param {{ path: { org: OrganizationId, id: PersonId } }} request
+ * @returns {Promise<RenewalQuote>}
+ */
+export function renewalQuote(api, request) {
+  return api.call("GET", "/v1/organizations/{org}/users/{id}/renewal", request);
 }
 
 /**

@@ -785,6 +785,15 @@ async function user(org, id) {
   }
   const resident = profile.id.startsWith("2");
   const report = outcome();
+  // What a renewal would cost and buy, if the API would allow one (it refuses as the
+  // renewal itself would: a suspended user, one renewed ahead, a caller who may not).
+  /** @type {Awaited<ReturnType<typeof API.renewalQuote>> | null} */
+  let renewal = null;
+  try {
+    renewal = await API.renewalQuote(api, { path: { org, id } });
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status >= 500) return failed(error);
+  }
 
   // Activation: confirmations, and a fresh link or code.
   const resend = (/** @type {"email" | "sms"} */ channel) => {
@@ -964,16 +973,52 @@ async function user(org, id) {
     grantsForm,
   );
 
-  // Renewal and suspension.
-  const renew = /** @type {HTMLButtonElement} */ (h("button", { type: "button" }, t("user.renew")));
+  // Renewal (its price, period and terms shown before paying) and suspension.
   let renewalKey = idempotencyKey();
-  renew.addEventListener("click", () =>
+  const renew = /** @type {HTMLButtonElement} */ (
+    h("button", { type: "button" }, renewal ? t("user.renew_for", { amount: money(renewal.price_halalas) }) : t("user.renew"))
+  );
+  const renewDialog = /** @type {HTMLDialogElement} */ (
+    h(
+      "dialog",
+      { "aria-labelledby": "renew-title", "aria-describedby": "renew-terms" },
+      h("h2", { id: "renew-title" }, t("user.renew_confirm_title", { name: nameOf(profile.name) })),
+      renewal
+        ? h(
+            "dl",
+            { class: "facts", id: "renew-terms" },
+            h("dt", null, t("user.renew_price")),
+            h("dd", null, money(renewal.price_halalas)),
+            h("dt", null, t("user.renew_period")),
+            h("dd", null, t("user.seat_period", { from: date(renewal.starts_at), to: date(renewal.ends_at) })),
+            h("dt", null, t("user.renew_balance_after")),
+            h("dd", null, money(Math.max(renewal.balance_halalas - renewal.price_halalas, 0))),
+          )
+        : null,
+      h("p", null, t("user.renew_non_refundable")),
+      renewal && !renewal.sufficient
+        ? h("p", { role: "alert" }, t("user.renew_insufficient", { balance: money(renewal.balance_halalas) }))
+        : null,
+      h(
+        "form",
+        { method: "dialog", class: "actions" },
+        h("button", { type: "submit", value: "cancel", class: "secondary", autofocus: true }, t("user.renew_cancel")),
+        renewal?.sufficient
+          ? h("button", { type: "submit", value: "renew", class: "primary" }, t("user.renew_do", { amount: money(renewal.price_halalas) }))
+          : null,
+      ),
+    )
+  );
+  renewDialog.addEventListener("close", () => {
+    if (renewDialog.returnValue !== "renew") return;
     act(renew, report, async () => {
       const receipt = await API.renew(api, { path: { org, id }, headers: { "Idempotency-Key": renewalKey } });
       renewalKey = idempotencyKey();
-      return t("user.renewed", { until: date(receipt.renewed.ends_at), amount: money(receipt.amount_charged_halalas) });
-    }),
-  );
+      // The page is drawn again, the new period in it, the result at its top.
+      refresh(t("user.renewed", { until: date(receipt.renewed.ends_at), amount: money(receipt.amount_charged_halalas) }));
+    });
+  });
+  renew.addEventListener("click", () => renewDialog.showModal());
   const reason = /** @type {HTMLTextAreaElement} */ (h("textarea", { name: "reason", maxlength: 500, required: true, rows: 2 }));
   const dialog = /** @type {HTMLDialogElement} */ (
     h(
@@ -984,7 +1029,7 @@ async function user(org, id) {
       h(
         "form",
         { method: "dialog", class: "actions" },
-        h("button", { type: "submit", value: "cancel", autofocus: true }, t("user.suspend_cancel")),
+        h("button", { type: "submit", value: "cancel", class: "secondary", autofocus: true }, t("user.suspend_cancel")),
         h("button", { type: "submit", value: "suspend", class: "danger" }, t("user.suspend_do")),
       ),
     )
@@ -1008,11 +1053,12 @@ async function user(org, id) {
     profile.status === "suspended"
       ? h("p", null, t("user.is_suspended"))
       : [
-          h("div", { class: "actions" }, renew),
+          renewal ? h("div", { class: "actions" }, renew) : null,
           field(t("user.suspend_reason"), reason, t("user.suspend_reason_hint")),
           h("div", { class: "actions" }, suspendButton),
         ],
     dialog,
+    renewDialog,
   );
 
   const history = auditSection(org, id);

@@ -148,6 +148,7 @@ class Console:
             Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
             width = self.page.viewport_size["width"] if self.page.viewport_size else 0
             self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{self.language}-{width}-{screen}.png"), full_page=True)
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{self.language}-{width}-{screen}-view.png"))
 
     def open(self) -> None:
         self.page.goto(self.server.base + "/")
@@ -263,8 +264,18 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     # The manager renews Sara, suspends Ahmed (confirming it is final), exports the audit.
     console.sign_in(who["abdullah"])
     page.get_by_role("link", name=SARA).click()
-    page.get_by_role("button", name=console.t("user.renew")).click()
+    # The price, the year it buys and that it is not refunded, before anything is charged.
+    page.get_by_role("button", name=re.compile(re.escape(console.t("user.renew_for", amount="").rstrip(" —")))).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(console.t("user.renew_non_refundable"))
+    expect(dialog).to_contain_text(console.t("user.renew_price"))
+    assert re.search(r"150|١٥٠", dialog.inner_text()), dialog.inner_text()
+    console.axe("renew")
+    dialog.get_by_role("button", name=re.compile(re.escape(console.t("user.renew_do", amount="").split("  ")[0].strip()[:3]))).last.click()
     console.outcome(re.sub(r"\{.*", "", console.t("user.renewed")).strip())
+    # The new year is on the page at once (it was drawn again), and the result is in view.
+    expect(page.locator(".facts").first).to_contain_text(console.t("user.next_seat"))
+    assert page.evaluate("() => { const r = document.querySelector('.outcome.ok').getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }")
     page.get_by_role("link", name=console.t("nav.users"), exact=True).click()
     expect(page.get_by_role("link", name=AHMED)).to_be_visible()
     console.axe("users-filled")
@@ -274,7 +285,7 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text(console.t("user.suspend_warning"))
     dialog.get_by_role("button", name=console.t("user.suspend_do")).click()
-    expect(page.locator(".facts")).to_contain_text(console.t("status.suspended"))
+    expect(page.locator(".facts").first).to_contain_text(console.t("status.suspended"))
 
     page.get_by_role("link", name=console.t("nav.balance"), exact=True).click()
     console.heading(console.t("ledger.title"))

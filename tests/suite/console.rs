@@ -409,9 +409,8 @@ fn the_console_is_served_privately_through_cloudfront_and_is_the_api_s_only_brow
     assert_eq!(origin["OriginAccessControlId"].as_str(), Some("ConsoleOriginAccessControl.Id"));
     assert_eq!(distribution["DefaultCacheBehavior"]["ViewerProtocolPolicy"].as_str(), Some("redirect-to-https"));
     assert_eq!(distribution["DefaultCacheBehavior"]["ResponseHeadersPolicyId"].as_str(), Some("ConsoleSecurityHeaders"));
-    let policy =
-        &resources["ConsoleSecurityHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"]
-            ["ContentSecurityPolicy"];
+    let policy = &resources["ConsoleSecurityHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"]
+        ["ContentSecurityPolicy"];
     // `!Sub [text, variables]`: the issuer's host is cut from its URL.
     let csp = policy[0].as_str().expect("a CSP");
     assert!(policy[1]["IssuerHost"].as_vec().is_some(), "the issuer's host, by !Select over its URL's parts");

@@ -539,3 +539,34 @@ async fn reminders_follow_language_and_notification_settings(backend: Backend) {
     assert!(world.emails_to(&user.email).await.iter().all(|(_, b)| !link_token(b).is_empty()), "only the activation email");
 }
 both!(reminders_follow_language_and_notification_settings);
+
+/// The price before paying: the renewal quote says what a renewal would charge and the year
+/// it would buy — exactly what the renewal then does — writes nothing, and refuses where the
+/// renewal would (a suspended user, one already renewed ahead, a member who may not renew).
+async fn a_renewal_quote_is_what_the_renewal_then_charges(backend: Backend) {
+    let cast = cast(backend).await;
+    let (world, client) = (&cast.world, &cast.client);
+    let quote_of = |user: &PersonId, caller: &PersonId| {
+        let path = format!("{}/renewal", user_path(user));
+        let token = client.token_for(caller);
+        async move { client.get(&path, &token).await }
+    };
+    let before = world.snapshot().await;
+    let quote = quote_of(&cast.member, &cast.manager).await;
+    assert_eq!(quote.status, 200, "{}", quote.text());
+    assert_eq!(world.snapshot().await, before, "a quote writes nothing");
+    let quote = quote.json();
+    assert_eq!((quote["price_halalas"].clone(), quote["sufficient"].clone()), (json!(15_000), json!(true)));
+    let renewed = renew(client, &cast.manager, &cast.member, "quoted").await.json();
+    assert_eq!(renewed["amount_charged_halalas"], quote["price_halalas"]);
+    assert_eq!(renewed["renewed"]["starts_at"], quote["starts_at"]);
+    assert_eq!(renewed["renewed"]["ends_at"], quote["ends_at"]);
+
+    let ahead = quote_of(&cast.member, &cast.manager).await;
+    assert_eq!((ahead.status, ahead.code().as_str()), (422, "already_renewed"));
+    let suspended = quote_of(&cast.suspended, &cast.manager).await;
+    assert_eq!((suspended.status, suspended.code().as_str()), (422, "user_suspended"));
+    let by_member = quote_of(&cast.citizen_user, &cast.member).await;
+    assert_eq!((by_member.status, by_member.code().as_str()), (403, "not_an_administrator"), "{}", by_member.text());
+}
+both!(a_renewal_quote_is_what_the_renewal_then_charges);

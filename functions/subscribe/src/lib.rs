@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use domain::actions::renew::Renew;
+use domain::actions::renew::{QuoteRenewal, Renew};
 use domain::actions::subscribe::{QuoteSubscription, Subscribe, SubscribePerson, Subscription};
 use domain::env::{Env, SecretSource};
 use domain::error::{Error, Rejection};
@@ -33,6 +33,10 @@ async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<Subscri
             let expected = incoming.json::<SubscriptionInput>()?.expected_total_halalas.map(domain::money::Halalas::new);
             let command = Subscribe::new(&meta, subscription, pricing, secrets.code_key().await?, key, digest).expecting(expected);
             Reply::outcome(201, &run(env, &meta, &command).await?)
+        }
+        SubscribeRoute::RenewalQuote => {
+            let command = QuoteRenewal { organization: incoming.organization()?, user: incoming.user_id()?, pricing };
+            Reply::json(200, &run(env, &meta, &command).await?.answer)
         }
         SubscribeRoute::Renew => {
             let key = incoming.idempotency_key()?;

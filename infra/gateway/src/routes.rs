@@ -73,6 +73,7 @@ routes! {
         Quote => "POST /v1/organizations/{org}/subscriptions/quote",
         Subscribe => "POST /v1/organizations/{org}/subscriptions",
         Renew => "POST /v1/organizations/{org}/users/{id}/renewal",
+        RenewalQuote => "GET /v1/organizations/{org}/users/{id}/renewal",
     }
 }
 

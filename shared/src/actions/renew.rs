@@ -46,6 +46,71 @@ pub struct RenewalReceipt {
     pub balance_after_halalas: Halalas,
 }
 
+/// What renewing a user would do now: the price, the period it buys, and whether the
+/// balance covers it. Refused as the renewal itself would be.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewalQuote {
+    pub organization_id: OrganizationId,
+    pub user_id: PersonId,
+    pub price_halalas: Halalas,
+    #[serde(with = "crate::clock::utc")]
+    pub starts_at: OffsetDateTime,
+    #[serde(with = "crate::clock::utc")]
+    pub ends_at: OffsetDateTime,
+    pub balance_halalas: Halalas,
+    pub sufficient: bool,
+}
+
+/// What a renewal and its quote read: the organization, the caller, the balance, the user.
+async fn load_renewal(meta: &RequestMeta, reads: &mut Reads<'_>, organization: &OrganizationId, user: &PersonId) -> Result<Scene, Error> {
+    let extra = [Key::Balance(organization.clone()), Key::User(organization.clone(), user.clone())];
+    Scene::load(meta, reads, organization, extra).await
+}
+
+/// Who may renew a user (and see what it would cost): the policy's `Renew`.
+fn authorize_renewal(meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, user: &PersonId) -> Result<(), Rejection> {
+    let standing = scene.standing(meta, now)?;
+    let target = scene.target(standing, OnUser::Renew, user)?;
+    authorize(standing, Action::Renew(target)).map(drop)
+}
+
+/// Prices a renewal without making it (what the console shows before the manager pays).
+pub struct QuoteRenewal {
+    pub organization: OrganizationId,
+    pub user: PersonId,
+    pub pricing: PricingConfig,
+}
+
+impl Command for QuoteRenewal {
+    type State = Scene;
+    type Answer = RenewalQuote;
+
+    async fn load(&self, meta: &RequestMeta, reads: &mut Reads<'_>) -> Result<Scene, Error> {
+        load_renewal(meta, reads, &self.organization, &self.user).await
+    }
+
+    fn authorize(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<(), Rejection> {
+        authorize_renewal(meta, scene, now, &self.user)
+    }
+
+    fn decide(&self, _: &RequestMeta, scene: &Scene, now: OffsetDateTime, _: &mut Fresh) -> Result<Decision<RenewalQuote>, Error> {
+        let organization = scene.organization()?;
+        let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
+        let balance = scene.loaded.balance(&self.organization).ok_or_else(|| missing_balance(&self.organization))?;
+        let price = self.pricing.renewal_price(organization);
+        let (_, seat) = renewed(target, price, now, String::new())?;
+        Ok(Decision::answer(RenewalQuote {
+            organization_id: self.organization.clone(),
+            user_id: target.id.clone(),
+            price_halalas: price,
+            starts_at: seat.starts_at,
+            ends_at: seat.ends_at,
+            balance_halalas: balance.available,
+            sufficient: price <= balance.available,
+        }))
+    }
+}
+
 /// Extends access by one year at the current price (see `renewed`).
 pub struct Renew {
     pub organization: OrganizationId,
@@ -69,14 +134,11 @@ impl Command for Renew {
     type Answer = RenewalReceipt;
 
     async fn load(&self, meta: &RequestMeta, reads: &mut Reads<'_>) -> Result<Scene, Error> {
-        let extra = [Key::Balance(self.organization.clone()), Key::User(self.organization.clone(), self.user.clone())];
-        Scene::load(meta, reads, &self.organization, extra).await
+        load_renewal(meta, reads, &self.organization, &self.user).await
     }
 
     fn authorize(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime) -> Result<(), Rejection> {
-        let standing = scene.standing(meta, now)?;
-        let target = scene.target(standing, OnUser::Renew, &self.user)?;
-        authorize(standing, Action::Renew(target)).map(drop)
+        authorize_renewal(meta, scene, now, &self.user)
     }
 
     fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<RenewalReceipt>, Error> {
