@@ -418,52 +418,68 @@ async function add(org) {
         onsubmit: (/** @type {SubmitEvent} */ event) => {
           event.preventDefault();
           const persons = request();
-          act(form, report, async () => {
-            const quote = await API.quoteSubscription(api, { path: { org }, body: persons });
-            key = idempotencyKey();
-            const confirm = actionButton(
-              t("add.confirm", { total: money(quote.total_halalas) }),
-              report,
-              async () => {
-                // The total shown is the total charged: a changed price is refused (409).
-                const body = { ...persons, expected_total_halalas: quote.total_halalas };
-                const receipt = await API.subscribe(api, { path: { org }, headers: { "Idempotency-Key": key }, body });
-                quoted.replaceChildren(
-                  h("h2", { tabindex: "-1" }, t("add.done", { count: receipt.users.length })),
-                  table(
-                    t("add.added_caption"),
-                    [t("users.id"), t("users.status"), t("add.seat_ends"), t("add.messages")],
-                    receipt.users.map((user) => [
-                      h("a", { href: `#/o/${org}/u/${user.id}` }, user.id),
-                      statusBadge(user.status),
-                      date(user.seat.ends_at),
-                      `${t("channel.email")}: ${t(`delivery.${user.activation_messages.email}`)} · ${t("channel.sms")}: ${t(`delivery.${user.activation_messages.sms}`)}`,
-                    ]),
-                  ),
-                  h(
-                    "p",
-                    null,
-                    t("add.charged", { amount: money(receipt.amount_charged_halalas), balance: money(receipt.balance_after_halalas) }),
-                  ),
-                );
-                /** @type {HTMLElement} */ (quoted.firstElementChild).focus();
-              },
-              { class: "primary", disabled: !quote.sufficient },
+          /** @type {import("./dom.js").Locate} */
+          const locate = (path) => {
+            const found = /^persons\[(\d+)\]\.(\w+)/.exec(path);
+            if (!found) return null;
+            const n = Number(found[1]);
+            const row = rows.querySelectorAll("fieldset.person")[n];
+            const element = /** @type {HTMLElement | null | undefined} */ (
+              found[2] === "establishments" ? row?.querySelector("fieldset.checks input") : row?.querySelector(`[name="${found[2]}"]`)
             );
-            quoted.replaceChildren(
-              h("h2", null, t("add.quote_title")),
-              table(
-                t("add.quote_caption"),
-                [t("users.id"), t("add.price")],
-                quote.persons.map((person) => [person.id, person.free ? t("add.free") : money(person.price_halalas)]),
-              ),
-              h("p", null, t("add.total", { total: money(quote.total_halalas), balance: money(quote.balance_halalas) })),
-              h("p", null, t("add.seat_until", { date: date(quote.seat_ends_at) })),
-              quote.sufficient ? "" : h("p", { class: "outcome error", role: "alert" }, t("add.insufficient")),
-              confirm,
-            );
-            confirm.focus();
-          });
+            return element ? { element, label: `${t("add.person", { n: n + 1 })} · ${t(`add.field_${found[2]}`)}` } : null;
+          };
+          act(
+            form,
+            report,
+            async () => {
+              const quote = await API.quoteSubscription(api, { path: { org }, body: persons });
+              key = idempotencyKey();
+              const confirm = actionButton(
+                t("add.confirm", { total: money(quote.total_halalas) }),
+                report,
+                async () => {
+                  // The total shown is the total charged: a changed price is refused (409).
+                  const body = { ...persons, expected_total_halalas: quote.total_halalas };
+                  const receipt = await API.subscribe(api, { path: { org }, headers: { "Idempotency-Key": key }, body });
+                  quoted.replaceChildren(
+                    h("h2", { tabindex: "-1" }, t("add.done", { count: receipt.users.length })),
+                    table(
+                      t("add.added_caption"),
+                      [t("users.id"), t("users.status"), t("add.seat_ends"), t("add.messages")],
+                      receipt.users.map((user) => [
+                        h("a", { href: `#/o/${org}/u/${user.id}` }, user.id),
+                        statusBadge(user.status),
+                        date(user.seat.ends_at),
+                        `${t("channel.email")}: ${t(`delivery.${user.activation_messages.email}`)} · ${t("channel.sms")}: ${t(`delivery.${user.activation_messages.sms}`)}`,
+                      ]),
+                    ),
+                    h(
+                      "p",
+                      null,
+                      t("add.charged", { amount: money(receipt.amount_charged_halalas), balance: money(receipt.balance_after_halalas) }),
+                    ),
+                  );
+                  /** @type {HTMLElement} */ (quoted.firstElementChild).focus();
+                },
+                { class: "primary", disabled: !quote.sufficient },
+              );
+              quoted.replaceChildren(
+                h("h2", null, t("add.quote_title")),
+                table(
+                  t("add.quote_caption"),
+                  [t("users.id"), t("add.price")],
+                  quote.persons.map((person) => [person.id, person.free ? t("add.free") : money(person.price_halalas)]),
+                ),
+                h("p", null, t("add.total", { total: money(quote.total_halalas), balance: money(quote.balance_halalas) })),
+                h("p", null, t("add.seat_until", { date: date(quote.seat_ends_at) })),
+                quote.sufficient ? "" : h("p", { class: "outcome error", role: "alert" }, t("add.insufficient")),
+                confirm,
+              );
+              confirm.focus();
+            },
+            locate,
+          );
         },
       },
       rows,

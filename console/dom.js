@@ -149,24 +149,75 @@ function fieldName(field) {
  */
 export function outcome() {
   const region = h("div", { class: "outcome", "aria-live": "polite", tabindex: "-1" });
+  /** Fields marked by the last refusal (cleared with it). @type {Element[]} */
+  let marked = [];
+  const unmark = () => {
+    for (const element of marked) {
+      const note = `${element.id}-error`;
+      element.removeAttribute("aria-invalid");
+      const described = (element.getAttribute("aria-describedby") ?? "").split(" ").filter((id) => id && id !== note);
+      if (described.length) element.setAttribute("aria-describedby", described.join(" "));
+      else element.removeAttribute("aria-describedby");
+      document.getElementById(note)?.remove();
+    }
+    marked = [];
+  };
   return {
     element: region,
     /** @param {string} text */
     ok(text) {
+      unmark();
       region.className = "outcome ok";
       region.setAttribute("role", "status");
       region.replaceChildren(text);
+      region.focus();
     },
-    /** @param {unknown} error */
-    fail(error) {
+    /**
+     * Shows a refusal. When it names a field (`persons[1].id`) that `locate` finds on the
+     * screen, the field is marked with the message beside it, and the summary links to it.
+     * @param {unknown} error
+     * @param {Locate} [locate]
+     */
+    fail(error, locate) {
+      unmark();
       region.className = "outcome error";
       region.setAttribute("role", "alert");
       const reference =
         error instanceof ApiError && error.requestId ? h("small", null, ` ${t("error.reference", { id: error.requestId })}`) : null;
-      region.replaceChildren(errorText(error), reference ?? "");
+      const path = error instanceof ApiError && typeof error.details.field === "string" ? error.details.field : null;
+      const place = path && locate ? locate(path) : null;
+      if (place) {
+        const { element, label } = place;
+        if (!element.id) element.id = `field-${(path ?? "").replace(/[^A-Za-z0-9]+/g, "-")}`;
+        const note = h("p", { class: "field-error", id: `${element.id}-error` }, errorText(error));
+        element.setAttribute("aria-invalid", "true");
+        // The message is read with the field (aria-describedby is what screen readers support).
+        element.setAttribute("aria-describedby", [note.id, element.getAttribute("aria-describedby")].filter(Boolean).join(" "));
+        (element.closest(".field") ?? element).after(note);
+        marked.push(element);
+        const link = h(
+          "a",
+          {
+            href: `#${element.id}`,
+            onclick: (/** @type {MouseEvent} */ event) => {
+              event.preventDefault();
+              /** @type {HTMLElement} */ (element).focus();
+            },
+          },
+          `${label}: ${errorText(error)}`,
+        );
+        region.replaceChildren(
+          h("h2", { class: "summary-title" }, t("error.summary")),
+          h("ul", null, h("li", null, link)),
+          reference ?? "",
+        );
+      } else {
+        region.replaceChildren(errorText(error), reference ?? "");
+      }
       region.focus();
     },
     clear() {
+      unmark();
       region.className = "outcome";
       region.removeAttribute("role");
       region.replaceChildren();
@@ -175,12 +226,19 @@ export function outcome() {
 }
 
 /**
+ * Finds the field a refusal names (`persons[1].id`) on the screen: the element to mark and
+ * focus, and how to name it in the summary ("Person 2 · ID number").
+ * @typedef {(path: string) => { element: HTMLElement, label: string } | null} Locate
+ */
+
+/**
  * Runs an action from a button or form: disables it while it runs, reports the outcome.
  * @param {HTMLButtonElement | HTMLFormElement} trigger
  * @param {ReturnType<typeof outcome>} report
  * @param {() => Promise<string | void>} work resolves to the success message, if any
+ * @param {Locate} [locate] finds the field a refusal names
  */
-export async function act(trigger, report, work) {
+export async function act(trigger, report, work, locate) {
   const buttons = trigger instanceof HTMLFormElement ? [...trigger.querySelectorAll("button")] : [trigger];
   buttons.forEach((button) => (button.disabled = true));
   report.clear();
@@ -188,7 +246,7 @@ export async function act(trigger, report, work) {
     const message = await work();
     if (message) report.ok(message);
   } catch (error) {
-    report.fail(error);
+    report.fail(error, locate);
   } finally {
     buttons.forEach((button) => (button.disabled = false));
   }

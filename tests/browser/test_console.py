@@ -307,19 +307,32 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     page.close()
 
 
-def test_a_refusal_is_a_sentence_in_the_readers_language(browser, server):
+def test_a_refusal_is_a_sentence_in_the_readers_language_and_links_to_its_field(browser, server):
     for language in ("ar", "en"):
         page = browser.new_page(bypass_csp=True)
         console = Console(page, server, language)
         console.open()
         console.sign_in(names(language)["abdullah"])
         page.get_by_role("link", name=console.t("nav.add"), exact=True).first.click()
-        page.locator("fieldset.person").first.get_by_label(console.t("add.id")).fill("2456789011")  # Ravi: iqama expired
-        page.locator("fieldset.person").first.get_by_label(re.compile("1-123457")).check()
+        persons = page.locator("fieldset.person")
+        persons.nth(0).get_by_label(console.t("add.id")).fill(SARA)
+        persons.nth(0).get_by_label(re.compile("1-123456")).check()
+        page.get_by_role("button", name=console.t("add.another")).click()
+        persons.nth(1).get_by_label(console.t("add.id")).fill("2456789011")  # Ravi: iqama expired
+        persons.nth(1).get_by_label(re.compile("1-123457")).check()
         page.get_by_role("button", name=console.t("add.quote")).click()
         alert = page.get_by_role("alert")
         expect(alert).to_contain_text(console.t("error.iqama_expired"))
         assert "iqama_expired" not in alert.inner_text()
+        # The summary names the second person and links to their ID field, which is marked.
+        link = alert.get_by_role("link", name=re.compile(re.escape(console.t("add.person", n=2))))
+        expect(link).to_be_visible()
+        field = persons.nth(1).get_by_label(console.t("add.id"))
+        expect(field).to_have_attribute("aria-invalid", "true")
+        expect(persons.nth(0).get_by_label(console.t("add.id"))).not_to_have_attribute("aria-invalid", "true")
+        link.click()
+        expect(field).to_be_focused()
+        console.axe("refusal")
         page.close()
 
 
