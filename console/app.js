@@ -290,7 +290,7 @@ async function users(org) {
     });
     for (const user of page.users) {
       addRow([
-        h("a", { href: `#/o/${org}/u/${user.id}` }, user.id),
+        h("a", { href: `#/o/${org}/u/${user.id}` }, ltr(user.id)),
         nameOf(user.name),
         statusBadge(user.status),
         establishmentList(user.establishments),
@@ -448,7 +448,7 @@ async function add(org) {
                       t("add.added_caption"),
                       [t("users.id"), t("users.status"), t("add.seat_ends"), t("add.messages")],
                       receipt.users.map((user) => [
-                        h("a", { href: `#/o/${org}/u/${user.id}` }, user.id),
+                        h("a", { href: `#/o/${org}/u/${user.id}` }, ltr(user.id)),
                         statusBadge(user.status),
                         date(user.seat.ends_at),
                         `${t("channel.email")}: ${t(`delivery.${user.activation_messages.email}`)} · ${t("channel.sms")}: ${t(`delivery.${user.activation_messages.sms}`)}`,
@@ -469,7 +469,7 @@ async function add(org) {
                 table(
                   t("add.quote_caption"),
                   [t("users.id"), t("add.price")],
-                  quote.persons.map((person) => [person.id, person.free ? t("add.free") : money(person.price_halalas)]),
+                  quote.persons.map((person) => [ltr(person.id), person.free ? t("add.free") : money(person.price_halalas)]),
                 ),
                 h("p", null, t("add.total", { total: money(quote.total_halalas), balance: money(quote.balance_halalas) })),
                 h("p", null, t("add.seat_until", { date: date(quote.seat_ends_at) })),
@@ -636,7 +636,7 @@ function auditSection(org, user) {
         dateTime(entry.at),
         actorText(entry.actor),
         t(`action.${entry.action}`),
-        entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, entry.target) : "—",
+        entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, ltr(entry.target)) : "—",
         establishmentList(entry.establishments),
       ]);
     }

@@ -50,8 +50,13 @@ export function has(key) {
 
 const RIYADH = "Asia/Riyadh";
 
+/**
+ * One digit system on every screen: Western digits in both languages (IDs, mobiles and
+ * establishment numbers are written with them, and people type them so), the Gregorian
+ * calendar (seats run by it), Saudi time.
+ */
 function locale() {
-  return language === "ar" ? "ar-SA" : "en-GB";
+  return language === "ar" ? "ar-SA-u-ca-gregory-nu-latn" : "en-GB";
 }
 
 /** An instant, in Saudi time. @param {string | undefined | null} iso */
@@ -70,5 +75,8 @@ export function date(iso) {
 /** Halalas as riyals. @param {number | undefined | null} halalas */
 export function money(halalas) {
   if (halalas === undefined || halalas === null) return "—";
-  return new Intl.NumberFormat(locale(), { style: "currency", currency: "SAR" }).format(halalas / 100);
+  // In Arabic the currency's name ("150.00 ريال سعودي"): its abbreviation ends in a full
+  // stop, which doubled with the sentence's ("ر.س..").
+  const display = language === "ar" ? "name" : "code";
+  return new Intl.NumberFormat(locale(), { style: "currency", currency: "SAR", currencyDisplay: display }).format(halalas / 100);
 }
