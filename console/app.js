@@ -39,10 +39,35 @@ const api = new Api(
   "",
   () => session.current()?.token ?? null,
   () => {
-    session.end();
+    // The session ended mid-way: say so, keep what was typed, come back here after.
+    session.expire(location.hash || "#/", draftOf(main));
     go("#/sign-in");
   },
 );
+
+/** The fields of a screen, in order (never a password). @param {HTMLElement} root @returns {import("./session.js").Draft} */
+function draftOf(root) {
+  const fields = [...root.querySelectorAll("input, select, textarea")]
+    .map((element) => /** @type {HTMLInputElement} */ (element))
+    .filter((element) => element.type !== "password" && element.type !== "hidden")
+    .map((element) => ({ name: element.name, value: element.value, checked: element.checked }));
+  return { rows: root.querySelectorAll("fieldset.person").length, fields };
+}
+
+/** Puts a kept draft back into the screen just drawn. @param {HTMLElement} root @param {import("./session.js").Draft} draft */
+function restore(root, draft) {
+  const another = /** @type {HTMLButtonElement | null} */ (root.querySelector("button.add-person"));
+  while (another && root.querySelectorAll("fieldset.person").length < draft.rows) another.click();
+  const elements = [...root.querySelectorAll("input, select, textarea")]
+    .map((element) => /** @type {HTMLInputElement} */ (element))
+    .filter((element) => element.type !== "password" && element.type !== "hidden");
+  draft.fields.forEach((kept, n) => {
+    const element = elements[n];
+    if (!element || element.name !== kept.name) return;
+    if (element.type === "checkbox" || element.type === "radio") element.checked = kept.checked;
+    else element.value = kept.value;
+  });
+}
 
 const main = /** @type {HTMLElement} */ (document.getElementById("main"));
 const top = /** @type {HTMLElement} */ (document.getElementById("top"));
@@ -90,6 +115,11 @@ function show(title, ...content) {
   const done = flash ? h("p", { class: "outcome ok", role: "status" }, flash) : "";
   flash = null;
   main.replaceChildren(heading, done, ...content);
+  const draft = session.current() ? session.takeDraft(location.hash || "#/") : null;
+  if (draft) {
+    restore(main, draft);
+    main.insertBefore(h("p", { class: "outcome ok", role: "status" }, t("signin.draft_restored")), heading.nextSibling);
+  }
   heading.focus();
 }
 
@@ -169,11 +199,18 @@ async function signIn() {
   if (config.auth.mode === "oidc") {
     const auth = config.auth;
     const button = h("button", { type: "button", onclick: () => session.oidcSignIn(auth) }, t("signin.with_provider"));
-    show(t("signin.title"), h("p", null, t("signin.provider_intro")), button);
+    const endedHere = session.endedUnderReader();
+    show(
+      t("signin.title"),
+      endedHere ? h("p", { class: "outcome error", role: "alert" }, t("signin.session_ended")) : "",
+      h("p", null, t("signin.provider_intro")),
+      button,
+    );
     return;
   }
   const identities = await session.localIdentities();
   const report = outcome();
+  const ended = session.endedUnderReader();
   const choose = async (/** @type {session.Identity} */ identity, /** @type {HTMLButtonElement} */ button) => {
     await act(button, report, async () => {
       const started = await session.localSignIn(identity.subject);
@@ -187,6 +224,7 @@ async function signIn() {
   };
   show(
     t("signin.title"),
+    ended ? h("p", { class: "outcome error", role: "alert" }, t("signin.session_ended")) : "",
     h("p", null, t("signin.local_intro")),
     h(
       "ul",
@@ -338,6 +376,9 @@ async function users(org) {
 
 // --- Adding users: a quote, then the payment ----------------------------------------------
 
+/** The most persons one subscription may carry (`too_many_persons` past it). */
+const MAX_PERSONS = 24;
+
 /** @param {string} org */
 async function add(org) {
   let organization;
@@ -350,6 +391,13 @@ async function add(org) {
   const rows = h("div", { class: "persons" });
   const report = outcome();
   const quoted = h("div", { "aria-live": "polite" });
+  // After a removal the rows are numbered 1, 2, 3 again (never 1, 3, 4).
+  const renumber = () =>
+    [...rows.querySelectorAll("fieldset.person")].forEach((row, index) => {
+      /** @type {HTMLElement} */ (row.querySelector("legend")).textContent = t("add.person", { n: index + 1 });
+      const remove = row.querySelector("button.remove-person");
+      if (remove) remove.textContent = t("add.remove", { n: index + 1 });
+    });
   const addRow = () => {
     const n = rows.children.length + 1;
     const legend = t("add.person", { n });
@@ -377,7 +425,18 @@ async function add(org) {
       h("select", { name: "language" }, h("option", { value: "ar" }, "العربية"), h("option", { value: "en", lang: "en" }, "English")),
     );
     const title = field(t("add.job_title"), h("input", { name: "job_title", maxlength: 100 }), t("add.optional"));
-    const remove = h("button", { type: "button", class: "link", onclick: () => row.remove() }, t("add.remove", { n }));
+    const remove = h(
+      "button",
+      {
+        type: "button",
+        class: "link remove-person",
+        onclick: () => {
+          row.remove();
+          renumber();
+        },
+      },
+      t("add.remove", { n }),
+    );
     const row = h(
       "fieldset",
       { class: "person" },
@@ -460,6 +519,9 @@ async function add(org) {
                       t("add.charged", { amount: money(receipt.amount_charged_halalas), balance: money(receipt.balance_after_halalas) }),
                     ),
                   );
+                  // A fresh form for the next group; the receipt keeps the focus.
+                  rows.replaceChildren();
+                  addRow();
                   /** @type {HTMLElement} */ (quoted.firstElementChild).focus();
                 },
                 { class: "primary", disabled: !quote.sufficient },
@@ -486,13 +548,19 @@ async function add(org) {
       h(
         "div",
         { class: "actions" },
-        h("button", { type: "button", onclick: () => (rows.children.length < 25 ? addRow() : undefined) }, t("add.another")),
+        h(
+          "button",
+          { type: "button", class: "add-person", onclick: () => (rows.children.length < MAX_PERSONS ? addRow() : undefined) },
+          t("add.another"),
+        ),
         h("button", { type: "submit" }, t("add.quote")),
       ),
     )
   );
-  show(t("add.title"), orgNav(org, "add"), h("p", null, t("add.intro")), form, report.element, quoted);
   addRow();
+  show(t("add.title"), orgNav(org, "add"), h("p", null, t("add.intro")), form, report.element, quoted);
+  // The first person's ID field takes the focus (unless a kept draft was put back).
+  /** @type {HTMLInputElement | null} */ (rows.querySelector('input[name="id"]'))?.focus();
 }
 
 // --- Balance and ledger ------------------------------------------------------------------

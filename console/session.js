@@ -61,6 +61,41 @@ export function end() {
 }
 
 const AFTER = "console.after_sign_in";
+const ENDED = "console.session_ended";
+const DRAFT = "console.draft";
+
+/**
+ * The session ended under the reader (the API answered 401): remembers the screen and what
+ * was typed on it, so that signing in again returns there with the draft.
+ * @param {string} hash
+ * @param {Draft} draft
+ */
+export function expire(hash, draft) {
+  sessionStorage.removeItem(KEY);
+  remember(hash);
+  sessionStorage.setItem(ENDED, "1");
+  sessionStorage.setItem(DRAFT, JSON.stringify({ hash, draft }));
+}
+
+/** Whether the last session ended under the reader (asked once). */
+export function endedUnderReader() {
+  const ended = sessionStorage.getItem(ENDED) === "1";
+  sessionStorage.removeItem(ENDED);
+  return ended;
+}
+
+/**
+ * What was typed on a screen: its fields in order, with how many person rows it had.
+ * @typedef {{ rows: number, fields: Array<{ name: string, value: string, checked: boolean }> }} Draft
+ */
+
+/** The draft kept for `hash`, once (it is forgotten when taken). @param {string} hash @returns {Draft | null} */
+export function takeDraft(hash) {
+  const kept = JSON.parse(sessionStorage.getItem(DRAFT) ?? "null");
+  if (!kept || kept.hash !== hash) return null;
+  sessionStorage.removeItem(DRAFT);
+  return kept.draft;
+}
 
 /** Remembers where a reader was going when they had to sign in first. @param {string} hash */
 export function remember(hash) {

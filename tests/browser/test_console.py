@@ -525,3 +525,47 @@ def test_the_pkce_challenge_is_rfc_7636_s(browser, server):
     challenge = page.evaluate("async () => (await import('/console/session.js')).challenge('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk')")
     assert challenge == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     page.close()
+
+
+def test_a_session_that_ends_says_so_and_returns_with_the_draft(browser, server):
+    page = browser.new_page(bypass_csp=True, viewport={"width": 390, "height": 844})
+    console = Console(page, server, "en")
+    console.open()
+    console.sign_in("Abdullah Al-Harbi")
+    page.get_by_role("link", name=console.t("nav.add"), exact=True).first.click()
+    console.heading(console.t("add.title"))
+    persons = page.locator("fieldset.person")
+    persons.nth(0).get_by_label(console.t("add.id")).fill(SARA)
+    persons.nth(0).get_by_label(re.compile("1-123456")).check()
+    page.get_by_role("button", name=console.t("add.another")).click()
+    persons.nth(1).get_by_label(console.t("add.id")).fill(AHMED)
+    page.get_by_role("button", name=console.t("add.another")).click()
+    # Removing person 2 numbers the rows 1, 2 again (not 1, 3).
+    persons.nth(1).get_by_role("button", name=console.t("add.remove", n=2)).click()
+    expect(persons).to_have_count(2)
+    expect(persons.nth(1).locator("legend").first).to_have_text(console.t("add.person", n=2))
+    persons.nth(1).get_by_label(console.t("add.id")).fill(AHMED)
+    # The session ends under the reader (its token no longer accepted).
+    page.evaluate("() => { const s = JSON.parse(sessionStorage.getItem('console.session')); s.token = 'ended'; sessionStorage.setItem('console.session', JSON.stringify(s)); }")
+    page.get_by_role("button", name=console.t("add.quote")).click()
+    console.heading(console.t("signin.title"))
+    expect(page.get_by_role("alert")).to_contain_text(console.t("signin.session_ended"))
+    console.axe("session-ended")
+    page.get_by_role("button", name=re.compile("Abdullah Al-Harbi")).click()
+    # Back where the reader was, with what was typed.
+    console.heading(console.t("add.title"))
+    expect(page.get_by_role("status").first).to_contain_text(console.t("signin.draft_restored"))
+    expect(persons).to_have_count(2)
+    expect(persons.nth(0).get_by_label(console.t("add.id"))).to_have_value(SARA)
+    expect(persons.nth(0).get_by_label(re.compile("1-123456"))).to_be_checked()
+    expect(persons.nth(1).get_by_label(console.t("add.id"))).to_have_value(AHMED)
+    # Paying resets the form for the next group.
+    persons.nth(1).get_by_label(re.compile("1-123456")).check()
+    persons.nth(0).get_by_label(console.t("add.user_type")).select_option("partners_only")
+    page.get_by_role("button", name=console.t("add.quote")).click()
+    page.get_by_role("button", name=re.compile(re.escape(console.t("add.confirm", total="").strip()))).click()
+    expect(page.get_by_role("heading", name=console.t("add.done", count=2))).to_be_visible()
+    expect(persons).to_have_count(1)
+    expect(persons.nth(0).get_by_label(console.t("add.id"))).to_have_value("")
+    assert console.errors == [], console.errors
+    page.close()
