@@ -14,6 +14,7 @@
 
 import * as API from "./api.js";
 import {
+  BUSY_AFTER_MS,
   act,
   actionButton,
   actionForm,
@@ -110,6 +111,7 @@ function refresh(message) {
 
 /** Shows a screen: its title first, focused, so that a reader starts at the top. */
 function show(title, ...content) {
+  loaded();
   document.title = `${title} · ${t("app.name")}`;
   const heading = h("h1", { tabindex: "-1" }, title);
   const done = flash ? h("p", { class: "outcome ok", role: "status" }, flash) : "";
@@ -121,6 +123,28 @@ function show(title, ...content) {
     main.insertBefore(h("p", { class: "outcome ok", role: "status" }, t("signin.draft_restored")), heading.nextSibling);
   }
   heading.focus();
+}
+
+/** The pending navigation's timer (see `loading`). @type {ReturnType<typeof setTimeout> | null} */
+let navigation = null;
+
+/**
+ * A screen is being fetched: after 300 ms the old one is marked busy (dimmed, `aria-busy`)
+ * with a progress bar, so it is never taken for the new address's.
+ */
+function loading() {
+  if (navigation) clearTimeout(navigation);
+  navigation = setTimeout(() => {
+    main.setAttribute("aria-busy", "true");
+    document.body.classList.add("loading");
+  }, BUSY_AFTER_MS);
+}
+
+function loaded() {
+  if (navigation) clearTimeout(navigation);
+  navigation = null;
+  main.removeAttribute("aria-busy");
+  document.body.classList.remove("loading");
 }
 
 /** @param {unknown} error */
@@ -1400,6 +1424,7 @@ function operator() {
 // --- Routing -------------------------------------------------------------------------------
 
 async function route() {
+  loading();
   header();
   // The activation email links to /activate#token=…, a page open to anyone.
   const token = new URLSearchParams(location.hash.slice(1)).get("token");

@@ -222,6 +222,16 @@ export function outcome() {
       region.removeAttribute("role");
       region.replaceChildren();
     },
+    /** Work under way (shown after `BUSY_AFTER_MS`). */
+    busy() {
+      region.className = "outcome busy";
+      region.setAttribute("role", "status");
+      region.replaceChildren(h("span", { class: "spinner", "aria-hidden": "true" }), t("app.working"));
+    },
+    /** The work ended with nothing to say (its result is drawn elsewhere). */
+    idle() {
+      if (region.classList.contains("busy")) this.clear();
+    },
   };
 }
 
@@ -242,15 +252,27 @@ export async function act(trigger, report, work, locate) {
   const buttons = trigger instanceof HTMLFormElement ? [...trigger.querySelectorAll("button")] : [trigger];
   buttons.forEach((button) => (button.disabled = true));
   report.clear();
+  // An answer slower than 300 ms shows that work is under way, where the result will be.
+  const slow = setTimeout(() => {
+    trigger.setAttribute("aria-busy", "true");
+    report.busy();
+  }, BUSY_AFTER_MS);
   try {
     const message = await work();
+    clearTimeout(slow);
     if (message) report.ok(message);
+    else report.idle();
   } catch (error) {
+    clearTimeout(slow);
     report.fail(error, locate);
   } finally {
+    trigger.removeAttribute("aria-busy");
     buttons.forEach((button) => (button.disabled = false));
   }
 }
+
+/** How long an answer may take before the console shows that it is working on it. */
+export const BUSY_AFTER_MS = 300;
 
 /**
  * A form whose submission runs `work` (see `act`).

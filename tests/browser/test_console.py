@@ -569,3 +569,33 @@ def test_a_session_that_ends_says_so_and_returns_with_the_draft(browser, server)
     expect(persons.nth(0).get_by_label(console.t("add.id"))).to_have_value("")
     assert console.errors == [], console.errors
     page.close()
+
+
+def test_a_slow_answer_shows_work_under_way_and_the_old_screen_as_busy(browser):
+    server = LocalServer({"LOCAL_API_DELAY_MS": "1500"})
+    try:
+        page = browser.new_page(bypass_csp=True)
+        console = Console(page, server, "en")
+        console.open()
+        console.sign_in("Abdullah Al-Harbi")
+        console.heading(re.compile("Users of"))
+        # Navigation: the old screen is dimmed and marked busy, with a progress bar, until
+        # the new one is drawn.
+        page.get_by_role("link", name=console.t("nav.add"), exact=True).first.click()
+        expect(page.locator("main[aria-busy=true]")).to_have_count(1, timeout=1200)
+        expect(page.locator("body.loading")).to_have_count(1)
+        expect(page.locator("h1")).to_contain_text("Users of")  # the old screen, dimmed, not a blank
+        console.heading(console.t("add.title"))
+        expect(page.locator("main[aria-busy=true]")).to_have_count(0)
+        # An action: the answer's place says work is under way, then the result.
+        persons = page.locator("fieldset.person")
+        persons.nth(0).get_by_label(console.t("add.id")).fill(SARA)
+        persons.nth(0).get_by_label(re.compile("1-123456")).check()
+        page.get_by_role("button", name=console.t("add.quote")).click()
+        expect(page.locator(".outcome.busy")).to_contain_text(console.t("app.working"), timeout=1200)
+        expect(page.get_by_role("heading", name=console.t("add.quote_title"))).to_be_visible(timeout=5000)
+        expect(page.locator(".outcome.busy")).to_have_count(0)
+        assert console.errors == [], console.errors
+        page.close()
+    finally:
+        server.stop()

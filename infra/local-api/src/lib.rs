@@ -162,6 +162,11 @@ impl Server {
         let Some(Matched { function, route, params }) = find_route(&method, &path) else {
             return local_error(404, "not_found", "no such route");
         };
+        if let Some(delay) = api_delay() {
+            // LOCAL_API_DELAY_MS: every API answer this much later (a slow network, to see
+            // how the console shows work under way).
+            tokio::time::sleep(delay).await;
+        }
         let claims = if route.public {
             None
         } else {
@@ -426,4 +431,12 @@ pub fn cross_site(headers: &hyper::HeaderMap) -> Option<&'static str> {
         return Some("the local routes do not answer other sites");
     }
     None
+}
+
+/// `LOCAL_API_DELAY_MS`, read once.
+fn api_delay() -> Option<std::time::Duration> {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("LOCAL_API_DELAY_MS").ok().and_then(|ms| ms.trim().parse::<u64>().ok()).map(std::time::Duration::from_millis)
+    })
 }
