@@ -156,6 +156,21 @@ function failed(error) {
   );
 }
 
+/**
+ * Who is signed in, as people say it: the name, with the ID masked beside it (the ID alone
+ * when no name is known; an operator by role).
+ * @param {session.Session} signedIn
+ */
+function who(signedIn) {
+  const name = signedIn.name?.[i18n.current()] ?? signedIn.name?.en ?? signedIn.name?.ar;
+  return name ? `${name} (\u2066${masked(signedIn.subject)}\u2069)` : `\u2066${signedIn.subject}\u2069`;
+}
+
+/** An ID number with all but its last four digits hidden. @param {string} id */
+function masked(id) {
+  return /^\d{10}$/.test(id) ? `••••••${id.slice(-4)}` : id;
+}
+
 function header() {
   const signedIn = session.current();
   const other = i18n.current() === "ar" ? "en" : "ar";
@@ -177,7 +192,7 @@ function header() {
         },
         t("app.other_language"),
       ),
-      signedIn ? h("span", { class: "who" }, t("app.signed_in_as", { subject: signedIn.subject })) : null,
+      signedIn ? h("span", { class: "who" }, t("app.signed_in_as", { subject: who(signedIn) })) : null,
       signedIn
         ? h(
             "button",
@@ -237,7 +252,7 @@ async function signIn() {
   const ended = session.endedUnderReader();
   const choose = async (/** @type {session.Identity} */ identity, /** @type {HTMLButtonElement} */ button) => {
     await act(button, report, async () => {
-      const started = await session.localSignIn(identity.subject);
+      const started = await session.localSignIn(identity.subject, identity.name);
       header();
       const remembered = session.takeRemembered();
       if (remembered) go(remembered);
@@ -677,6 +692,57 @@ const ACTIONS = [
 ];
 
 /** @param {API.Actor} actor */
+/**
+ * What an audit entry changed, readable: one line per field, "before → after" for a change,
+ * lists joined; the full grants before and after are left out where what was added and
+ * removed says it.
+ * @param {unknown} changes
+ */
+function changesText(changes) {
+  if (!changes || typeof changes !== "object" || Array.isArray(changes)) return "—";
+  const all = /** @type {Record<string, any>} */ (changes);
+  const grants = "added" in all || "removed" in all;
+  // A contact change says before and after at the top: one line.
+  const pairAtTop = !grants && "before" in all && "after" in all;
+  const entries = Object.entries(all).filter(
+    ([key]) => !key.endsWith("seat_id") && !((grants || pairAtTop) && (key === "before" || key === "after")),
+  );
+  const separator = i18n.current() === "ar" ? "، " : ", ";
+  /** @param {string} key @param {unknown} v @returns {string} */
+  const value = (key, v) => {
+    if (v === null || v === undefined || v === "") return "—";
+    if (Array.isArray(v)) return v.length ? v.map((item) => value(key, item)).join(separator) : "—";
+    if (typeof v === "object")
+      return Object.entries(v)
+        .map(([k, item]) => `${label(k)} ${value(k, item)}`)
+        .join(separator);
+    if (typeof v === "boolean") return t(v ? "change.yes" : "change.no");
+    if (key === "status" && typeof v === "string") return t(`status.${v}`);
+    if (key === "channel" && typeof v === "string" && i18n.has(`change.channel_${v}`)) return t(`change.channel_${v}`);
+    if (key.endsWith("_halalas") && typeof v === "number") return money(v);
+    if (typeof v === "string" && /^\d{4}-\d{2}-\d{2}T/.test(v)) return date(v);
+    return String(v);
+  };
+  const label = (/** @type {string} */ key) => (i18n.has(`change.${key}`) ? t(`change.${key}`) : key.replace(/_/g, " "));
+  // Each value isolated, left to right when it holds no Arabic (a mobile, an ID), so that
+  // the sentence around it cannot reorder it; the arrow points from before to after in the
+  // reading direction.
+  const arrow = i18n.current() === "ar" ? " ← " : " → ";
+  const isolated = (/** @type {string} */ text) => h("bdi", { dir: /[\u0600-\u06FF]/.test(text) ? "auto" : "ltr" }, text);
+  const lines = entries.map(([key, v]) => {
+    const pair = v && typeof v === "object" && !Array.isArray(v) && ("before" in v || "after" in v);
+    const pending = v && typeof v === "object" && !Array.isArray(v) && "pending" in v;
+    const text = pair
+      ? [isolated(value(key, v.before)), arrow, isolated(value(key, v.after))]
+      : pending
+        ? [isolated(value(key, v.current)), arrow, isolated(value(key, v.pending)), ` (${t("change.pending")})`]
+        : [isolated(value(key, v))];
+    return h("li", null, `${label(key)}: `, ...text);
+  });
+  if (pairAtTop) lines.unshift(h("li", null, isolated(value("before", all.before)), arrow, isolated(value("after", all.after))));
+  return lines.length ? h("ul", { class: "changes" }, lines) : "—";
+}
+
 function actorText(actor) {
   return actor.kind === "person" ? (actor.id ?? "") : t(`actor.${actor.kind}`);
 }
@@ -704,6 +770,7 @@ function auditSection(org, user) {
     t("audit.what"),
     t("audit.target"),
     t("audit.establishments"),
+    t("audit.details"),
   ]);
   const addRow = auditTable.add;
   const more = /** @type {HTMLButtonElement} */ (h("button", { type: "button", hidden: true }, t("audit.more")));
@@ -730,6 +797,7 @@ function auditSection(org, user) {
         t(`action.${entry.action}`),
         entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, ltr(entry.target)) : "—",
         establishmentList(entry.establishments),
+        changesText(entry.changes),
       ]);
     }
     cursor = page.next_cursor;
@@ -1132,7 +1200,7 @@ async function user(org, id) {
     h(
       "dialog",
       { "aria-labelledby": "suspend-title", "aria-describedby": "suspend-warning" },
-      h("h2", { id: "suspend-title" }, t("user.suspend_confirm_title", { id })),
+      h("h2", { id: "suspend-title" }, t("user.suspend_confirm_title", { name: `${nameOf(profile.name)} (\u2066${masked(id)}\u2069)` })),
       h("p", { id: "suspend-warning" }, t("user.suspend_warning")),
       h(
         "form",

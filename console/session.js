@@ -7,7 +7,7 @@
 /**
  * @typedef {{ api: string, auth: { mode: "local" } | { mode: "oidc", issuer: string, client_id: string,
  *   scope?: string, token?: "id_token" | "access_token" } }} Config
- * @typedef {{ token: string, subject: string, role: string | null, expires: number }} Session
+ * @typedef {{ token: string, subject: string, role: string | null, expires: number, name?: { en?: string, ar?: string } }} Session
  */
 
 const KEY = "console.session";
@@ -32,8 +32,10 @@ export function claims(token) {
 
 /** @param {string} token @returns {Session} */
 function sessionOf(token) {
-  const { sub, role, exp } = claims(token);
-  return { token, subject: String(sub), role: typeof role === "string" ? role : null, expires: Number(exp) * 1000 };
+  const { sub, role, exp, name } = claims(token);
+  // The provider's `name` claim, when it sends one: the header greets people by name.
+  const named = typeof name === "string" && name ? { en: name, ar: name } : undefined;
+  return { token, subject: String(sub), role: typeof role === "string" ? role : null, expires: Number(exp) * 1000, name: named };
 }
 
 /** @returns {Session | null} */
@@ -48,9 +50,10 @@ export function current() {
   return session;
 }
 
-/** @param {string} token */
-export function start(token) {
+/** @param {string} token @param {{ en?: string, ar?: string }} [name] who it is, when known */
+export function start(token, name) {
   const session = sessionOf(token);
+  if (name) session.name = name;
   sessionStorage.setItem(KEY, JSON.stringify(session));
   return session;
 }
@@ -119,15 +122,15 @@ export async function localIdentities() {
   return (await response.json()).identities;
 }
 
-/** @param {string} subject */
-export async function localSignIn(subject) {
+/** @param {string} subject @param {{ en?: string, ar?: string }} [name] */
+export async function localSignIn(subject, name) {
   const response = await fetch("/local/sign-in", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ subject }),
   });
   if (!response.ok) throw new Error(`sign-in refused: ${response.status}`);
-  return start((await response.json()).token);
+  return start((await response.json()).token, name);
 }
 
 // --- OpenID Connect, authorization code with PKCE (RFC 7636) ---------------------------
