@@ -1491,6 +1491,40 @@ function operator() {
 
 // --- Routing -------------------------------------------------------------------------------
 
+/**
+ * The screens, by address: a pattern of the hash's parts (`:name` takes one part) and the
+ * screen it draws. The first that matches wins.
+ * @type {Array<[string, (params: Record<string, string>) => Promise<void> | void]>}
+ */
+const ROUTES = [
+  ["", () => home()],
+  ["operator", () => operator()],
+  ["o/:org", ({ org }) => users(org)],
+  ["o/:org/add", ({ org }) => add(org)],
+  ["o/:org/balance", ({ org }) => balance(org)],
+  ["o/:org/audit", ({ org }) => audit(org)],
+  ["o/:org/settings", ({ org }) => settings(org)],
+  ["o/:org/me", ({ org }) => me(org)],
+  ["o/:org/u/:id", ({ org, id }) => user(org, id)],
+];
+
+/**
+ * The route a hash's parts match, with its parameters.
+ * @param {string[]} parts
+ */
+function matchRoute(parts) {
+  for (const [pattern, screen] of ROUTES) {
+    const wanted = pattern.split("/").filter(Boolean);
+    if (wanted.length !== parts.length) continue;
+    /** @type {Record<string, string>} */
+    const params = {};
+    if (wanted.every((part, n) => (part.startsWith(":") ? ((params[part.slice(1)] = parts[n]), true) : part === parts[n]))) {
+      return () => screen(params);
+    }
+  }
+  return null;
+}
+
 async function route() {
   loading();
   header();
@@ -1505,18 +1539,8 @@ async function route() {
     return go("#/sign-in");
   }
   try {
-    if (parts.length === 0) return home();
-    if (parts[0] === "operator") return operator();
-    if (parts[0] === "o" && parts[1]) {
-      const [, org, page, id] = parts;
-      if (!page) return await users(org);
-      if (page === "add") return await add(org);
-      if (page === "balance") return await balance(org);
-      if (page === "audit") return await audit(org);
-      if (page === "settings") return await settings(org);
-      if (page === "me") return await me(org);
-      if (page === "u" && id) return await user(org, id);
-    }
+    const screen = matchRoute(parts);
+    if (screen) return await screen();
     show(t("error.no_page"), h("p", null, h("a", { href: "#/" }, t("nav.home"))));
   } catch (error) {
     failed(error);
