@@ -276,7 +276,8 @@ export function renew(api, request) {
 /**
  * `GET /v1/organizations/{org}/users/{id}/renewal`: What renewing the user would cost now and the
  * year it would buy, without buying it (what to show before paying: renewals are not refunded).
- * Refused exactly as the renewal would be.
+ * Refused as the renewal would be for the user and the caller; a balance that does not cover it is
+ * said (`sufficient: false`), not refused.
  * @param {Api} api
  * @param {{ path: { org: OrganizationId, id: PersonId } }} request
  * @returns {Promise<RenewalQuote>}

@@ -30,23 +30,6 @@ pub fn event_type(action: AuditAction) -> String {
     format!("sa.establishment-users.{}.v1", action.as_str())
 }
 
-/// Events that change what the check API answers: a cache of its answers drops the user's
-/// entries on them.
-pub fn affects_access(action: AuditAction) -> bool {
-    matches!(
-        action,
-        AuditAction::UserSuspended
-            | AuditAction::SeatExpired
-            | AuditAction::PermissionsChanged
-            | AuditAction::UserIqamaUpdated
-            | AuditAction::ActivationEmailConfirmed
-            | AuditAction::ActivationMobileConfirmed
-            | AuditAction::SeatRenewed
-            | AuditAction::UserSubscribed
-            | AuditAction::OrganizationSettingsChanged
-    )
-}
-
 /// One change event, as CloudEvents 1.0 (structured mode, JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeEvent {

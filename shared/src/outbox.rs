@@ -228,6 +228,11 @@ impl DeliveryRecord {
         Some(due)
     }
 
+    /// Whether a delivery's claim on it still runs at `now` (it is being sent).
+    pub fn claimed_at(&self, now: OffsetDateTime) -> bool {
+        self.claim.as_ref().is_some_and(|claim| now < claim.until)
+    }
+
     /// Whether the redrive gives it up rather than send it at `now`.
     pub fn expired_at(&self, now: OffsetDateTime) -> bool {
         self.queued_at.is_none_or(|queued_at| now >= queued_at + DELIVERY_WINDOW)
@@ -285,7 +290,7 @@ pub fn render(
             DeliveryState::Sent => return Err(Stale::AlreadySent),
             DeliveryState::Superseded => return Err(Stale::Replaced),
             DeliveryState::Failed | DeliveryState::Undeliverable => return Err(Stale::Ended),
-            DeliveryState::Queued if record.claim.as_ref().is_some_and(|claim| now < claim.until) => return Err(Stale::Claimed),
+            DeliveryState::Queued if record.claimed_at(now) => return Err(Stale::Claimed),
             DeliveryState::Queued => {}
         },
         _ => return Err(Stale::Replaced),

@@ -464,16 +464,20 @@ class Provider:
         self.server.shutdown()
 
 
-def test_signing_in_with_an_openid_connect_provider_and_pkce(browser):
-    provider = Provider(MANAGER)
-    environment = {
+def oidc_environment(provider: Provider) -> dict:
+    """The local server set to sign in with `provider` and accept its ID tokens."""
+    return {
         "LOCAL_CONSOLE_OIDC_ISSUER": provider.issuer,
         "LOCAL_CONSOLE_OIDC_CLIENT_ID": OIDC_CLIENT,
         "LOCAL_JWT_SECRET": OIDC_SECRET,
         "LOCAL_JWT_ISSUER": provider.issuer,
         "LOCAL_JWT_AUDIENCE": OIDC_CLIENT,
     }
-    server = LocalServer(environment)
+
+
+def test_signing_in_with_an_openid_connect_provider_and_pkce(browser):
+    provider = Provider(MANAGER)
+    server = LocalServer(oidc_environment(provider))
     try:
         # The console's own content security policy applies here (it must let the console
         # reach the provider).
@@ -497,14 +501,7 @@ def test_signing_in_with_an_openid_connect_provider_and_pkce(browser):
 
 def test_an_id_token_issued_for_another_sign_in_is_refused(browser):
     provider = Provider(MANAGER, forge_nonce=True)
-    environment = {
-        "LOCAL_CONSOLE_OIDC_ISSUER": provider.issuer,
-        "LOCAL_CONSOLE_OIDC_CLIENT_ID": OIDC_CLIENT,
-        "LOCAL_JWT_SECRET": OIDC_SECRET,
-        "LOCAL_JWT_ISSUER": provider.issuer,
-        "LOCAL_JWT_AUDIENCE": OIDC_CLIENT,
-    }
-    server = LocalServer(environment)
+    server = LocalServer(oidc_environment(provider))
     try:
         page = browser.new_page()
         page.goto(f"{server.base}/#/o/{ORG}")

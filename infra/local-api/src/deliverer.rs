@@ -63,6 +63,8 @@ pub struct Deliverer {
     bus: domain::events::Memory,
     /// Another bus the events also go to (the emulator's EventBridge on DynamoDB).
     also: Option<std::sync::Arc<dyn domain::events::EventBus>>,
+    /// The ids of the events published so far (a record delivered again publishes nothing).
+    published: Mutex<std::collections::HashSet<String>>,
     source: Source,
     failures: Mutex<Vec<Failure>>,
     /// Deliveries to drop before they reach the handler, as if the invocation had died.
@@ -93,6 +95,7 @@ impl Deliverer {
             ports,
             bus: domain::events::Memory::default(),
             also: None,
+            published: Mutex::default(),
             source,
             failures: Mutex::default(),
             drop_next: AtomicUsize::new(0),
@@ -121,8 +124,10 @@ impl Deliverer {
     /// Publishes an intent's events to the local bus, once per intent (a record delivered
     /// again publishes nothing more: consumers de-duplicate on the id, the local bus too).
     async fn publish(&self, intent: &domain::outbox::Intent) {
-        let known: std::collections::HashSet<String> = self.bus.events().into_iter().map(|event| event.id).collect();
-        let fresh: Vec<_> = intent.events.iter().filter(|event| !known.contains(&event.id)).cloned().collect();
+        let fresh: Vec<_> = {
+            let mut published = self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            intent.events.iter().filter(|event| published.insert(event.id.clone())).cloned().collect()
+        };
         if !fresh.is_empty() {
             use domain::events::EventBus;
             self.bus.publish(&fresh).await;

@@ -216,18 +216,26 @@ pub async fn deliver(env: &Env, senders: &Senders, key: &CodeKey, meta: &Request
     Ok(report)
 }
 
-/// The audit entry of a message that ended without reaching the user (`failed` or
-/// `undeliverable`), with why.
-pub(crate) fn undelivered_entry(
+/// The decision that writes `next` (read at `read`'s version, carrying the next one) with,
+/// for each of the messages in `ended`, the audit entry of a message that ended without
+/// reaching the user (`failed` or `undeliverable`), with why.
+pub(crate) fn write_deliveries<A>(
+    answer: A,
     meta: &RequestMeta,
-    user: &User,
-    slot: Slot,
-    record: &crate::outbox::DeliveryRecord,
+    read: &User,
+    next: User,
+    ended: &[Slot],
     now: OffsetDateTime,
     fresh: &mut Fresh,
-) -> crate::audit::AuditEntry {
-    let changes = serde_json::json!({ "slot": slot, "state": record.state, "reason": record.reason, "attempts": record.attempts });
-    crate::pipeline::audit_entry(meta, &user.organization, crate::audit::AuditAction::MessageUndelivered, Some(user), changes, now, fresh)
+) -> Decision<A> {
+    let mut decision = Decision::answer(answer);
+    for slot in ended {
+        let record = &next.deliveries[slot];
+        let changes = serde_json::json!({ "slot": slot, "state": record.state, "reason": record.reason, "attempts": record.attempts });
+        let action = crate::audit::AuditAction::MessageUndelivered;
+        decision.push_audit(crate::pipeline::audit_entry(meta, &next.organization, action, Some(&next), changes, now, fresh));
+    }
+    decision.write(Write::replace(Record::User(next), read.version))
 }
 
 /// Sends one message within the invocation's time, once the provider's rate allows it. A
@@ -320,24 +328,21 @@ impl Command for ClaimDeliveries {
         let mut next = user.clone();
         let mut slots = BTreeMap::new();
         let mut held_elsewhere = false;
-        let mut superseded = false;
-        let mut ended = 0;
-        let mut failed_slots = Vec::new();
+        let mut ended_otherwise = false;
+        let mut failed = Vec::new();
         for (slot, stale) in &self.outdated {
             let Some(record) = next.deliveries.get_mut(slot) else { continue };
-            let claimed = record.claim.as_ref().is_some_and(|claim| now < claim.until);
-            if record.intent == self.intent && record.state == DeliveryState::Queued && !claimed {
+            if record.intent == self.intent && record.state == DeliveryState::Queued && !record.claimed_at(now) {
                 if *stale == Stale::SecretMismatch {
                     record.state = DeliveryState::Failed;
                     record.reason = Some(SECRET_MISMATCH.to_owned());
-                    ended += 1;
-                    failed_slots.push(*slot);
+                    failed.push(*slot);
                 } else {
                     record.state = DeliveryState::Superseded;
                 }
                 record.claim = None;
                 record.updated_at = now;
-                superseded = true;
+                ended_otherwise = true;
             }
         }
         for slot in &self.slots {
@@ -345,31 +350,23 @@ impl Command for ClaimDeliveries {
             if record.intent != self.intent || record.state != DeliveryState::Queued {
                 continue;
             }
-            let reclaimed = match &record.claim {
-                Some(claim) if now < claim.until => {
-                    held_elsewhere = true;
-                    continue;
-                }
-                Some(_) => true,
-                None => false,
-            };
+            if record.claimed_at(now) {
+                held_elsewhere = true;
+                continue;
+            }
+            // A claim that ran out: its send's outcome is unknown.
+            let reclaimed = record.claim.is_some();
             record.claim = Some(Claim { attempt: attempt.clone(), until: now + CLAIM_LEASE });
             record.attempts += 1;
             record.updated_at = now;
             slots.insert(*slot, reclaimed);
         }
-        if slots.is_empty() && !superseded {
+        if slots.is_empty() && !ended_otherwise {
             return Ok(Decision::answer(Claimed { attempt, slots, user: Some(user.clone()), held_elsewhere, failed: 0 }));
         }
         next.version = user.version + 1;
-        let entries: Vec<_> =
-            failed_slots.iter().map(|slot| undelivered_entry(meta, &next, *slot, &next.deliveries[slot], now, fresh)).collect();
-        let claimed = Claimed { attempt, slots, user: Some(next.clone()), held_elsewhere, failed: ended };
-        let mut decision = Decision::answer(claimed).write(Write::replace(Record::User(next), user.version));
-        for entry in entries {
-            decision.push_audit(entry);
-        }
-        Ok(decision)
+        let claimed = Claimed { attempt, slots, user: Some(next.clone()), held_elsewhere, failed: failed.len() };
+        Ok(write_deliveries(claimed, meta, user, next, &failed, now, fresh))
     }
 }
 
@@ -483,11 +480,6 @@ impl Command for RecordDeliveries {
             return Ok(Decision::answer(recorded));
         }
         next.version = user.version + 1;
-        let entries: Vec<_> = ended.iter().map(|slot| undelivered_entry(meta, &next, *slot, &next.deliveries[slot], now, fresh)).collect();
-        let mut decision = Decision::answer(recorded).write(Write::replace(Record::User(next), user.version));
-        for entry in entries {
-            decision.push_audit(entry);
-        }
-        Ok(decision)
+        Ok(write_deliveries(recorded, meta, user, next, &ended, now, fresh))
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::actions::deliver::{Delivered, deliver, undelivered_entry};
+use crate::actions::deliver::{Delivered, deliver, write_deliveries};
 use crate::entropy::Fresh;
 use crate::env::{Env, Senders};
 use crate::error::{Error, Rejection};
@@ -20,7 +20,7 @@ use crate::organization::OrganizationId;
 use crate::outbox::{DeliveryState, EXPIRED, INTENT_MISSING, Intent, Slot};
 use crate::pipeline::{Command, Decision, ReadFirst, Reads, RequestMeta, run};
 use crate::secrets::CodeKey;
-use crate::store::{EXPIRY_SHARDS, Key, PageRequest, Record, Write, intent_key};
+use crate::store::{EXPIRY_SHARDS, Key, PageRequest, Record, intent_key};
 use crate::user::User;
 
 /// Users read per index query.
@@ -169,8 +169,7 @@ impl Command for GiveUp {
         let mut given_up = Vec::new();
         for slot in &self.slots {
             let Some(record) = next.deliveries.get_mut(slot) else { continue };
-            let claimed = record.claim.as_ref().is_some_and(|claim| now < claim.until);
-            if record.intent != self.intent || record.state != DeliveryState::Queued || claimed {
+            if record.intent != self.intent || record.state != DeliveryState::Queued || record.claimed_at(now) {
                 continue;
             }
             record.state = DeliveryState::Undeliverable;
@@ -183,12 +182,6 @@ impl Command for GiveUp {
             return Ok(Decision::answer(0));
         }
         next.version = user.version + 1;
-        let entries: Vec<_> =
-            given_up.iter().map(|slot| undelivered_entry(meta, &next, *slot, &next.deliveries[slot], now, fresh)).collect();
-        let mut decision = Decision::answer(given_up.len()).write(Write::replace(Record::User(next), user.version));
-        for entry in entries {
-            decision.push_audit(entry);
-        }
-        Ok(decision)
+        Ok(write_deliveries(given_up.len(), meta, user, next, &given_up, now, fresh))
     }
 }

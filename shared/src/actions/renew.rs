@@ -47,7 +47,9 @@ pub struct RenewalReceipt {
 }
 
 /// What renewing a user would do now: the price, the period it buys, and whether the
-/// balance covers it. Refused as the renewal itself would be.
+/// balance covers it. Refused as the renewal itself would be for the user (suspended,
+/// renewed ahead, past the grace, an expired iqama); a balance too low is said
+/// (`sufficient`), not refused.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RenewalQuote {
     pub organization_id: OrganizationId,
@@ -74,6 +76,20 @@ fn authorize_renewal(meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, use
     authorize(standing, Action::Renew(target)).map(drop)
 }
 
+/// What a renewal of `user` is decided from: the user, the organization's balance, and the
+/// price of a renewal now.
+fn terms<'a>(
+    scene: &'a Scene,
+    organization: &OrganizationId,
+    user: &PersonId,
+    pricing: &PricingConfig,
+) -> Result<(&'a User, &'a Balance, Halalas), Error> {
+    let price = pricing.renewal_price(scene.organization()?);
+    let target = scene.user(user).ok_or_else(Rejection::user_not_found)?;
+    let balance = scene.loaded.balance(organization).ok_or_else(|| missing_balance(organization))?;
+    Ok((target, balance, price))
+}
+
 /// Prices a renewal without making it (what the console shows before the manager pays).
 pub struct QuoteRenewal {
     pub organization: OrganizationId,
@@ -94,10 +110,7 @@ impl Command for QuoteRenewal {
     }
 
     fn decide(&self, _: &RequestMeta, scene: &Scene, now: OffsetDateTime, _: &mut Fresh) -> Result<Decision<RenewalQuote>, Error> {
-        let organization = scene.organization()?;
-        let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
-        let balance = scene.loaded.balance(&self.organization).ok_or_else(|| missing_balance(&self.organization))?;
-        let price = self.pricing.renewal_price(organization);
+        let (target, balance, price) = terms(scene, &self.organization, &self.user, &self.pricing)?;
         let (_, seat) = renewed(target, price, now, String::new())?;
         Ok(Decision::answer(RenewalQuote {
             organization_id: self.organization.clone(),
@@ -142,10 +155,7 @@ impl Command for Renew {
     }
 
     fn decide(&self, meta: &RequestMeta, scene: &Scene, now: OffsetDateTime, fresh: &mut Fresh) -> Result<Decision<RenewalReceipt>, Error> {
-        let organization = scene.organization()?;
-        let target = scene.user(&self.user).ok_or_else(Rejection::user_not_found)?;
-        let balance = scene.loaded.balance(&self.organization).ok_or_else(|| missing_balance(&self.organization))?;
-        let price = self.pricing.renewal_price(organization);
+        let (target, balance, price) = terms(scene, &self.organization, &self.user, &self.pricing)?;
         let Some(balance_after) = balance.available.checked_sub(price) else {
             return Err(Rejection::new(Kind::InsufficientBalance, format!("this costs {price}, the balance is {}", balance.available))
                 .detail("required_halalas", price.get())
