@@ -270,8 +270,7 @@ fn messages(language: &str) -> serde_json::Map<String, serde_json::Value> {
 /// The literal keys of `t("…")` calls in the console's scripts.
 fn keys_used() -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
-    for entry in std::fs::read_dir(workspace_root().join("console")).expect("console/") {
-        let path = entry.expect("an entry").path();
+    for path in walk(&workspace_root().join("console")) {
         if path.extension().and_then(|e| e.to_str()) != Some("js") {
             continue;
         }
