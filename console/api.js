@@ -25,6 +25,7 @@
 /** @typedef {"queued" | "not_needed"} Delivery */
 /** @typedef {{ state: "queued" | "sent" | "failed" | "undeliverable" | "superseded", message_id?: string, reason?: string, attempts: number, updated_at: Timestamp }} MessageState */
 /** @typedef {{ ar?: string, en?: string }} Name */
+/** @typedef {Record<string, Name>} People */
 /** @typedef {{ id: string, name: string, size: "micro" | "small" | "medium" | "large" | "giant" }} Establishment */
 /** @typedef {{ unified_number: OrganizationId, name: Text200, pricing_plan: "muqeem" | "qiwa", manager_id: PersonId, establishments: Array<{ id: EstablishmentId, name: Text200, size: "micro" | "small" | "medium" | "large" | "giant" }> }} CreateOrganization */
 /** @typedef {{ id: string, name: string, pricing_plan: "muqeem" | "qiwa", manager_id: string, establishments: Array<Establishment>, settings: { employee_self_subscription: boolean }, created_at: Timestamp, version: number }} Organization */
@@ -33,7 +34,7 @@
 /** @typedef {{ organization_id: string, payment_reference: string, credited_halalas: Halalas, balance_halalas: Halalas, ledger_entry_id: string, credited_at: Timestamp }} CreditReceipt */
 /** @typedef {{ kind: "person" | "operator" | "service" | "system", id?: string }} Actor */
 /** @typedef {{ organization: string, id: string, sequence: number, at: Timestamp, direction: "credit" | "debit", amount: Halalas, balance_after: Halalas, reason: { kind: "credit" | "seat", payment_reference?: string, seat_id?: string, person?: string, purchase?: "subscription" | "renewal" }, actor: Actor, request_id: string }} LedgerEntry */
-/** @typedef {{ organization_id: string, available_halalas: Halalas, total_credited_halalas: Halalas, total_debited_halalas: Halalas, seats_sold: number, ledger: Array<LedgerEntry>, next_cursor?: string }} Balance */
+/** @typedef {{ organization_id: string, available_halalas: Halalas, total_credited_halalas: Halalas, total_debited_halalas: Halalas, seats_sold: number, ledger: Array<LedgerEntry>, people: People, next_cursor?: string }} Balance */
 /** @typedef {{ persons: Array<{ id: PersonId, establishments: Array<EstablishmentId>, user_type?: UserType, language?: "ar" | "en", job_title?: Text100 }>, expected_total_halalas?: number }} SubscriptionRequest */
 /** @typedef {{ organization_id: string, persons: Array<{ id: string, price_halalas: Halalas, free: boolean }>, total_halalas: Halalas, balance_halalas: Halalas, sufficient: boolean, seat_ends_at: Timestamp }} Quote */
 /** @typedef {{ id: string, starts_at: Timestamp, ends_at: Timestamp, price_halalas: Halalas }} Seat */
@@ -180,7 +181,7 @@ export function modifyUser(api, request) {
  * text/csv` exports it (audited).
  * @param {Api} api
  * @param {{ path: { org: OrganizationId }, query?: { action?: Array<AuditAction>, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
- * @returns {Promise<{ entries: Array<AuditEntry>, next_cursor?: string }>}
+ * @returns {Promise<{ entries: Array<AuditEntry>, people: People, next_cursor?: string }>}
  */
 export function organizationAudit(api, request) {
   return api.call("GET", "/v1/organizations/{org}/audit", request);
@@ -358,7 +359,7 @@ export function suspend(api, request) {
  * `GET /v1/organizations/{org}/users/{id}/audit`: One user's audit trail, newest first.
  * @param {Api} api
  * @param {{ path: { org: OrganizationId, id: PersonId }, query?: { action?: Array<AuditAction>, from?: string, to?: string, limit?: number, cursor?: string, format?: "json" | "csv" } }} request
- * @returns {Promise<{ entries: Array<AuditEntry>, next_cursor?: string }>}
+ * @returns {Promise<{ entries: Array<AuditEntry>, people: People, next_cursor?: string }>}
  */
 export function userAudit(api, request) {
   return api.call("GET", "/v1/organizations/{org}/users/{id}/audit", request);

@@ -151,13 +151,24 @@ export function failed(error) {
 }
 
 /**
- * Who is signed in, as people say it: the name, with the ID masked beside it (the ID alone
- * when no name is known; an operator by role).
- * @param {session.Session} signedIn
+ * A person as people say it: the name in the reader's language with the ID masked beside
+ * it, the whole ID when no name is known. Text, each part isolated (U+2068/U+2066 … U+2069),
+ * so that it keeps its order inside a sentence of either direction.
+ * @param {string} id @param {{ ar?: string | null, en?: string | null } | null | undefined} name
  */
+export function personText(id, name) {
+  const known = i18n.current() === "ar" ? (name?.ar ?? name?.en) : (name?.en ?? name?.ar);
+  return known ? `\u2068${known}\u2069 (\u2066${masked(id)}\u2069)` : `\u2066${id}\u2069`;
+}
+
+/** Who acted: a person by name (see `personText`), anyone else by role. @param {import("./api.js").Actor} actor @param {import("./api.js").People} people */
+export function actorText(actor, people) {
+  return actor.kind === "person" && actor.id ? personText(actor.id, people[actor.id]) : t(`actor.${actor.kind}`);
+}
+
+/** Who is signed in: their name and masked ID (an operator by the token's subject). @param {session.Session} signedIn */
 function who(signedIn) {
-  const name = signedIn.name?.[i18n.current()] ?? signedIn.name?.en ?? signedIn.name?.ar;
-  return name ? `${name} (\u2066${masked(signedIn.subject)}\u2069)` : `\u2066${signedIn.subject}\u2069`;
+  return personText(signedIn.subject, signedIn.name);
 }
 
 /** An ID number with all but its last four digits hidden. @param {string} id */

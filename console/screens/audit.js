@@ -2,10 +2,10 @@
 // The audit trail, the organization's or one user's: filters, readable changes, export.
 
 import * as API from "../api.js";
-import { act, establishmentList, field, growingTable, h, ltr, outcome, save } from "../dom.js";
+import { act, establishmentList, field, growingTable, h, outcome, save } from "../dom.js";
 import * as i18n from "../i18n.js";
 import { date, dateTime, money, t } from "../i18n.js";
-import { api, orgNav, show } from "../shell.js";
+import { actorText, api, orgNav, personText, show } from "../shell.js";
 
 const ACTIONS = [
   "organization.onboarded",
@@ -33,7 +33,6 @@ const ACTIONS = [
   "ledger.exported",
 ];
 
-/** @param {API.Actor} actor */
 /**
  * What an audit entry changed, readable: one line per field, "before → after" for a change,
  * lists joined; the full grants before and after are left out where what was added and
@@ -46,8 +45,11 @@ function changesText(changes) {
   const grants = "added" in all || "removed" in all;
   // A contact change says before and after at the top: one line.
   const pairAtTop = !grants && "before" in all && "after" in all;
+  // A pair that did not change (a renewal's status, active before and after) says nothing.
+  const unchanged = (/** @type {any} */ v) =>
+    v && typeof v === "object" && "before" in v && "after" in v && JSON.stringify(v.before) === JSON.stringify(v.after);
   const entries = Object.entries(all).filter(
-    ([key]) => !key.endsWith("seat_id") && !((grants || pairAtTop) && (key === "before" || key === "after")),
+    ([key, v]) => !key.endsWith("seat_id") && !((grants || pairAtTop) && (key === "before" || key === "after")) && !unchanged(v),
   );
   const separator = i18n.current() === "ar" ? "، " : ", ";
   /** @param {string} key @param {unknown} v @returns {string} */
@@ -83,10 +85,6 @@ function changesText(changes) {
   });
   if (pairAtTop) lines.unshift(h("li", null, isolated(value("before", all.before)), arrow, isolated(value("after", all.after))));
   return lines.length ? h("ul", { class: "changes" }, lines) : "—";
-}
-
-function actorText(actor) {
-  return actor.kind === "person" ? (actor.id ?? "") : t(`actor.${actor.kind}`);
 }
 
 /**
@@ -135,9 +133,9 @@ export function auditSection(org, user) {
     for (const entry of page.entries) {
       addRow([
         dateTime(entry.at),
-        actorText(entry.actor),
+        actorText(entry.actor, page.people),
         t(`action.${entry.action}`),
-        entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, ltr(entry.target)) : "—",
+        entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, personText(entry.target, page.people[entry.target])) : "—",
         establishmentList(entry.establishments),
         changesText(entry.changes),
       ]);

@@ -4,7 +4,7 @@
 import * as API from "../api.js";
 import { act, growingTable, h, outcome, save } from "../dom.js";
 import { dateTime, money, t } from "../i18n.js";
-import { api, orgNav, show } from "../shell.js";
+import { actorText, api, orgNav, personText, show } from "../shell.js";
 
 /** @param {string} org */
 export async function balance(org) {
@@ -15,6 +15,7 @@ export async function balance(org) {
     t("ledger.amount"),
     t("ledger.balance_after"),
     t("ledger.reason"),
+    t("ledger.actor"),
   ]);
   const addRow = ledgerTable.add;
   const summary = h("dl", { class: "facts" });
@@ -37,9 +38,18 @@ export async function balance(org) {
     for (const entry of page.ledger) {
       const reason =
         entry.reason.kind === "credit"
-          ? t("ledger.reason_credit", { reference: entry.reason.payment_reference ?? "" })
-          : t(`ledger.reason_${entry.reason.purchase ?? "subscription"}`, { person: entry.reason.person ?? "" });
-      addRow([dateTime(entry.at), t(`ledger.${entry.direction}`), money(entry.amount), money(entry.balance_after), reason]);
+          ? t("ledger.reason_credit", { reference: `\u2066${entry.reason.payment_reference ?? ""}\u2069` })
+          : t(`ledger.reason_${entry.reason.purchase ?? "subscription"}`, {
+              person: entry.reason.person ? personText(entry.reason.person, page.people[entry.reason.person]) : "",
+            });
+      addRow([
+        dateTime(entry.at),
+        t(`ledger.${entry.direction}`),
+        money(entry.amount),
+        money(entry.balance_after),
+        reason,
+        actorText(entry.actor, page.people),
+      ]);
     }
     cursor = page.next_cursor;
     more.hidden = !cursor;

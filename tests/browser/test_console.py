@@ -120,6 +120,10 @@ class Console:
             text = text.replace("{" + name + "}", str(value))
         return text
 
+    def pattern(self, key: str) -> re.Pattern:
+        """A message whatever its values: `{name}` matches anything."""
+        return re.compile(".*".join(re.escape(part) for part in re.split(r"\{\w+\}", self.m[key])))
+
     def heading(self, text: str) -> None:
         expect(self.page.locator("h1")).to_have_text(text)
 
@@ -170,8 +174,18 @@ class Console:
         self.heading(self.m["signin.title"])
         self.page.get_by_role("button", name=re.compile(re.escape(name))).click()
 
-    def outcome(self, text: str) -> None:
-        expect(self.page.locator(".outcome.ok").first).to_contain_text(text)
+    def outcome(self, text: "str | re.Pattern") -> None:
+        """An action's result says `text`, where the eye is."""
+        result = self.page.locator(".outcome.ok").filter(has_text=text).first
+        expect(result).to_be_visible()
+        self.in_view(result)
+
+    def in_view(self, locator) -> None:
+        """`locator` is inside the viewport (not drawn above or below what is on screen)."""
+        expect(locator).to_be_visible()
+        box = locator.bounding_box()
+        height = self.page.viewport_size["height"] if self.page.viewport_size else 0
+        assert box and box["y"] >= 0 and box["y"] + min(box["height"], 120) <= height, f"out of view: {box} in {height} px"
 
 
 def names(language: str) -> dict:
@@ -179,6 +193,7 @@ def names(language: str) -> dict:
         "operator": "مشغّل المنصة" if language == "ar" else "Platform operator",
         "abdullah": "عبدالله الحربي" if language == "ar" else "Abdullah Al-Harbi",
         "sara": "سارة القحطاني" if language == "ar" else "Sara Al-Qahtani",
+        "ahmed": "أحمد خان" if language == "ar" else "Ahmed Khan",
     }
 
 
@@ -200,7 +215,7 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     page.get_by_label(console.t("operator.amount")).fill("1500.00")
     page.get_by_label(console.t("operator.reference")).fill(f"BANK-{language}-1")
     page.get_by_role("button", name=console.t("operator.credit")).click()
-    expect(page.locator(".outcome.ok")).to_be_visible()
+    console.outcome(console.pattern("operator.credited"))
 
     # The manager adds two users as a group: the price first, then the payment.
     console.sign_in(who["abdullah"])
@@ -222,10 +237,10 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     persons.nth(1).get_by_label(console.t("add.id")).fill(AHMED)
     persons.nth(1).get_by_label(re.compile("1-123456")).check()
     page.get_by_role("button", name=console.t("add.quote")).click()
-    expect(page.get_by_role("heading", name=console.t("add.quote_title"))).to_be_visible()
+    console.in_view(page.get_by_role("heading", name=console.t("add.quote_title")))
     console.axe("add-quote")
     page.get_by_role("button", name=re.compile(re.escape(console.t("add.confirm", total="").strip()))).click()
-    expect(page.get_by_role("heading", name=console.t("add.done", count=2))).to_be_visible()
+    console.in_view(page.get_by_role("heading", name=console.t("add.done", count=2)))
 
     # Sara activates: the link from her email, then the code from her SMS.
     page.goto(server.last_email_link("sara@nukhba.example"))
@@ -253,6 +268,7 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     page.get_by_label(console.t("user.new_mobile")).fill("0551112233")
     page.get_by_role("button", name=console.t("user.save")).click()
     expect(page.locator("ul.pending li")).to_contain_text("+966551112233")
+    console.outcome(console.t("user.saved"))
 
     # Sara confirms her new mobile with the code sent to it.
     console.sign_in(who["sara"])
@@ -273,9 +289,8 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     console.axe("renew")
     dialog.get_by_role("button", name=re.compile(re.escape(console.t("user.renew_do", amount="").split("  ")[0].strip()[:3]))).last.click()
     console.outcome(re.sub(r"\{.*", "", console.t("user.renewed")).strip())
-    # The new year is on the page at once (it was drawn again), and the result is in view.
+    # The new year is on the page at once (it was drawn again), and the result in view.
     expect(page.locator(".facts").first).to_contain_text(console.t("user.next_seat"))
-    assert page.evaluate("() => { const r = document.querySelector('.outcome.ok').getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }")
     page.get_by_role("link", name=console.t("nav.users"), exact=True).click()
     expect(page.get_by_role("link", name=AHMED)).to_be_visible()
     console.axe("users-filled")
@@ -286,9 +301,16 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     expect(dialog).to_contain_text(console.t("user.suspend_warning"))
     dialog.get_by_role("button", name=console.t("user.suspend_do")).click()
     expect(page.locator(".facts").first).to_contain_text(console.t("status.suspended"))
+    console.outcome(console.t("user.suspended"))
 
+    # People by name, their IDs masked beside them: whose seat, who acted.
     page.get_by_role("link", name=console.t("nav.balance"), exact=True).click()
     console.heading(console.t("ledger.title"))
+    seat = page.locator("tbody tr").filter(has_text=who["sara"]).last
+    expect(seat).to_contain_text(who["abdullah"])
+    expect(seat).to_contain_text(SARA[-4:])
+    expect(seat).not_to_contain_text(SARA)
+    expect(page.locator("tbody tr").filter(has_text=f"BANK-{language}-1")).to_contain_text(who["operator"])
     console.axe("balance")
     page.get_by_role("link", name=console.t("nav.settings"), exact=True).click()
     console.heading(console.t("settings.title"))
@@ -296,11 +318,17 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     page.get_by_role("link", name=console.t("nav.audit"), exact=True).click()
     console.heading(console.t("audit.title"))
     expect(page.locator("table tbody tr").first).to_be_visible()
+    suspension = page.locator("tbody tr").filter(has_text=console.t("action.user.suspended")).first
+    expect(suspension).to_contain_text(who["abdullah"])
+    expect(suspension).to_contain_text(who["ahmed"])
+    expect(suspension).not_to_contain_text(AHMED)
     console.axe("audit")
     with page.expect_download() as download:
         page.get_by_role("button", name=console.t("audit.export")).click()
+    console.outcome(console.t("audit.exported"))
     csv = Path(download.value.path()).read_text(encoding="utf-8-sig")
     assert "user.suspended" in csv and "permissions.changed" in csv, csv[:500]
+    assert "أحمد خان" in csv and "Ahmed Khan" in csv, "names beside the IDs, in both languages"
 
     assert console.errors == [], console.errors
     assert console.overflow == {}, f"screens wider than {width} px: {console.overflow}"

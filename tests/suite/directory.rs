@@ -188,9 +188,45 @@ async fn exports_are_rfc_4180_csv_and_are_audited(backend: Backend) {
     assert_eq!(answer.header("content-type"), Some("text/csv; charset=utf-8"));
     assert!(answer.header("content-disposition").unwrap().contains("audit-7000000505.csv"));
     let (header, rows) = parse_csv(&answer.body);
-    assert_eq!(header, ["time", "actor_kind", "actor", "action", "target", "establishments", "changes", "request_id"]);
+    assert_eq!(
+        header,
+        [
+            "time",
+            "actor_kind",
+            "actor",
+            "action",
+            "target",
+            "establishments",
+            "changes",
+            "request_id",
+            "actor_name_ar",
+            "actor_name_en",
+            "target_name_ar",
+            "target_name_en"
+        ]
+    );
     assert_eq!(rows.len(), json_entries, "the same entries as the listing");
     let modified = rows.iter().find(|r| r["action"] == "user.modified").expect("the modification");
+
+    // People by name beside their IDs: the listing's `people` and the export's columns.
+    let name_of = async |id: &PersonId| {
+        client.get(&format!("/v1/organizations/7000000505/users/{}", id.as_str()), &token).await.json()["name"].clone()
+    };
+    let (manager_name, citizen_name) = (name_of(&cast.manager).await, name_of(&cast.citizen_user).await);
+    assert!(manager_name.is_object() && citizen_name.is_object() && manager_name != citizen_name);
+    let listing = client.get("/v1/organizations/7000000505/audit?limit=200", &token).await.json();
+    assert_eq!(listing["people"][cast.manager.as_str()], manager_name, "who acted");
+    assert_eq!(listing["people"][cast.citizen_user.as_str()], citizen_name, "whom it was about");
+    let part = |name: &Value, language: &str| name[language].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        [&modified["actor_name_ar"], &modified["actor_name_en"], &modified["target_name_ar"], &modified["target_name_en"]],
+        [&part(&manager_name, "ar"), &part(&manager_name, "en"), &part(&citizen_name, "ar"), &part(&citizen_name, "en")]
+    );
+    let by_operator = rows.iter().find(|r| r["actor_kind"] == "operator").expect("the operator's onboarding or credit");
+    assert!(
+        by_operator["actor_name_ar"].is_empty() && by_operator["actor_name_en"].is_empty(),
+        "an operator is no person of the organization"
+    );
     let changes: Value = serde_json::from_str(&modified["changes"]).expect("changes are JSON in one cell");
     assert_eq!(changes["job_title"]["after"], tricky, "Arabic, quotes and commas survive");
     assert!(rows.iter().all(|r| !r["time"].is_empty() && !r["request_id"].is_empty()));
@@ -222,6 +258,9 @@ async fn exports_are_rfc_4180_csv_and_are_audited(backend: Backend) {
     let ledger = client.call("GET", "/v1/organizations/7000000505/balance", Some(&token), &[("accept", "text/csv")], None).await;
     let (_, ledger_rows) = parse_csv(&ledger.body);
     let balance = client.get("/v1/organizations/7000000505/balance", &token).await.json();
+    let seat = ledger_rows.iter().find(|r| r["person"] == cast.citizen_user.as_str()).expect("the citizen's seat");
+    assert_eq!([&seat["person_name_ar"], &seat["person_name_en"]], [&part(&citizen_name, "ar"), &part(&citizen_name, "en")]);
+    assert_eq!(balance["people"][cast.citizen_user.as_str()], citizen_name, "whose seat, by name");
     let net: i64 = ledger_rows
         .iter()
         .map(|r| {

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use domain::actions::directory::{self, AuditFilter, ExportAudit, ExportLedger, Exported};
+use domain::actions::directory::{self, AuditFilter, ExportAudit, ExportLedger, Exported, People};
 use domain::audit::{Actor, AuditAction, AuditEntry};
 use domain::cursor::Cursors;
 use domain::env::{Env, SecretSource};
 use domain::error::{Error, Rejection};
+use domain::identity::PersonId;
 use domain::ledger::{LedgerEntry, LedgerReason};
 use domain::parse;
 use domain::pipeline::run;
@@ -34,7 +35,7 @@ async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<Directo
             if wants_csv(&incoming)? {
                 let command = ExportLedger { organization: organization.clone(), cursor: cursor(&incoming), cursors: cursors().await? };
                 let exported = run(env, &meta, &command).await?.answer;
-                return Ok(csv_reply(ledger_csv(&exported.rows)?, &format!("ledger-{}.csv", organization.as_str()), exported));
+                return Ok(csv_reply(ledger_csv(&exported)?, &format!("ledger-{}.csv", organization.as_str()), exported));
             }
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
             Reply::json(200, &directory::balance(env, &meta, &organization, &page, &cursors().await?).await?)
@@ -64,7 +65,7 @@ async fn route(env: &Env, secrets: &dyn SecretSource, incoming: Incoming<Directo
                     Some(user) => format!("audit-{}-{}.csv", organization.as_str(), user.as_str()),
                     None => format!("audit-{}.csv", organization.as_str()),
                 };
-                return Ok(csv_reply(audit_csv(&exported.rows)?, &name, exported));
+                return Ok(csv_reply(audit_csv(&exported)?, &name, exported));
             }
             let page = incoming.page(DEFAULT_PAGE, MAX_PAGE)?;
             Reply::json(200, &directory::audit(env, &meta, &organization, user.as_ref(), &filter, &page, &cursors().await?).await?)
@@ -150,12 +151,44 @@ fn actor_fields(actor: &Actor) -> (String, String) {
     (field("kind"), field("id"))
 }
 
-fn audit_csv(entries: &[AuditEntry]) -> Result<Vec<u8>, Error> {
-    let header = ["time", "actor_kind", "actor", "action", "target", "establishments", "changes", "request_id"];
+/// A person's name in Arabic and in English (empty where unknown), for the columns that
+/// follow an ID.
+fn names(people: &People, id: Option<&PersonId>) -> [String; 2] {
+    let name = id.and_then(|id| people.get(id));
+    let part = |text: Option<&String>| text.cloned().unwrap_or_default();
+    [part(name.and_then(|n| n.ar.as_ref())), part(name.and_then(|n| n.en.as_ref()))]
+}
+
+fn person_actor(actor: &Actor) -> Option<&PersonId> {
+    match actor {
+        Actor::Person(id) => Some(id),
+        _ => None,
+    }
+}
+
+/// The columns are those of the first exports, the names of the people added at the end
+/// (so that a reader of the old columns reads on unchanged).
+fn audit_csv(exported: &Exported<AuditEntry>) -> Result<Vec<u8>, Error> {
+    let header = [
+        "time",
+        "actor_kind",
+        "actor",
+        "action",
+        "target",
+        "establishments",
+        "changes",
+        "request_id",
+        "actor_name_ar",
+        "actor_name_en",
+        "target_name_ar",
+        "target_name_en",
+    ];
     write_csv(
         &header,
-        entries.iter().map(|entry| {
+        exported.rows.iter().map(|entry| {
             let (actor_kind, actor) = actor_fields(&entry.actor);
+            let [actor_ar, actor_en] = names(&exported.people, person_actor(&entry.actor));
+            let [target_ar, target_en] = names(&exported.people, entry.target.as_ref());
             vec![
                 domain::clock::key_timestamp(entry.at),
                 actor_kind,
@@ -165,12 +198,16 @@ fn audit_csv(entries: &[AuditEntry]) -> Result<Vec<u8>, Error> {
                 entry.establishments.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(" "),
                 entry.changes.to_string(),
                 entry.request_id.clone(),
+                actor_ar,
+                actor_en,
+                target_ar,
+                target_en,
             ]
         }),
     )
 }
 
-fn ledger_csv(entries: &[LedgerEntry]) -> Result<Vec<u8>, Error> {
+fn ledger_csv(exported: &Exported<LedgerEntry>) -> Result<Vec<u8>, Error> {
     let header = [
         "sequence",
         "time",
@@ -182,17 +219,23 @@ fn ledger_csv(entries: &[LedgerEntry]) -> Result<Vec<u8>, Error> {
         "person",
         "actor",
         "request_id",
+        "person_name_ar",
+        "person_name_en",
+        "actor_name_ar",
+        "actor_name_en",
     ];
     write_csv(
         &header,
-        entries.iter().map(|entry| {
+        exported.rows.iter().map(|entry| {
             let (reason, reference, person) = match &entry.reason {
-                LedgerReason::Credit { payment_reference } => ("credit".to_owned(), payment_reference.clone(), String::new()),
+                LedgerReason::Credit { payment_reference } => ("credit".to_owned(), payment_reference.clone(), None),
                 LedgerReason::Seat { seat_id, person, purchase } => {
-                    (format!("seat_{}", wire_name(purchase)), seat_id.clone(), person.as_str().to_owned())
+                    (format!("seat_{}", wire_name(purchase)), seat_id.clone(), Some(person))
                 }
             };
             let (actor_kind, actor) = actor_fields(&entry.actor);
+            let [person_ar, person_en] = names(&exported.people, person);
+            let [actor_ar, actor_en] = names(&exported.people, person_actor(&entry.actor));
             vec![
                 entry.sequence.to_string(),
                 domain::clock::key_timestamp(entry.at),
@@ -201,9 +244,13 @@ fn ledger_csv(entries: &[LedgerEntry]) -> Result<Vec<u8>, Error> {
                 entry.balance_after.get().to_string(),
                 reason,
                 reference,
-                person,
+                person.map(|p| p.as_str().to_owned()).unwrap_or_default(),
                 format!("{actor_kind}:{actor}"),
                 entry.request_id.clone(),
+                person_ar,
+                person_en,
+                actor_ar,
+                actor_en,
             ]
         }),
     )

@@ -2,26 +2,26 @@
 //! audit trail — and exporting them. Reading is not audited; exporting is, through the
 //! pipeline (the export's audit entry commits before the rows are given out).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
 use super::Scene;
-use crate::audit::{AuditAction, AuditEntry, AuditScope};
+use crate::audit::{Actor, AuditAction, AuditEntry, AuditScope};
 use crate::cursor::{Cursors, Listing, PageAsked};
 use crate::entropy::Fresh;
 use crate::env::Env;
 use crate::error::{Error, Kind, Rejection};
 use crate::identity::PersonId;
-use crate::ledger::LedgerEntry;
+use crate::ledger::{LedgerEntry, LedgerReason};
 use crate::money::Halalas;
 use crate::organization::{Establishment, EstablishmentId, Organization, OrganizationId, OrganizationSettings, PricingPlan};
 use crate::person::PersonName;
 use crate::pipeline::{Command, Decision, Reads, RequestMeta, audit_entry};
 use crate::policy::{Action, OnUser, Visibility, authorize};
-use crate::store::{AuditQuery, Key, PageRequest, Position, StoreError, UserFilter};
+use crate::store::{AuditQuery, Key, PageRequest, Position, Record, Store, StoreError, UserFilter};
 use crate::user::{Role, User, UserStatus, UserType};
 
 /// An organization as the API shows it.
@@ -72,8 +72,60 @@ pub struct BalanceView {
     pub seats_sold: u64,
     /// Newest first.
     pub ledger: Vec<LedgerEntry>,
+    /// The names of the people the page's entries mention.
+    #[serde(default)]
+    pub people: People,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// The names of the people a page mentions (actors and targets of audit entries, people
+/// and actors of ledger entries), by ID, so that a reader sees names without asking for
+/// each. Read from their user records in the organization, in one request per page;
+/// someone without a record there (an operator, a person never subscribed) is left out.
+pub type People = BTreeMap<PersonId, PersonName>;
+
+/// Reads the names of `ids` (see `People`).
+pub async fn people(
+    store: &dyn Store,
+    organization: &OrganizationId,
+    ids: impl IntoIterator<Item = PersonId>,
+) -> Result<People, StoreError> {
+    let keys: Vec<Key> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().map(|id| Key::User(organization.clone(), id)).collect();
+    if keys.is_empty() {
+        return Ok(People::new());
+    }
+    let loaded = store.load(&keys).await?;
+    Ok(keys
+        .iter()
+        .filter_map(|key| match loaded.record(key) {
+            Some(Record::User(user)) => Some((user.id.clone(), user.name.clone())),
+            _ => None,
+        })
+        .collect())
+}
+
+fn actor_person(actor: &Actor) -> Option<PersonId> {
+    match actor {
+        Actor::Person(id) => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// The people audit entries mention: who acted, and about whom.
+pub fn mentioned_in_audit(entries: &[AuditEntry]) -> impl Iterator<Item = PersonId> + '_ {
+    entries.iter().flat_map(|entry| actor_person(&entry.actor).into_iter().chain(entry.target.clone()))
+}
+
+/// The people ledger entries mention: whose seat, and who acted.
+pub fn mentioned_in_ledger(entries: &[LedgerEntry]) -> impl Iterator<Item = PersonId> + '_ {
+    entries.iter().flat_map(|entry| {
+        let seat = match &entry.reason {
+            LedgerReason::Seat { person, .. } => Some(person.clone()),
+            LedgerReason::Credit { .. } => None,
+        };
+        actor_person(&entry.actor).into_iter().chain(seat)
+    })
 }
 
 /// The page a client asked for, from its cursor: one sealed for this very listing, or
@@ -109,6 +161,7 @@ pub async fn balance(
     let balance = scene.loaded.balance(organization).ok_or_else(Rejection::not_found)?;
     let listing = ledger_listing(meta, organization);
     let ledger = env.store.ledger(organization, page_of(cursors, &listing, asked)?).await?;
+    let people = people(env.store.as_ref(), organization, mentioned_in_ledger(&ledger.items)).await?;
     Ok(BalanceView {
         organization_id: organization.clone(),
         available_halalas: balance.available,
@@ -116,6 +169,7 @@ pub async fn balance(
         total_debited_halalas: balance.total_debited,
         seats_sold: balance.seats_sold,
         ledger: ledger.items,
+        people,
         next_cursor: cursor_of(cursors, &listing, ledger.next.as_ref()),
     })
 }
@@ -230,6 +284,9 @@ pub struct AuditFilter {
 pub struct AuditListing {
     /// Newest first.
     pub entries: Vec<AuditEntry>,
+    /// The names of the people the page's entries mention.
+    #[serde(default)]
+    pub people: People,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
@@ -307,7 +364,8 @@ pub async fn audit(
     let query = audit_query(meta, &scene, user, filter, env.clock.now())?;
     let listing = audit_listing(meta, &query);
     let listed = env.store.audit(&query, page_of(cursors, &listing, asked)?).await?;
-    Ok(AuditListing { entries: listed.items, next_cursor: cursor_of(cursors, &listing, listed.next.as_ref()) })
+    let people = people(env.store.as_ref(), organization, mentioned_in_audit(&listed.items)).await?;
+    Ok(AuditListing { entries: listed.items, people, next_cursor: cursor_of(cursors, &listing, listed.next.as_ref()) })
 }
 
 /// The most rows one export answer carries; a `next_cursor` continues it.
@@ -317,6 +375,8 @@ pub const EXPORT_ROWS: usize = 5_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Exported<T> {
     pub rows: Vec<T>,
+    /// The names of the people the rows mention.
+    pub people: People,
     pub next_cursor: Option<String>,
 }
 
@@ -334,6 +394,7 @@ pub struct ExportAudit {
 pub struct Listed<T> {
     scene: Scene,
     rows: Vec<T>,
+    people: People,
     /// The cursor to continue from, sealed for the listing.
     next: Option<String>,
 }
@@ -350,7 +411,8 @@ impl Command for ExportAudit {
         let listing = audit_listing(meta, &query);
         let page = page_of(&self.cursors, &listing, &PageAsked { limit: EXPORT_ROWS, cursor: self.cursor.clone() })?;
         let listed = reads.query(reads.store().audit(&query, page)).await?;
-        Ok(Listed { scene, rows: listed.items, next: cursor_of(&self.cursors, &listing, listed.next.as_ref()) })
+        let people = reads.query(people(reads.store(), &self.organization, mentioned_in_audit(&listed.items))).await?;
+        Ok(Listed { scene, rows: listed.items, people, next: cursor_of(&self.cursors, &listing, listed.next.as_ref()) })
     }
 
     fn authorize(&self, meta: &RequestMeta, state: &Listed<AuditEntry>, now: OffsetDateTime) -> Result<(), Rejection> {
@@ -373,7 +435,7 @@ impl Command for ExportAudit {
             "rows": state.rows.len(),
         });
         let entry = audit_entry(meta, &self.organization, AuditAction::AuditExported, None, changes, now, fresh);
-        let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.clone() };
+        let exported = Exported { rows: state.rows.clone(), people: state.people.clone(), next_cursor: state.next.clone() };
         Ok(Decision::answer(exported).audit(entry))
     }
 }
@@ -397,7 +459,8 @@ impl Command for ExportLedger {
         let listing = ledger_listing(meta, &self.organization);
         let page = page_of(&self.cursors, &listing, &PageAsked { limit: EXPORT_ROWS, cursor: self.cursor.clone() })?;
         let listed = reads.query(reads.store().ledger(&self.organization, page)).await?;
-        Ok(Listed { scene, rows: listed.items, next: cursor_of(&self.cursors, &listing, listed.next.as_ref()) })
+        let people = reads.query(people(reads.store(), &self.organization, mentioned_in_ledger(&listed.items))).await?;
+        Ok(Listed { scene, rows: listed.items, people, next: cursor_of(&self.cursors, &listing, listed.next.as_ref()) })
     }
 
     fn authorize(&self, meta: &RequestMeta, state: &Listed<LedgerEntry>, now: OffsetDateTime) -> Result<(), Rejection> {
@@ -420,7 +483,7 @@ impl Command for ExportLedger {
             now,
             fresh,
         );
-        let exported = Exported { rows: state.rows.clone(), next_cursor: state.next.clone() };
+        let exported = Exported { rows: state.rows.clone(), people: state.people.clone(), next_cursor: state.next.clone() };
         Ok(Decision::answer(exported).audit(entry))
     }
 }
