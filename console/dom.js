@@ -38,6 +38,16 @@ export function ltr(text) {
   return h("bdi", { class: "ltr", dir: "ltr" }, text);
 }
 
+/**
+ * Text kept in its own order inside a sentence of either direction, for places that take
+ * text rather than elements (messages, labels, options): Unicode isolates, left to right
+ * for IDs, numbers, mobiles and addresses, by its first strong letter for names.
+ * @param {string} text @param {"ltr" | "auto"} [direction]
+ */
+export function isolate(text, direction = "ltr") {
+  return `${direction === "ltr" ? "\u2066" : "\u2068"}${text}\u2069`;
+}
+
 /** A list of establishment numbers. @param {string[]} list */
 export function establishmentList(list) {
   if (!list.length) return "—";

@@ -3,7 +3,7 @@
 // showing a screen (title focused, the last action's result, a kept draft restored), the
 // busy state while one is fetched, and the small pieces of text screens share.
 
-import { BUSY_AFTER_MS, errorText, h } from "./dom.js";
+import { BUSY_AFTER_MS, errorText, h, isolate } from "./dom.js";
 import { Api } from "./http.js";
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
@@ -158,7 +158,7 @@ export function failed(error) {
  */
 export function personText(id, name) {
   const known = i18n.current() === "ar" ? (name?.ar ?? name?.en) : (name?.en ?? name?.ar);
-  return known ? `\u2068${known}\u2069 (\u2066${masked(id)}\u2069)` : `\u2066${id}\u2069`;
+  return known ? `${isolate(known, "auto")} (${isolate(masked(id))})` : isolate(id);
 }
 
 /** Who acted: a person by name (see `personText`), anyone else by role. @param {import("./api.js").Actor} actor @param {import("./api.js").People} people */
@@ -172,7 +172,7 @@ function who(signedIn) {
 }
 
 /** An ID number with all but its last four digits hidden. @param {string} id */
-export function masked(id) {
+function masked(id) {
   return /^\d{10}$/.test(id) ? `••••••${id.slice(-4)}` : id;
 }
 

@@ -16,9 +16,12 @@ export function activate(token) {
     async () => {
       const state = await API.confirmEmail(api, { body: { token } });
       button.hidden = true;
+      // The used link leaves the address bar and the history; the way on is the console's
+      // own address, not /activate#/….
+      history.replaceState(null, "", "/");
       next.replaceChildren(
         h("p", null, t(state.status === "active" ? "activate.active" : "activate.next")),
-        h("p", null, h("a", { href: `#/o/${state.organization_id}/me`, class: "button" }, t("activate.continue"))),
+        h("p", null, h("a", { href: `/#/o/${state.organization_id}/me`, class: "button" }, t("activate.continue"))),
       );
       return t("activate.confirmed");
     },

@@ -2,7 +2,7 @@
 // The balance and its ledger.
 
 import * as API from "../api.js";
-import { act, growingTable, h, outcome, save } from "../dom.js";
+import { act, growingTable, h, isolate, outcome, save } from "../dom.js";
 import { dateTime, money, t } from "../i18n.js";
 import { actorText, api, orgNav, personText, show } from "../shell.js";
 
@@ -38,7 +38,7 @@ export async function balance(org) {
     for (const entry of page.ledger) {
       const reason =
         entry.reason.kind === "credit"
-          ? t("ledger.reason_credit", { reference: `\u2066${entry.reason.payment_reference ?? ""}\u2069` })
+          ? t("ledger.reason_credit", { reference: isolate(entry.reason.payment_reference ?? "") })
           : t(`ledger.reason_${entry.reason.purchase ?? "subscription"}`, {
               person: entry.reason.person ? personText(entry.reason.person, page.people[entry.reason.person]) : "",
             });

@@ -2,7 +2,7 @@
 // The signed-in person's own account: activation code, contact codes, their trail.
 
 import * as API from "../api.js";
-import { actionButton, actionForm, field, h, outcome } from "../dom.js";
+import { actionButton, actionForm, field, h, isolate, outcome } from "../dom.js";
 import { t } from "../i18n.js";
 import * as session from "../session.js";
 import { api, failed, go, refresh, show } from "../shell.js";
@@ -69,7 +69,7 @@ export async function me(org) {
         refresh(t("me.contact_confirmed"));
       },
       null,
-      field(t("me.contact_code", { channel: t(`channel.${channel}`), value: change?.value ?? "" }), code),
+      field(t("me.contact_code", { channel: t(`channel.${channel}`), value: isolate(change?.value ?? "") }), code),
       h("button", { type: "submit" }, t("me.confirm")),
     );
     sections.push(

@@ -2,7 +2,7 @@
 // The operator's tools: open an organization and credit it, onboard one, the registry.
 
 import * as API from "../api.js";
-import { actionForm, field, h, outcome } from "../dom.js";
+import { actionForm, field, h, isolate, ltr, outcome } from "../dom.js";
 import { money, t } from "../i18n.js";
 import { api, personName, show } from "../shell.js";
 
@@ -33,8 +33,8 @@ export function operator() {
         h("button", { type: "submit" }, t("operator.credit")),
       );
       found.replaceChildren(
-        h("h3", null, `${organization.name} (${organization.id})`),
-        h("p", null, t(`plan.${organization.pricing_plan}`), " · ", t("operator.manager", { id: organization.manager_id })),
+        h("h3", null, h("bdi", null, organization.name), " (", ltr(organization.id), ")"),
+        h("p", null, t(`plan.${organization.pricing_plan}`), " · ", t("operator.manager", { id: isolate(organization.manager_id) })),
         creditForm,
       );
     },
@@ -80,7 +80,7 @@ export function operator() {
           ],
         },
       });
-      return t("operator.created", { name: created.name, id: created.id });
+      return t("operator.created", { name: isolate(created.name, "auto"), id: isolate(created.id) });
     },
     null,
     field(t("operator.unified_number"), unified),
@@ -116,7 +116,7 @@ export function operator() {
           mobile: personMobile.value.trim(),
         },
       });
-      return t("operator.person_saved", { id: saved.id });
+      return t("operator.person_saved", { id: isolate(saved.id) });
     },
     null,
     field(t("operator.person_id"), personId),

@@ -2,11 +2,11 @@
 // A user's page: profile, messages, permissions, contact changes, renewal, suspension.
 
 import * as API from "../api.js";
-import { act, actionButton, actionForm, establishmentList, field, h, idempotencyKey, ltr, outcome, table } from "../dom.js";
+import { act, actionButton, actionForm, establishmentList, field, h, idempotencyKey, isolate, ltr, outcome, table } from "../dom.js";
 import { ApiError } from "../http.js";
 import * as i18n from "../i18n.js";
 import { date, dateTime, money, t } from "../i18n.js";
-import { api, failed, masked, nameOf, orgNav, refresh, show, statusBadge } from "../shell.js";
+import { api, failed, nameOf, orgNav, personText, refresh, show, statusBadge } from "../shell.js";
 import { auditSection } from "./audit.js";
 
 /** @param {API.Profile} profile */
@@ -24,7 +24,7 @@ export function profileFacts(profile) {
     h("dt", null, t("user.establishments")),
     h("dd", null, establishmentList(profile.establishments)),
     h("dt", null, t("user.email")),
-    h("dd", null, profile.email),
+    h("dd", null, ltr(profile.email)),
     h("dt", null, t("user.mobile")),
     h("dd", null, ltr(profile.mobile)),
     h("dt", null, t("user.job_title")),
@@ -189,7 +189,11 @@ export async function user(org, id) {
     return h(
       "li",
       null,
-      t("user.pending_change", { channel: t(`channel.${channel}`), value: change?.value ?? "", until: dateTime(change?.code_expires_at) }),
+      t("user.pending_change", {
+        channel: t(`channel.${channel}`),
+        value: isolate(change?.value ?? ""),
+        until: dateTime(change?.code_expires_at),
+      }),
       " ",
       withdraw,
     );
@@ -256,7 +260,7 @@ export async function user(org, id) {
       h(
         "fieldset",
         { class: "checks grants" },
-        h("legend", null, t("user.grants_on", { establishment: `\u2066${establishment}\u2069` })),
+        h("legend", null, t("user.grants_on", { establishment: isolate(establishment) })),
         services.map((service) => {
           const refused = service.saudi_only && resident;
           const box = h("input", {
@@ -338,7 +342,7 @@ export async function user(org, id) {
     h(
       "dialog",
       { "aria-labelledby": "suspend-title", "aria-describedby": "suspend-warning" },
-      h("h2", { id: "suspend-title" }, t("user.suspend_confirm_title", { name: `${nameOf(profile.name)} (\u2066${masked(id)}\u2069)` })),
+      h("h2", { id: "suspend-title" }, t("user.suspend_confirm_title", { name: personText(id, profile.name) })),
       h("p", { id: "suspend-warning" }, t("user.suspend_warning")),
       h(
         "form",

@@ -2,7 +2,7 @@
 // The organization's users: filters, the listing, the way to a user's page.
 
 import * as API from "../api.js";
-import { act, establishmentList, field, growingTable, h, ltr, outcome } from "../dom.js";
+import { act, establishmentList, field, growingTable, h, isolate, ltr, outcome } from "../dom.js";
 import { ApiError } from "../http.js";
 import { date, t } from "../i18n.js";
 import { api, failed, go, nameOf, orgNav, show, statusBadge } from "../shell.js";
@@ -29,7 +29,7 @@ export async function users(org) {
       "select",
       { name: "establishment" },
       h("option", { value: "" }, t("users.any_establishment")),
-      organization.establishments.map((e) => h("option", { value: e.id }, `${e.name} (\u2066${e.id}\u2069)`)),
+      organization.establishments.map((e) => h("option", { value: e.id }, `${isolate(e.name, "auto")} (${isolate(e.id)})`)),
     )
   );
   const {
