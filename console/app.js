@@ -1,5 +1,5 @@
 // @ts-check
-// The console: the screens of the seeds over the public API. Hash routes:
+// The console's router: the screens (screens/) by address, over the public API. Hash routes:
 //   #/sign-in                     who is signing in
 //   #/                            home: open an organization (or the operator's tools)
 //   #/operator                    organizations, credits, the person registry
@@ -67,7 +67,7 @@ async function route() {
   header();
   // The activation email links to /activate#token=…, a page open to anyone.
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (location.pathname === "/activate" && token) return activate(token);
+  if (location.pathname === "/activate") return activate(token);
   const hash = location.hash || "#/";
   const parts = hash.replace(/^#\/?/, "").split("?")[0].split("/").filter(Boolean);
   if (parts[0] === "sign-in") return signIn();

@@ -130,12 +130,14 @@ export function auditSection(org, user) {
     const page = user
       ? await API.userAudit(api, { path: { org, id: user }, query: { ...query(), limit: 50, cursor } })
       : await API.organizationAudit(api, { path: { org }, query: { ...query(), limit: 50, cursor } });
+    // Named where the API knows the person and the reader may see them (an older API: no one).
+    const people = page.people ?? {};
     for (const entry of page.entries) {
       addRow([
         dateTime(entry.at),
-        actorText(entry.actor, page.people),
+        actorText(entry.actor, people),
         t(`action.${entry.action}`),
-        entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, personText(entry.target, page.people[entry.target])) : "—",
+        entry.target ? h("a", { href: `#/o/${org}/u/${entry.target}` }, personText(entry.target, people[entry.target])) : "—",
         establishmentList(entry.establishments),
         changesText(entry.changes),
       ]);

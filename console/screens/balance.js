@@ -35,12 +35,14 @@ export async function balance(org) {
       h("dt", null, t("ledger.seats_sold")),
       h("dd", null, String(page.seats_sold)),
     );
+    // Named where the API knows the person and the reader may see them (an older API: no one).
+    const people = page.people ?? {};
     for (const entry of page.ledger) {
       const reason =
         entry.reason.kind === "credit"
           ? t("ledger.reason_credit", { reference: isolate(entry.reason.payment_reference ?? "") })
           : t(`ledger.reason_${entry.reason.purchase ?? "subscription"}`, {
-              person: entry.reason.person ? personText(entry.reason.person, page.people[entry.reason.person]) : "",
+              person: entry.reason.person ? personText(entry.reason.person, people[entry.reason.person]) : "",
             });
       addRow([
         dateTime(entry.at),
@@ -48,7 +50,7 @@ export async function balance(org) {
         money(entry.amount),
         money(entry.balance_after),
         reason,
-        actorText(entry.actor, page.people),
+        actorText(entry.actor, people),
       ]);
     }
     cursor = page.next_cursor;

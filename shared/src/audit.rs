@@ -23,6 +23,16 @@ pub enum Actor {
     System(String),
 }
 
+impl Actor {
+    /// The person who acted, when a person did.
+    pub fn person(&self) -> Option<&PersonId> {
+        match self {
+            Actor::Person(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Actor {
     /// Masked, for logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -248,10 +248,15 @@ def test_the_seed_flow_through_the_console(browser, server, language, width):
     # Sara activates: the link from her email, then the code from her SMS.
     page.goto(server.last_email_link("sara@nukhba.example"))
     console.heading(console.t("activate.title"))
+    assert "token" not in page.url, "the link's token leaves the address bar at once"
     console.axe("activate")
     page.get_by_role("button", name=console.t("activate.confirm")).click()
     console.outcome(console.t("activate.confirmed"))
-    assert "token" not in page.url, "the used link leaves the address bar"
+    # In the other language and back, the page still says what was done and the way on.
+    other = MESSAGES["en" if language == "ar" else "ar"]
+    page.get_by_role("button", name=console.t("app.other_language")).click()
+    expect(page.get_by_role("link", name=other["activate.continue"])).to_be_visible()
+    page.get_by_role("button", name=other["app.other_language"]).click()
     page.get_by_role("link", name=console.t("activate.continue")).click()
     # Not signed in: the sign-in screen, then her own account, at the console's address.
     console.sign_in(who["sara"])

@@ -300,14 +300,24 @@ async fn delegated_admins_see_only_their_establishments(backend: Backend) {
     let other = client.get("/v1/organizations/7000000505/users?establishment=1-20", &admin).await;
     assert_eq!((other.status, other.code().as_str()), (403, "outside_administered_establishments"));
 
-    let entries = client.get("/v1/organizations/7000000505/audit?limit=200", &admin).await.json();
-    let entries = entries["entries"].as_array().unwrap();
+    let listing = client.get("/v1/organizations/7000000505/audit?limit=200", &admin).await.json();
+    let entries = listing["entries"].as_array().unwrap();
     assert!(!entries.is_empty());
     assert!(
         entries.iter().all(|e| e["establishments"].as_array().unwrap().iter().any(|x| x == "1-10")),
         "only entries of its establishments"
     );
     assert!(!entries.iter().any(|e| e["target"] == cast.outsider.as_str()));
+    // Names only of the people the admin may see: the users of its establishments, not the
+    // manager who acted on them.
+    let people = listing["people"].as_object().unwrap();
+    assert!(people.contains_key(cast.citizen_user.as_str()), "a user of its establishments, by name");
+    assert!(entries.iter().any(|e| e["actor"]["id"] == cast.manager.as_str()), "the manager acted on entries it reads");
+    assert!(!people.contains_key(cast.manager.as_str()), "but is not named to it");
+    for id in people.keys() {
+        let seen = client.get(&format!("/v1/organizations/7000000505/users/{id}"), &admin).await;
+        assert_eq!(seen.status, 200, "{id} is named only because the admin may see them");
+    }
     let outsider_trail = client.get(&format!("/v1/organizations/7000000505/users/{}/audit", cast.outsider.as_str()), &admin).await;
     assert_eq!((outsider_trail.status, outsider_trail.code().as_str()), (404, "user_not_found"));
 
@@ -318,6 +328,12 @@ async fn delegated_admins_see_only_their_establishments(backend: Backend) {
     let own = client.get(&format!("/v1/organizations/7000000505/users/{}/audit", cast.member.as_str()), &member).await;
     assert_eq!(own.status, 200);
     assert!(own.json()["entries"].as_array().unwrap().iter().all(|e| e["target"] == cast.member.as_str()));
+    assert!(
+        own.json()["entries"].as_array().unwrap().iter().any(|e| e["actor"]["id"].as_str().is_some_and(|id| id != cast.member.as_str())),
+        "someone else acted on the member"
+    );
+    let named: Vec<String> = own.json()["people"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(named, [cast.member.as_str()], "a member is told their own name only");
     assert_eq!(
         client.get(&format!("/v1/organizations/7000000505/users/{}/audit", cast.admin.as_str()), &member).await.code(),
         "user_not_found"

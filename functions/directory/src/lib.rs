@@ -159,13 +159,6 @@ fn names(people: &People, id: Option<&PersonId>) -> [String; 2] {
     [part(name.and_then(|n| n.ar.as_ref())), part(name.and_then(|n| n.en.as_ref()))]
 }
 
-fn person_actor(actor: &Actor) -> Option<&PersonId> {
-    match actor {
-        Actor::Person(id) => Some(id),
-        _ => None,
-    }
-}
-
 /// The columns are those of the first exports, the names of the people added at the end
 /// (so that a reader of the old columns reads on unchanged).
 fn audit_csv(exported: &Exported<AuditEntry>) -> Result<Vec<u8>, Error> {
@@ -187,7 +180,7 @@ fn audit_csv(exported: &Exported<AuditEntry>) -> Result<Vec<u8>, Error> {
         &header,
         exported.rows.iter().map(|entry| {
             let (actor_kind, actor) = actor_fields(&entry.actor);
-            let [actor_ar, actor_en] = names(&exported.people, person_actor(&entry.actor));
+            let [actor_ar, actor_en] = names(&exported.people, entry.actor.person());
             let [target_ar, target_en] = names(&exported.people, entry.target.as_ref());
             vec![
                 domain::clock::key_timestamp(entry.at),
@@ -235,7 +228,7 @@ fn ledger_csv(exported: &Exported<LedgerEntry>) -> Result<Vec<u8>, Error> {
             };
             let (actor_kind, actor) = actor_fields(&entry.actor);
             let [person_ar, person_en] = names(&exported.people, person);
-            let [actor_ar, actor_en] = names(&exported.people, person_actor(&entry.actor));
+            let [actor_ar, actor_en] = names(&exported.people, entry.actor.person());
             vec![
                 entry.sequence.to_string(),
                 domain::clock::key_timestamp(entry.at),

@@ -9,7 +9,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::Scene;
-use crate::audit::{Actor, AuditAction, AuditEntry, AuditScope};
+use crate::audit::{AuditAction, AuditEntry, AuditScope};
 use crate::cursor::{Cursors, Listing, PageAsked};
 use crate::entropy::Fresh;
 use crate::env::Env;
@@ -20,7 +20,7 @@ use crate::money::Halalas;
 use crate::organization::{Establishment, EstablishmentId, Organization, OrganizationId, OrganizationSettings, PricingPlan};
 use crate::person::PersonName;
 use crate::pipeline::{Command, Decision, Reads, RequestMeta, audit_entry};
-use crate::policy::{Action, OnUser, Visibility, authorize};
+use crate::policy::{Action, OnUser, Standing, Visibility, authorize};
 use crate::store::{AuditQuery, Key, PageRequest, Position, Record, Store, StoreError, UserFilter};
 use crate::user::{Role, User, UserStatus, UserType};
 
@@ -81,14 +81,17 @@ pub struct BalanceView {
 
 /// The names of the people a page mentions (actors and targets of audit entries, people
 /// and actors of ledger entries), by ID, so that a reader sees names without asking for
-/// each. Read from their user records in the organization, in one request per page;
-/// someone without a record there (an operator, a person never subscribed) is left out.
+/// each. Read from their user records in the organization, in one request per 100 people;
+/// only the people the caller may see (`Action::ViewUser`: the manager everyone, a delegated
+/// admin the users of its establishments, a member themselves) are named, and someone
+/// without a record there (a person who left, an operator) is left out.
 pub type People = BTreeMap<PersonId, PersonName>;
 
-/// Reads the names of `ids` (see `People`).
+/// Reads the names of `ids` that `standing` may see (see `People`).
 pub async fn people(
     store: &dyn Store,
     organization: &OrganizationId,
+    standing: Standing<'_>,
     ids: impl IntoIterator<Item = PersonId>,
 ) -> Result<People, StoreError> {
     let keys: Vec<Key> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().map(|id| Key::User(organization.clone(), id)).collect();
@@ -99,22 +102,15 @@ pub async fn people(
     Ok(keys
         .iter()
         .filter_map(|key| match loaded.record(key) {
-            Some(Record::User(user)) => Some((user.id.clone(), user.name.clone())),
+            Some(Record::User(user)) if authorize(standing, Action::ViewUser(user)).is_ok() => Some((user.id.clone(), user.name.clone())),
             _ => None,
         })
         .collect())
 }
 
-fn actor_person(actor: &Actor) -> Option<PersonId> {
-    match actor {
-        Actor::Person(id) => Some(id.clone()),
-        _ => None,
-    }
-}
-
 /// The people audit entries mention: who acted, and about whom.
 pub fn mentioned_in_audit(entries: &[AuditEntry]) -> impl Iterator<Item = PersonId> + '_ {
-    entries.iter().flat_map(|entry| actor_person(&entry.actor).into_iter().chain(entry.target.clone()))
+    entries.iter().flat_map(|entry| entry.actor.person().cloned().into_iter().chain(entry.target.clone()))
 }
 
 /// The people ledger entries mention: whose seat, and who acted.
@@ -124,7 +120,7 @@ pub fn mentioned_in_ledger(entries: &[LedgerEntry]) -> impl Iterator<Item = Pers
             LedgerReason::Seat { person, .. } => Some(person.clone()),
             LedgerReason::Credit { .. } => None,
         };
-        actor_person(&entry.actor).into_iter().chain(seat)
+        entry.actor.person().cloned().into_iter().chain(seat)
     })
 }
 
@@ -157,11 +153,12 @@ pub async fn balance(
 ) -> Result<BalanceView, Error> {
     let now = env.clock.now();
     let scene = Scene::read(env.store.as_ref(), meta, organization, [Key::Balance(organization.clone())]).await?;
-    authorize(scene.standing(meta, now)?, Action::ReadBalance)?;
+    let standing = scene.standing(meta, now)?;
+    authorize(standing, Action::ReadBalance)?;
     let balance = scene.loaded.balance(organization).ok_or_else(Rejection::not_found)?;
     let listing = ledger_listing(meta, organization);
     let ledger = env.store.ledger(organization, page_of(cursors, &listing, asked)?).await?;
-    let people = people(env.store.as_ref(), organization, mentioned_in_ledger(&ledger.items)).await?;
+    let people = people(env.store.as_ref(), organization, standing, mentioned_in_ledger(&ledger.items)).await?;
     Ok(BalanceView {
         organization_id: organization.clone(),
         available_halalas: balance.available,
@@ -361,10 +358,11 @@ pub async fn audit(
 ) -> Result<AuditListing, Error> {
     let extra = user.map(|user| Key::User(organization.clone(), user.clone()));
     let scene = Scene::read(env.store.as_ref(), meta, organization, extra).await?;
-    let query = audit_query(meta, &scene, user, filter, env.clock.now())?;
+    let now = env.clock.now();
+    let query = audit_query(meta, &scene, user, filter, now)?;
     let listing = audit_listing(meta, &query);
     let listed = env.store.audit(&query, page_of(cursors, &listing, asked)?).await?;
-    let people = people(env.store.as_ref(), organization, mentioned_in_audit(&listed.items)).await?;
+    let people = people(env.store.as_ref(), organization, scene.standing(meta, now)?, mentioned_in_audit(&listed.items)).await?;
     Ok(AuditListing { entries: listed.items, people, next_cursor: cursor_of(cursors, &listing, listed.next.as_ref()) })
 }
 
@@ -411,7 +409,8 @@ impl Command for ExportAudit {
         let listing = audit_listing(meta, &query);
         let page = page_of(&self.cursors, &listing, &PageAsked { limit: EXPORT_ROWS, cursor: self.cursor.clone() })?;
         let listed = reads.query(reads.store().audit(&query, page)).await?;
-        let people = reads.query(people(reads.store(), &self.organization, mentioned_in_audit(&listed.items))).await?;
+        let standing = scene.standing(meta, reads.now())?;
+        let people = reads.query(people(reads.store(), &self.organization, standing, mentioned_in_audit(&listed.items))).await?;
         Ok(Listed { scene, rows: listed.items, people, next: cursor_of(&self.cursors, &listing, listed.next.as_ref()) })
     }
 
@@ -455,11 +454,12 @@ impl Command for ExportLedger {
 
     async fn load(&self, meta: &RequestMeta, reads: &mut Reads<'_>) -> Result<Listed<LedgerEntry>, Error> {
         let scene = Scene::load(meta, reads, &self.organization, []).await?;
-        authorize(scene.standing(meta, reads.now())?, Action::ReadBalance)?;
+        let standing = scene.standing(meta, reads.now())?;
+        authorize(standing, Action::ReadBalance)?;
         let listing = ledger_listing(meta, &self.organization);
         let page = page_of(&self.cursors, &listing, &PageAsked { limit: EXPORT_ROWS, cursor: self.cursor.clone() })?;
         let listed = reads.query(reads.store().ledger(&self.organization, page)).await?;
-        let people = reads.query(people(reads.store(), &self.organization, mentioned_in_ledger(&listed.items))).await?;
+        let people = reads.query(people(reads.store(), &self.organization, standing, mentioned_in_ledger(&listed.items))).await?;
         Ok(Listed { scene, rows: listed.items, people, next: cursor_of(&self.cursors, &listing, listed.next.as_ref()) })
     }
 
