@@ -15,7 +15,8 @@ fi
 source infra/venv.sh
 ensure_venv
 
-FUNCTIONS=(-p operator -p subscribe -p activate -p grant -p authorize -p modify -p suspend -p directory -p expiry-sweep -p deliver)
+BEFORE_FUNCTIONS=(-p operator -p subscribe -p activate -p grant -p authorize -p modify -p suspend -p directory -p expiry-sweep -p deliver)
+FUNCTIONS=("${BEFORE_FUNCTIONS[@]}" -p publish)
 # Two builds, as `sam build` builds each function on its own: the functions with the bare
 # floor (the same features), then the SDK floors and the local server, which turn on
 # aws-config and the SDK's default HTTPS client (built together, cargo would give the
@@ -35,7 +36,7 @@ if [ ! -x "$before_startup/target/release/deliver" ]; then
   rm -rf "$before_startup/src"
   mkdir -p "$before_startup/src"
   git archive "$BEFORE_STARTUP" | tar -x -C "$before_startup/src"
-  (cd "$before_startup/src" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --locked "${FUNCTIONS[@]}" --bins)
+  (cd "$before_startup/src" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --locked "${BEFORE_FUNCTIONS[@]}" --bins)
   rm -rf "$before_startup/src"
 fi
 

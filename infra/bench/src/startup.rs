@@ -140,6 +140,7 @@ async fn run_once(binary: &Path, event: &Value, emulator: &Emulator, layout: &La
     let mut process = runtime
         .function(binary, "bench", &emulator.endpoint, &emulator.tables)
         .env("CODE_KEY_SECRET_ARN", &emulator.secret_arn)
+        .env("EVENT_BUS_NAME", "bench")
         .envs(layout.env.iter().map(|(name, value)| (name, value)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
