@@ -788,3 +788,24 @@ async fn an_undeliverable_notice_is_resent_by_an_administrator(backend: Backend)
     assert_eq!(resends[0]["changes"]["slot"], "suspension_email");
 }
 both!(an_undeliverable_notice_is_resent_by_an_administrator);
+
+/// A notice is kept 30 days (its intent's lifetime): after that, resending it answers
+/// `message_gone` — at once, not when the table's TTL gets round to deleting the intent
+/// (neither store here deletes it by then).
+async fn a_notice_past_its_intent_s_lifetime_is_gone(backend: Backend) {
+    let Failing { world, client, manager, person, switch, .. } =
+        subscribed_while_failing(backend, 48, || DeliveryError::transient("ServiceUnavailable")).await;
+    world.deliver().await;
+    let token = client.token_for(&manager);
+    let suspended = client.post(&format!("{}/suspension", user_path(&person)), &token, &json!({ "reason": "left" })).await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text());
+    world.deliver().await;
+    assert_eq!(profile(&client, &manager, &person).await["messages"]["suspension_email"]["state"], "undeliverable");
+    switch.store(false, Ordering::SeqCst);
+    world.advance(domain::outbox::INTENT_LIFETIME + time::Duration::minutes(1));
+    let path = format!("{}/messages/suspension_email/resend", user_path(&person));
+    let gone = client.post(&path, &token, &json!({})).await;
+    assert_eq!((gone.status, gone.json()["error"]["code"].as_str()), (409, Some("message_gone")), "{}", gone.text());
+    assert!(world.records().await.iter().any(|r| matches!(r, Record::Intent(_))), "the intent is still stored");
+}
+both!(a_notice_past_its_intent_s_lifetime_is_gone);

@@ -125,10 +125,12 @@ impl Command for ResendMessage {
                     .detail("state", json!(record.state))
                     .into());
                 }
+                // An intent past its lifetime is gone, whether or not the table's TTL has
+                // removed it yet (TTL deletes within days, not at the instant).
                 let message = state
                     .intent
                     .as_ref()
-                    .filter(|intent| intent.id == record.intent)
+                    .filter(|intent| intent.id == record.intent && now < crate::pipeline::intent_expiry(intent))
                     .and_then(|intent| intent.notices.iter().find(|n| n.user == target.id && n.message.slot() == self.slot))
                     .map(|notice| notice.message.clone())
                     .ok_or_else(|| {
