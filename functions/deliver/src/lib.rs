@@ -254,12 +254,13 @@ pub fn meta(request_id: &str, deadline: domain::deadline::Deadline) -> RequestMe
 
 /// A DynamoDB stream read again through the DynamoDB Streams API.
 pub struct DynamoStreams {
-    client: aws_sdk_dynamodbstreams::Client,
+    /// Made on first use: most invocations never read a range (start-up makes no client).
+    client: aws_adapters::sdk::LazyClient<aws_sdk_dynamodbstreams::Client>,
 }
 
 impl DynamoStreams {
-    pub fn new(client: aws_sdk_dynamodbstreams::Client) -> Self {
-        DynamoStreams { client }
+    pub fn new(client: impl Into<aws_adapters::sdk::LazyClient<aws_sdk_dynamodbstreams::Client>>) -> Self {
+        DynamoStreams { client: client.into() }
     }
 }
 
@@ -282,6 +283,7 @@ impl StreamRanges for DynamoStreams {
         let unavailable = |e: aws_sdk_dynamodbstreams::Error| RangeError::Unavailable(Box::new(e));
         let opened = self
             .client
+            .get()
             .get_shard_iterator()
             .stream_arn(&batch.stream_arn)
             .shard_id(&batch.shard_id)
@@ -304,7 +306,7 @@ impl StreamRanges for DynamoStreams {
         let mut records = Vec::new();
         for _ in 0..RANGE_READS {
             let Some(current) = iterator.take() else { break };
-            let output = match self.client.get_records().shard_iterator(current).send().await {
+            let output = match self.client.get().get_records().shard_iterator(current).send().await {
                 Ok(output) => output,
                 Err(SdkError::ServiceError(e)) if matches!(e.err(), GetRecordsError::TrimmedDataAccessException(_)) => {
                     return Err(RangeError::Trimmed);

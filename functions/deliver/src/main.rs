@@ -9,7 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         senders: gateway::bootstrap::senders().await?,
     };
     let config = aws_adapters::sdk::from_env()?;
-    let streams = deliver_function::DynamoStreams::new(aws_sdk_dynamodbstreams::Client::new(&config));
+    let streams = deliver_function::DynamoStreams::new(aws_adapters::sdk::LazyClient::new(config, aws_sdk_dynamodbstreams::Client::new));
     let ports: &'static deliver_function::Ports = Box::leak(Box::new(ports));
     let streams: &'static deliver_function::DynamoStreams = Box::leak(Box::new(streams));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
