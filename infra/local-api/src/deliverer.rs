@@ -52,8 +52,12 @@ pub struct Drained {
 }
 
 enum Source {
-    Embedded { store: std::sync::Arc<EmbeddedStore>, next: Mutex<usize> },
-    Stream(StreamReader),
+    Embedded {
+        store: std::sync::Arc<EmbeddedStore>,
+        next: Mutex<usize>,
+    },
+    /// Boxed: it holds SDK clients, the embedded variant a pointer.
+    Stream(Box<StreamReader>),
 }
 
 pub struct Deliverer {
@@ -87,7 +91,7 @@ impl Deliverer {
         dynamodb: aws_sdk_dynamodb::Client,
         outbox_table: String,
     ) -> Self {
-        Deliverer::new(ports, Source::Stream(StreamReader::new(streams, dynamodb, outbox_table)))
+        Deliverer::new(ports, Source::Stream(Box::new(StreamReader::new(streams, dynamodb, outbox_table))))
     }
 
     fn new(ports: Ports, source: Source) -> Self {
