@@ -385,10 +385,12 @@ pub fn authorize(standing: Standing<'_>, action: Action<'_>) -> Result<Visibilit
             _ => Err(refuse(Kind::Forbidden, "only the user can confirm their own contact details")),
         },
 
-        (Manager(manager), ModifyUser(target) | CancelPendingChange(target)) => {
+        // The manager changes their own data and has their own messages sent again (a code
+        // for their own contact change); it never suspends itself.
+        (Manager(manager), ModifyUser(target) | CancelPendingChange(target) | ResendActivation(target)) => {
             manager_may_manage(manager, target, true).map(|()| Visibility::Everything)
         }
-        (Manager(manager), ResendActivation(target) | Suspend(target) | Renew(target)) => {
+        (Manager(manager), Suspend(target) | Renew(target)) => {
             manager_may_manage(manager, target, matches!(action, Renew(_))).map(|()| Visibility::Everything)
         }
         (DelegatedAdmin(admin), ModifyUser(target) | CancelPendingChange(target) | ResendActivation(target)) => {

@@ -278,3 +278,25 @@ async fn a_missed_contact_code_is_resent_and_only_the_newest_works(backend: Back
     assert_eq!((nothing.status, nothing.json()["error"]["code"].as_str()), (422, Some("no_pending_change")), "{}", nothing.text());
 }
 both!(a_missed_contact_code_is_resent_and_only_the_newest_works);
+
+/// The manager, who may change their own contact details, has their own code sent again
+/// (before, the resend refused it as acting on the manager); nobody else does.
+async fn the_manager_has_their_own_contact_code_resent(backend: Backend) {
+    let newcomer = subscribe_newcomer(system_tests::world::World::new(backend).await, "en").await;
+    let (world, client) = (&newcomer.world, &newcomer.client);
+    let org = "7000000404";
+    let manager = PersonId::parse(&newcomer.manager).unwrap();
+    let new_email = world.unique_email("manager");
+    let changed = patch(client, org, &manager, &manager, json!({ "email": new_email.as_str() })).await;
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_eq!(world.emails_to(&new_email).await.len(), 1, "the code to the new address");
+    let path = format!("{}/messages/verification_email/resend", user_path(org, &manager));
+    let resent = client.post(&path, &client.token_for(&manager), &json!({})).await;
+    assert_eq!((resent.status, resent.json()), (200, json!({ "slot": "verification_email", "state": "queued" })), "{}", resent.text());
+    let sent = world.emails_to(&new_email).await;
+    let view = client.get(&user_path(org, &manager), &client.token_for(&manager)).await.json();
+    assert_eq!(sent.len(), 2, "a second code to the new address: {view}");
+    let by_user = client.post(&path, &client.token_for(newcomer.id()), &json!({})).await;
+    assert_eq!((by_user.status, by_user.json()["error"]["code"].as_str()), (403, Some("not_an_administrator")), "{}", by_user.text());
+}
+both!(the_manager_has_their_own_contact_code_resent);

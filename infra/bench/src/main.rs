@@ -312,10 +312,8 @@ async fn first_invocation_section(options: Options) -> String {
     let sdk_floors = &FLOORS[1..];
     // `publish` reads no table (its records carry the events): its first invocation's cost,
     // the events' way from commit to bus, is the `events` stage's.
-    let listed: Vec<_> = startup_binaries(&options, sdk_floors)
-        .into_iter()
-        .filter(|(_, _, name)| !matches!(*name, "publish" | "floor-events"))
-        .collect();
+    let listed: Vec<_> =
+        startup_binaries(&options, sdk_floors).into_iter().filter(|(_, _, name)| !matches!(*name, "publish" | "floor-events")).collect();
     let binaries: Vec<(&Path, serde_json::Value)> = listed.iter().map(|(_, path, name)| (path.as_path(), event(name))).collect();
     let (layouts, measured) = measure_in_layouts(&binaries, options.runs, &emulator).await;
     writeln!(

@@ -11,7 +11,7 @@ use rand_xorshift::XorShiftRng;
 use time::{Duration, OffsetDateTime};
 
 use crate::http::Known;
-use crate::model::{MessageState, Model, SERVICES, USER_MANAGEMENT, What, saudi_day, start_of_day};
+use crate::model::{MessageState, Model, SERVICES, Slot, USER_MANAGEMENT, What, saudi_day, start_of_day};
 use crate::step::{
     Call, Caller, Channel, Line, Notifications, Plan, ProviderFault, Request, Secret, Size, Start, Status, Step, StoreFault,
 };
@@ -513,7 +513,54 @@ impl Generator {
                 let caller = if self.chance(95) { Caller::Person(user) } else { caller };
                 plain(caller, Call::ConfirmCode { org, code })
             }
-            47..=49 => {
+            49 => {
+                // Mostly a message there is a reason to send again: a pending change's code,
+                // a notice that failed or was undeliverable; else any message of any user.
+                let wanted: Vec<(String, Slot)> = model
+                    .orgs
+                    .get(&org)
+                    .map(|o| {
+                        o.users
+                            .values()
+                            .flat_map(|u| {
+                                u.slots
+                                    .iter()
+                                    .filter(|(slot, index)| match slot {
+                                        Slot::VerificationEmail => u.pending_email.is_some(),
+                                        Slot::VerificationSms => u.pending_mobile.is_some(),
+                                        _ => matches!(model.messages[**index].state, MessageState::Failed | MessageState::Undeliverable),
+                                    })
+                                    .map(|(slot, _)| (u.id.clone(), *slot))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let (user, slot) = match self.pick(&wanted) {
+                    Some(chosen) if self.chance(75) => chosen,
+                    _ => {
+                        let user = self.target(model, &org);
+                        let sent: Vec<Slot> = model
+                            .orgs
+                            .get(&org)
+                            .and_then(|o| o.users.get(&user))
+                            .map(|u| u.slots.keys().copied().collect())
+                            .unwrap_or_default();
+                        let slot = match self.pick(&sent) {
+                            Some(slot) if self.chance(80) => slot,
+                            _ => Slot::ALL[self.below(Slot::ALL.len())],
+                        };
+                        (user, slot)
+                    }
+                };
+                let manager = model.orgs.get(&org).map(|o| Caller::Person(o.manager.clone()));
+                let caller = match self.below(10) {
+                    0..=1 => Caller::Person(user.clone()),
+                    2..=6 => manager.unwrap_or(caller),
+                    _ => caller,
+                };
+                plain(caller, Call::ResendMessage { org, user, slot: slot.wire().to_owned() })
+            }
+            47..=48 => {
                 let user = self.target(model, &org);
                 let (email, sms) = match self.below(4) {
                     0 => (Some(true), None),

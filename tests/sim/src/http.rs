@@ -140,6 +140,9 @@ pub fn http(request: &Request, known: &Known) -> Http {
             let body = (!body.is_empty()).then_some(Value::Object(body));
             ("POST", format!("/v1/organizations/{org}/users/{user}/activation/resend"), String::new(), body)
         }
+        Call::ResendMessage { org, user, slot } => {
+            ("POST", format!("/v1/organizations/{org}/users/{user}/messages/{slot}/resend"), String::new(), None)
+        }
         Call::SetGrants { org, user, version, grants } => (
             "PUT",
             format!("/v1/organizations/{org}/users/{user}/permissions"),

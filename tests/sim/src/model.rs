@@ -24,6 +24,8 @@ pub const GRACE: Duration = Duration::days(30);
 pub const KEY_LIFETIME: Duration = Duration::hours(24);
 pub const MAX_PERSONS: usize = 24;
 pub const REMINDER_DAYS: [i64; 3] = [30, 7, 1];
+/// How long a message's intent is kept (a notice can be sent again until then).
+pub const INTENT_LIFETIME: Duration = Duration::days(30);
 
 /// `(code, platform, Saudi citizens only)`: the catalog, as the product documents it.
 pub const SERVICES: &[(&str, Option<Plan>, bool)] = &[
@@ -229,6 +231,23 @@ pub enum Slot {
 }
 
 impl Slot {
+    pub const ALL: [Slot; 10] = [
+        Slot::ActivationEmail,
+        Slot::ActivationSms,
+        Slot::VerificationEmail,
+        Slot::VerificationSms,
+        Slot::ContactChangedEmail,
+        Slot::ContactChangedSms,
+        Slot::ReminderEmail,
+        Slot::ReminderSms,
+        Slot::SuspensionEmail,
+        Slot::SuspensionSms,
+    ];
+
+    pub fn from_wire(name: &str) -> Option<Slot> {
+        Slot::ALL.into_iter().find(|slot| slot.wire() == name)
+    }
+
     pub fn wire(self) -> &'static str {
         match self {
             Slot::ActivationEmail => "activation_email",
@@ -554,7 +573,7 @@ impl Model {
     fn may_act(standing: &Standing, kind: OnUser, target: &User) -> Result<(), Refusal> {
         match standing {
             Standing::Manager(me) => {
-                let allow_self = matches!(kind, OnUser::Modify | OnUser::CancelPending | OnUser::Renew);
+                let allow_self = matches!(kind, OnUser::Modify | OnUser::CancelPending | OnUser::Renew | OnUser::Resend);
                 match kind {
                     OnUser::View | OnUser::ConfirmOwnContact => Ok(()),
                     OnUser::SetGrants if target.manager => Err(refuse(403, "cannot_manage_manager")),
@@ -671,6 +690,14 @@ impl Model {
             Call::ConfirmLink { link } => self.confirm_link(*link, now),
             Call::ConfirmCode { org, code } => self.confirm_code(caller, org, *code, now),
             Call::Resend { org, user, email, sms } => self.resend(caller, org, user, *email, *sms, now),
+            Call::ResendMessage { org, user, slot } => match Slot::from_wire(slot) {
+                Some(slot) => {
+                    let o = self.resend_message(caller, org, user, slot, now);
+                    eprintln!("RESENDSTAT {} {} {:?}", slot.wire(), o.status, o.code);
+                    o
+                }
+                None => shape(404, "not_found"),
+            },
             Call::SetGrants { org, user, version, grants } => self.set_grants(caller, org, user, *version, grants, now),
             Call::Settings { org, version, self_subscription } => self.settings(caller, org, *version, *self_subscription, now),
             Call::Modify { org, user, version, email, mobile, language, notifications } => {
@@ -1184,6 +1211,72 @@ impl Model {
             .field("/email", json!(if channels.0 { "queued" } else { "not_needed" }))
             .field("/sms", json!(if channels.1 { "queued" } else { "not_needed" }));
         outcome.audit.push((Some(org.to_owned()), "activation.resent", Some(id.to_owned())));
+        outcome
+    }
+
+    /// One message again: a contact code (fresh, for the pending change), or a notice that
+    /// failed or was undeliverable (the same, while its intent is kept and what it says
+    /// holds). Activation messages have their own resend. Shares the activation resend's
+    /// limit.
+    fn resend_message(&mut self, caller: &Caller, org: &str, id: &str, slot: Slot, now: OffsetDateTime) -> Outcome {
+        let target = match self.acting_on(caller, org, OnUser::Resend, id, now) {
+            Ok((_, target)) => target,
+            Err(refusal) => return refusal.into(),
+        };
+        let Some(&index) = target.slots.get(&slot) else { return refuse(409, "message_not_resendable") };
+        let recent: Vec<OffsetDateTime> = target.resends.iter().copied().filter(|at| now - *at < RESEND_WINDOW).collect();
+        if recent.len() >= RESENDS {
+            return refuse(429, "too_many_resends");
+        }
+        let pending_of = |user: &User| match slot {
+            Slot::VerificationEmail => user.pending_email.is_some(),
+            _ => user.pending_mobile.is_some(),
+        };
+        let resent = match slot {
+            Slot::ActivationEmail | Slot::ActivationSms => return refuse(409, "message_not_resendable"),
+            Slot::VerificationEmail | Slot::VerificationSms => {
+                if !pending_of(target) {
+                    return refuse(422, "no_pending_change");
+                }
+                None
+            }
+            _ => {
+                let message = &self.messages[index];
+                if !matches!(message.state, MessageState::Failed | MessageState::Undeliverable) {
+                    return refuse(409, "message_not_resendable");
+                }
+                if now >= message.queued_at + INTENT_LIFETIME {
+                    return refuse(409, "message_gone");
+                }
+                let holds = match &message.what {
+                    What::Reminder(_, ends) => {
+                        !target.suspended && target.last_period().filter(|p| !p.expired).map(|p| p.end) == Some(*ends)
+                    }
+                    What::Suspended => target.suspended,
+                    _ => true,
+                };
+                if !holds {
+                    return refuse(409, "message_outdated");
+                }
+                Some(message.what.clone())
+            }
+        };
+        let what = match resent {
+            Some(what) => what,
+            None => {
+                let code = self.issue(now);
+                let user = self.orgs.get_mut(org).expect("exists").users.get_mut(id).expect("exists");
+                let pending = if slot == Slot::VerificationEmail { user.pending_email.as_mut() } else { user.pending_mobile.as_mut() };
+                pending.expect("checked").code = code.clone();
+                if slot == Slot::VerificationEmail { What::EmailCode(code.number) } else { What::MobileCode(code.number) }
+            }
+        };
+        let user = self.orgs.get_mut(org).expect("exists").users.get_mut(id).expect("exists");
+        user.resends = recent;
+        user.resends.push(now);
+        self.notify(org, id, slot, what, now);
+        let mut outcome = Outcome::ok(200, Stage::Commit).field("/slot", json!(slot.wire())).field("/state", json!("queued"));
+        outcome.audit.push((Some(org.to_owned()), "message.resent", Some(id.to_owned())));
         outcome
     }
 

@@ -174,6 +174,13 @@ pub enum Call {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sms: Option<bool>,
     },
+    /// `POST …/messages/{slot}/resend`: one message again (a fresh contact code, or a notice
+    /// that failed or was undeliverable).
+    ResendMessage {
+        org: String,
+        user: String,
+        slot: String,
+    },
     SetGrants {
         org: String,
         user: String,
