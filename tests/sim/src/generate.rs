@@ -449,7 +449,39 @@ impl Generator {
             .collect()
     }
 
+    /// Notices that failed or were undeliverable, by organization and user: rare (only
+    /// provider faults make them), so asked for apart from the usual mix.
+    fn failed_notices(model: &Model) -> Vec<(String, String, Slot)> {
+        model
+            .orgs
+            .values()
+            .flat_map(|o| o.users.values().map(move |u| (o, u)))
+            .flat_map(|(o, u)| {
+                u.slots
+                    .iter()
+                    .filter(|(slot, index)| {
+                        !matches!(slot, Slot::ActivationEmail | Slot::ActivationSms | Slot::VerificationEmail | Slot::VerificationSms)
+                            && matches!(model.messages[**index].state, MessageState::Failed | MessageState::Undeliverable)
+                    })
+                    .map(|(slot, _)| (o.id.clone(), u.id.clone(), *slot))
+            })
+            .collect()
+    }
+
     fn request(&mut self, model: &Model, known: &Known, now: OffsetDateTime) -> Request {
+        // A failed notice is sent again now and then (the draw is made only when there is
+        // one, so histories without provider faults are as before).
+        let failed = Generator::failed_notices(model);
+        if !failed.is_empty() && self.chance(15) {
+            let (org, user, slot) = failed[self.below(failed.len())].clone();
+            let manager = model.orgs.get(&org).map(|o| o.manager.clone()).unwrap_or_default();
+            return Request {
+                caller: Caller::Person(manager),
+                call: Call::ResendMessage { org, user, slot: slot.wire().to_owned() },
+                key: None,
+                fault: None,
+            };
+        }
         let org = self.org(model);
         let caller = self.caller(model, &org, now);
         let plain = |caller: Caller, call: Call| Request { caller, call, key: None, fault: None };

@@ -691,11 +691,7 @@ impl Model {
             Call::ConfirmCode { org, code } => self.confirm_code(caller, org, *code, now),
             Call::Resend { org, user, email, sms } => self.resend(caller, org, user, *email, *sms, now),
             Call::ResendMessage { org, user, slot } => match Slot::from_wire(slot) {
-                Some(slot) => {
-                    let o = self.resend_message(caller, org, user, slot, now);
-                    eprintln!("RESENDSTAT {} {} {:?}", slot.wire(), o.status, o.code);
-                    o
-                }
+                Some(slot) => self.resend_message(caller, org, user, slot, now),
                 None => shape(404, "not_found"),
             },
             Call::SetGrants { org, user, version, grants } => self.set_grants(caller, org, user, *version, grants, now),
