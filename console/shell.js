@@ -73,11 +73,17 @@ export function go(hash) {
   else location.hash = hash;
 }
 
+/**
+ * The name in the reader's language, else in the other; nothing when none is known.
+ * @param {{ ar?: string | null, en?: string | null } | null | undefined} name
+ */
+function preferredName(name) {
+  return (i18n.current() === "ar" ? (name?.ar ?? name?.en) : (name?.en ?? name?.ar)) ?? null;
+}
+
 /** The name in the reader's language. @param {{ ar?: string | null, en?: string | null } | undefined} name */
 export function nameOf(name) {
-  if (!name) return "—";
-  const preferred = i18n.current() === "ar" ? (name.ar ?? name.en) : (name.en ?? name.ar);
-  return preferred ?? "—";
+  return preferredName(name) ?? "—";
 }
 
 /**
@@ -157,7 +163,7 @@ export function failed(error) {
  * @param {string} id @param {{ ar?: string | null, en?: string | null } | null | undefined} name
  */
 export function personText(id, name) {
-  const known = i18n.current() === "ar" ? (name?.ar ?? name?.en) : (name?.en ?? name?.ar);
+  const known = preferredName(name);
   return known ? `${isolate(known, "auto")} (${isolate(masked(id))})` : isolate(id);
 }
 
